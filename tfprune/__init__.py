@@ -1,0 +1,33 @@
+"""tfprune: pruning for Keras 3 and TensorFlow.
+
+The data flows one way — model → prunable weights → scores → masks → masked model → train →
+strip → export — and each arrow is one module. This file only re-exports the public API.
+"""
+
+from tfprune import data, masks, policies, schedules, scores
+from tfprune.layers import MaskedLayer
+from tfprune.profile import report
+from tfprune.pruning import prune_at_init
+from tfprune.targets import Target, is_wrapped, prunable_weights
+from tfprune.wrapping import apply_masks, get_masks, strip, unwrap, wrap
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MaskedLayer",
+    "Target",
+    "apply_masks",
+    "data",
+    "get_masks",
+    "is_wrapped",
+    "masks",
+    "policies",
+    "prunable_weights",
+    "prune_at_init",
+    "report",
+    "schedules",
+    "scores",
+    "strip",
+    "unwrap",
+    "wrap",
+]

@@ -1,0 +1,135 @@
+"""MaskedLayer: runs any Keras 3 layer with some of its weights multiplied by fixed masks."""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+from keras import ops
+
+from tfprune import kinds
+
+__all__ = ["MaskedLayer"]
+
+
+def _relative_path(unit, variable):
+    """The variable's path below the unit (``"kernel"``, ``"query/kernel"``), stable across saves."""
+    prefix = f"{unit.path}/" if unit.path else ""
+    return variable.path[len(prefix):] if prefix and variable.path.startswith(prefix) else variable.path
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class MaskedLayer(keras.layers.Wrapper):
+    """Wraps a layer and multiplies chosen weights by masks in every forward pass.
+
+    The wrapped layer keeps its dense weights; the forward pass substitutes ``w * mask`` for each
+    masked weight ``w`` (through a :class:`keras.StatelessScope`), so pruned weights contribute
+    nothing and receive zero gradient. This holds in ``fit``, custom training loops, under
+    ``jit_compile=True`` and under a distribution strategy. Masks are non-trainable variables of
+    the wrapper, saved and loaded with the model. Updates the wrapped layer makes to its own
+    state (batch-norm statistics, seeds) are applied as usual, and losses it adds (activity
+    regularisers) are passed on. Weight regularisers of the wrapped layer see the dense weights.
+
+    Usually made by :func:`tfprune.wrap`, not by hand.
+
+    Args:
+        layer: The Keras 3 layer to wrap (any layer, including composite ones such as
+            ``MultiHeadAttention`` or a user's layer made of sub-layers).
+        masked_weights: Paths, relative to ``layer``, of the weights to mask (``["kernel"]``,
+            ``["query/kernel", ...]``). Default: the layer's prunable weights (see
+            :mod:`tfprune.kinds`).
+        **kwargs: Passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Example:
+        >>> layer = MaskedLayer(keras.layers.Dense(4))
+        >>> y = layer(np.ones((2, 3), "float32"))
+        >>> layer.masks[0].assign(np.zeros((3, 4)))  # now y == bias
+    """
+
+    def __init__(self, layer, masked_weights=None, **kwargs):
+        kwargs.setdefault("name", f"masked_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.masked_weights = None if masked_weights is None else list(masked_weights)
+        self._pairs = []
+        call_args = inspect.signature(layer.call).parameters
+        self._passes_training = "training" in call_args
+        self.supports_masking = layer.supports_masking
+        if layer.built:
+            self._create_masks()
+            self.built = True
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if not self._pairs:
+            self._create_masks()
+        self.built = True
+
+    def _create_masks(self):
+        by_path = {_relative_path(self.layer, v): v for v in self.layer.weights}
+        if self.masked_weights is None:
+            self.masked_weights = [_relative_path(self.layer, v) for _, v, _ in kinds.candidate_weights(self.layer)]
+        missing = [p for p in self.masked_weights if p not in by_path]
+        if missing or not self.masked_weights:
+            raise ValueError(
+                f"cannot mask {missing or 'nothing'} in layer {self.layer.name!r}: its weights are "
+                f"{sorted(by_path)}"
+            )
+        for path in self.masked_weights:
+            variable = by_path[path]
+            mask = self.add_weight(
+                name=path.replace("/", "_") + "_mask",
+                shape=variable.shape,
+                initializer="ones",
+                dtype=variable.dtype,
+                trainable=False,
+            )
+            self._pairs.append((variable, mask))
+
+    @property
+    def masks(self):
+        """The mask variables, in the order of ``masked_weights``."""
+        return [m for _, m in self._pairs]
+
+    @property
+    def masked_variables(self):
+        """``(weight, mask)`` variable pairs, in the order of ``masked_weights``."""
+        return list(self._pairs)
+
+    def mask_of(self, variable):
+        """The mask variable of ``variable``, or ``None`` if it is not masked."""
+        for v, m in self._pairs:
+            if v is variable:
+                return m
+        return None
+
+    def _inner_kwargs(self, training, kwargs):
+        if self._passes_training:
+            kwargs["training"] = training
+        return kwargs
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        masked = [(v, ops.multiply(v.value, m.value)) for v, m in self._pairs]
+        with keras.StatelessScope(state_mapping=masked, collect_losses=True) as scope:
+            outputs = self.layer(inputs, *args, **self._inner_kwargs(training, kwargs))
+        masked_ids = {id(v) for v, _ in self._pairs}
+        for variable in self.layer.variables:
+            if id(variable) in masked_ids:
+                continue
+            value = scope.get_current_value(variable)
+            if value is not None:
+                variable.assign(value)
+        for loss in scope.losses:
+            self.add_loss(loss)
+        return outputs
+
+    def compute_output_spec(self, inputs, *args, training=None, **kwargs):
+        return self.layer.compute_output_spec(inputs, *args, **self._inner_kwargs(training, kwargs))
+
+    def compute_output_shape(self, *args, **kwargs):
+        return self.layer.compute_output_shape(*args, **kwargs)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    def get_config(self):
+        return {**super().get_config(), "masked_weights": self.masked_weights}

@@ -1,0 +1,125 @@
+"""prune_at_init: score, mask, and repeat over rounds — the one driver every criterion shares."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfprune import masks as masks_lib
+from tfprune import schedules, scores
+from tfprune.targets import _check_keras3, is_wrapped, prunable_weights
+from tfprune.walk import check_built
+from tfprune.wrapping import apply_masks, get_masks, unwrap, wrap
+
+__all__ = ["prune_at_init"]
+
+
+def prune_at_init(
+    model,
+    method,
+    *,
+    sparsity=None,
+    compression=None,
+    data=None,
+    scope="global",
+    rounds=1,
+    schedule="exponential",
+    policy=None,
+    seed=None,
+    verbose=1,
+    allocation="uniform",
+    include_bias=False,
+    include_norm=False,
+    **scorer_options,
+):
+    """Prunes a model before training: scores its weights and keeps the highest.
+
+    Each of ``rounds`` rounds scores the network as currently masked and keeps the density the
+    schedule gives for that round (round t of T keeps ``d^((t+1)/T)`` with the exponential
+    schedule); the last round ends at the asked density exactly. Unless the criterion may revive
+    weights (FORCE), weights pruned in one round stay pruned.
+
+    Args:
+        model: A built Keras 3 model, plain or already wrapped (then pruning continues from its
+            current masks).
+        method: A registered scorer name (``tfprune.scores.available()``) or a callable
+            ``(model, targets, data) -> list of score tensors``.
+        sparsity: Fraction of the prunable weights to remove, in [0, 1).
+        compression: Or: all prunable weights / kept weights, >= 1. Give one of the two.
+        data: Data for criteria that need it (batches of ``(x, y)``).
+        scope: ``"global"`` (one ranking over all weights) or ``"local"`` (a budget per tensor).
+        rounds: Number of score-and-mask rounds.
+        schedule: ``"exponential"`` or ``"linear"`` density schedule over the rounds.
+        policy: Which layers to prune (see :func:`tfprune.prunable_weights`); plain models only.
+        seed: Seed passed to scorers that take one (``"random"``): same seed, same masks.
+        verbose: 1 shows a progress bar over the rounds (when there are several), 0 is silent.
+        allocation: Per-tensor budgets for ``scope="local"`` (see :func:`tfprune.masks.from_scores`).
+        include_bias: Prune biases too (plain models only).
+        include_norm: Prune normalisation γ and β too (plain models only).
+        **scorer_options: Passed to the scorer.
+
+    Returns:
+        The wrapped model with its masks set (for a plain functional model a new model sharing
+        its layers; a subclassed model is wrapped in place). If anything fails, every weight of
+        the model is restored and the error is raised.
+
+    Raises:
+        ValueError: on a bad amount, scope, schedule or method name, missing data, a model
+            without prunable weights, or scores that are NaN or infinite (naming the weight).
+
+    Example:
+        >>> pruned = tfprune.prune_at_init(model, "magnitude", sparsity=0.9)
+        >>> pruned.compile("adam", "sparse_categorical_crossentropy"); pruned.fit(x, y)
+    """
+    _check_keras3(model)
+    check_built(model)
+    density = masks_lib.resolve_density(sparsity, compression)
+    steps = schedules.round_densities(density, rounds, schedule)
+    scorer = scores.get(method)
+    if scorer.needs_data and data is None:
+        raise ValueError(f"method {scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches")
+    if scorer.accepts("seed"):
+        scorer_options.setdefault("seed", seed)
+    if scope not in masks_lib.SCOPES:
+        raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
+
+    variables = list(model.weights)
+    before = [v.numpy() for v in variables]
+    was_wrapped = is_wrapped(model)
+    try:
+        wrapped = model if was_wrapped else wrap(model, policy, include_bias, include_norm)
+        if was_wrapped and (policy is not None or include_bias or include_norm):
+            raise ValueError(f"model {model.name!r} is already wrapped: policy and include_* apply when wrapping")
+        targets = prunable_weights(wrapped)
+        names = [t.name for t in targets]
+        current = get_masks(wrapped)
+        progress = keras.utils.Progbar(len(steps), unit_name="round") if verbose and len(steps) > 1 else None
+        for step, round_density in enumerate(steps):
+            round_scores = scorer(wrapped, targets, data, **scorer_options)
+            _check_shapes(round_scores, targets, scorer.name)
+            current = masks_lib.from_scores(
+                round_scores,
+                sparsity=1.0 - round_density,
+                scope=scope,
+                allocation=allocation,
+                candidates=current if scorer.keeps_pruned else None,
+                names=names,
+            )
+            apply_masks(wrapped, current)
+            if progress is not None:
+                progress.update(step + 1, values=[("density", masks_lib.density(current))])
+    except BaseException:
+        for variable, value in zip(variables, before):
+            variable.assign(value)
+        if not was_wrapped and is_wrapped(model):  # a subclassed model wrapped in place
+            unwrap(model)
+        raise
+    return wrapped
+
+
+def _check_shapes(round_scores, targets, name):
+    if len(round_scores) != len(targets):
+        raise ValueError(f"scorer {name!r} returned {len(round_scores)} score tensors for {len(targets)} weights")
+    for s, t in zip(round_scores, targets):
+        if tuple(np.shape(s)) != t.shape:
+            raise ValueError(f"scorer {name!r} returned scores of shape {tuple(np.shape(s))} for {t.name} of shape {t.shape}")

@@ -1,0 +1,98 @@
+"""The registry of scoring criteria: names → scorer functions.
+
+A scorer is a function ``(model, targets, data, **options) -> list of score tensors``, one per
+target, shaped like the target's weight; higher scores are kept. It reads the model as it is
+(a wrapped model's forward pass applies the current masks) and must leave the model's weights as
+it found them. Masking, schedules and bookkeeping live elsewhere (:mod:`tfprune.masks`,
+:func:`tfprune.prune_at_init`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Callable
+
+__all__ = ["Scorer", "register", "get", "available"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """A registered criterion.
+
+    Attributes:
+        name: The name used in ``prune_at_init(method=...)``.
+        fn: ``(model, targets, data, **options) -> list of score tensors``.
+        needs_data: Whether ``data`` must be given.
+        keeps_pruned: In iterative pruning, whether weights pruned in an earlier round stay pruned
+            (True for all criteria but FORCE, which may revive them).
+    """
+
+    name: str
+    fn: Callable
+    needs_data: bool = False
+    keeps_pruned: bool = True
+
+    def accepts(self, option):
+        """Whether ``fn`` takes the keyword ``option``."""
+        params = inspect.signature(self.fn).parameters.values()
+        return any(p.name == option or p.kind is p.VAR_KEYWORD for p in params)
+
+    def __call__(self, model, targets, data=None, **options):
+        unknown = [k for k in options if not self.accepts(k)]
+        if unknown:
+            raise TypeError(f"scorer {self.name!r} takes no option {unknown}")
+        return self.fn(model, targets, data, **options)
+
+
+_REGISTRY: dict[str, Scorer] = {}
+
+
+def register(name, *, needs_data=False, keeps_pruned=True):
+    """Decorator that registers a scorer function under ``name``.
+
+    Args:
+        name: The method name.
+        needs_data: Whether the scorer needs ``data``.
+        keeps_pruned: Whether weights pruned in earlier rounds stay pruned.
+
+    Returns:
+        The decorator; it returns the function unchanged.
+
+    Example:
+        >>> @tfprune.scores.register("abs_grad", needs_data=True)
+        ... def abs_grad(model, targets, data):
+        ...     ...
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a scorer name must be a non-empty string, got {name!r}")
+
+    def decorator(fn):
+        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
+            raise ValueError(f"a scorer named {name!r} is already registered")
+        _REGISTRY[name] = Scorer(name, fn, needs_data, keeps_pruned)
+        return fn
+
+    return decorator
+
+
+def get(method):
+    """Looks up a scorer by name, or wraps a user's callable ``(model, targets, data)``.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+    """
+    if isinstance(method, Scorer):
+        return method
+    if isinstance(method, str):
+        if method not in _REGISTRY:
+            raise ValueError(f"unknown method {method!r}; known methods: {', '.join(available())}")
+        return _REGISTRY[method]
+    if callable(method):
+        return Scorer(getattr(method, "__name__", "custom"), method)
+    raise TypeError(f"method must be a name or a callable (model, targets, data) -> scores, got {type(method).__name__}")
+
+
+def available():
+    """Names of the registered scorers, sorted."""
+    return sorted(_REGISTRY)

@@ -1,0 +1,248 @@
+"""Putting masks into a model and taking them out: wrap, apply_masks, get_masks, strip.
+
+Functional and Sequential models are cloned around the *same* layer objects (so the wrapped and
+the original model share weights, and the original stays usable). Subclassed models have no graph
+to clone: their tracked sub-layers are replaced in place, and the same model object is returned.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfprune import walk
+from tfprune.layers import MaskedLayer, _relative_path
+from tfprune.targets import _check_keras3, is_wrapped, prunable_weights
+
+__all__ = ["wrap", "unwrap", "apply_masks", "get_masks", "strip"]
+
+
+def wrap(model, policy=None, include_bias=False, include_norm=False):
+    """Wraps every layer with prunable weights in a :class:`MaskedLayer` (all masks ones).
+
+    Args:
+        model: A built Keras 3 model (Sequential, functional, nested or subclassed).
+        policy: Which layers to prune (see :func:`tfprune.prunable_weights`).
+        include_bias: Mask biases too.
+        include_norm: Mask normalisation γ and β too.
+
+    Returns:
+        The wrapped model: a new model sharing the layers of a functional or Sequential
+        ``model``, or ``model`` itself, changed in place, if it is subclassed. Compile it after
+        wrapping.
+
+    Raises:
+        ValueError: if the model is unbuilt, already wrapped, or has no prunable weights.
+
+    Example:
+        >>> wrapped = tfprune.wrap(model, policy="skip_first_last")
+        >>> wrapped.compile(...); wrapped.fit(...)  # pruned weights stay pruned
+    """
+    _check_keras3(model)
+    if is_wrapped(model):
+        raise ValueError(f"model {model.name!r} is already wrapped")
+    targets = prunable_weights(model, policy, include_bias, include_norm)
+    chosen = {}
+    for t in targets:
+        chosen.setdefault(id(t.unit), []).append(_relative_path(t.unit, t.variable))
+
+    wrappers = {}
+
+    def replace(layer):
+        paths = chosen.get(id(layer))
+        if paths is None:
+            return layer
+        if id(layer) not in wrappers:  # a layer shared by several parents gets one wrapper
+            wrappers[id(layer)] = MaskedLayer(layer, masked_weights=paths)
+        return wrappers[id(layer)]
+
+    return _rebuild(model, replace)
+
+
+def _rebuild(model, replace):
+    """A model whose units are ``replace(unit)``: a clone for graph models, in place otherwise."""
+    if walk.is_graph_model(model):
+        def clone_function(layer):
+            if isinstance(layer, keras.Model):
+                return _rebuild(layer, replace)
+            return replace(layer)
+
+        clone = keras.models.clone_model(model, clone_function=clone_function)
+        clone.name = model.name
+        return clone
+    for layer in model._flatten_layers(include_self=False, recursive=False):
+        new = _rebuild(layer, replace) if isinstance(layer, keras.Model) else replace(layer)
+        if new is not layer:
+            _replace_sublayer(model, layer, new)
+    _forget_compiled_functions(model)
+    return model
+
+
+def _replace_sublayer(parent, old, new):
+    """Replaces every reference of ``parent`` to ``old`` (attributes, lists, dicts) by ``new``."""
+    found = False
+    for attr, value in list(vars(parent).items()):
+        if attr == "_layers":  # Keras's own list: updated by replace_tracked_value below
+            continue
+        if value is old:
+            object.__setattr__(parent, attr, new)
+            found = True
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if item is old:
+                    list.__setitem__(value, i, new)
+                    found = True
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if item is old:
+                    dict.__setitem__(value, key, new)
+                    found = True
+        elif isinstance(value, tuple) and any(item is old for item in value):
+            object.__setattr__(parent, attr, type(value)(new if item is old else item for item in value))
+            found = True
+    if not found:
+        raise ValueError(
+            f"cannot replace layer {old.name!r} inside {parent.name!r}: it is not held in a public "
+            "attribute, list or dict of that layer"
+        )
+    parent._tracker.replace_tracked_value("layers", old, new)
+
+
+def _forget_compiled_functions(model):
+    """Drops traced train/test/predict functions, which still call the replaced layers."""
+    for name in ("train_function", "test_function", "predict_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
+
+
+def _masked(model):
+    targets = prunable_weights(model) if is_wrapped(model) else None
+    if targets is None:
+        raise ValueError(f"model {model.name!r} has no masks: wrap it first (tfprune.wrap or tfprune.prune_at_init)")
+    return targets
+
+
+def get_masks(model):
+    """The masks of a wrapped model as boolean NumPy arrays, in :func:`prunable_weights` order.
+
+    Args:
+        model: A wrapped model.
+
+    Returns:
+        A list of boolean arrays, one per masked weight.
+
+    Example:
+        >>> masks = tfprune.get_masks(wrapped)
+        >>> tfprune.masks.density(masks)
+    """
+    return [np.asarray(t.mask.numpy()) != 0 for t in _masked(model)]
+
+
+def apply_masks(model, masks):
+    """Sets the masks of a wrapped model. Nothing is changed unless every mask is valid.
+
+    Args:
+        model: A wrapped model.
+        masks: Boolean or 0/1 arrays, either a list in :func:`prunable_weights` order or a dict
+            keyed by the weight's path (``target.name``); a dict may cover only some weights.
+
+    Raises:
+        ValueError: on a wrong number of masks, a shape mismatch, an unknown path, or values
+            other than 0 and 1.
+
+    Example:
+        >>> tfprune.apply_masks(wrapped, [np.abs(t.variable.numpy()) > 0.05 for t in targets])
+    """
+    targets = _masked(model)
+    if isinstance(masks, dict):
+        by_name = {t.name: t for t in targets}
+        unknown = sorted(set(masks) - set(by_name))
+        if unknown:
+            raise ValueError(f"no masked weight named {unknown}; masked weights: {sorted(by_name)}")
+        pairs = [(by_name[name], m) for name, m in masks.items()]
+    else:
+        masks = list(masks)
+        if len(masks) != len(targets):
+            raise ValueError(f"got {len(masks)} masks for {len(targets)} masked weights")
+        pairs = list(zip(targets, masks))
+    checked = []
+    for t, m in pairs:
+        m = np.asarray(m)
+        if m.shape != t.shape:
+            raise ValueError(f"mask for {t.name} has shape {m.shape}, the weight has shape {t.shape}")
+        if not np.isin(m, (0, 1)).all():
+            raise ValueError(f"mask for {t.name} holds values other than 0 and 1")
+        checked.append((t, m.astype(t.mask.dtype)))
+    for t, m in checked:
+        t.mask.assign(m)
+
+
+def strip(model):
+    """A plain Keras model with the masked weights written as zeros and no tfprune layers.
+
+    Args:
+        model: A wrapped model.
+
+    Returns:
+        For functional and Sequential models, a new, independent model (the wrapped model keeps
+        its dense weights and masks). For subclassed models, ``model`` itself, changed in place:
+        each MaskedLayer is replaced by its layer, whose masked weights are set to zero.
+
+    Example:
+        >>> plain = tfprune.strip(wrapped)
+        >>> plain.save("pruned.keras")  # loads without tfprune
+    """
+    _masked(model)
+    if not walk.is_graph_model(model):
+        return unwrap(model, zero_masked=True)
+
+    copies = []
+
+    def copy_layer(layer):
+        inner = layer.layer if isinstance(layer, MaskedLayer) else layer
+        if isinstance(inner, keras.Model) and not walk.is_graph_model(inner):
+            raise ValueError(
+                f"cannot strip {model.name!r}: it holds the subclassed model {inner.name!r}; strip "
+                "that model first (in place), then this one"
+            )
+        try:
+            new = type(inner).from_config(inner.get_config())
+        except Exception as error:  # the layer's own get_config/from_config failed
+            raise ValueError(f"cannot copy layer {inner.name!r} of type {type(inner).__name__}: {error}") from error
+        copies.append((layer, new))
+        return new
+
+    stripped = _rebuild(model, copy_layer)
+    for old, new in copies:
+        new.set_weights(_effective_weights(old))
+    return stripped
+
+
+def unwrap(model, zero_masked=False):
+    """Replaces each MaskedLayer by its layer (in place for subclassed models).
+
+    Args:
+        model: A wrapped model.
+        zero_masked: Write the masked weights as zeros first (what :func:`strip` does); without
+            it the layers get back their dense weights and the masks are dropped.
+
+    Returns:
+        The unwrapped model: ``model`` itself if subclassed, else a clone around the same layers.
+    """
+    def unwrap_layer(layer):
+        if not isinstance(layer, MaskedLayer):
+            return layer
+        if zero_masked:
+            for variable, mask in layer.masked_variables:
+                variable.assign(variable.value * mask.value)
+        return layer.layer
+
+    return _rebuild(model, unwrap_layer)
+
+
+def _effective_weights(layer):
+    """The layer's weights as NumPy arrays, masked weights multiplied by their masks."""
+    if not isinstance(layer, MaskedLayer):
+        return [w.numpy() for w in layer.weights]
+    masks = {id(v): m.numpy() for v, m in layer.masked_variables}
+    return [w.numpy() * masks[id(w)] if id(w) in masks else w.numpy() for w in layer.layer.weights]
