@@ -50,7 +50,9 @@ class MaskedLayer(keras.layers.Wrapper):
         kwargs.setdefault("name", f"masked_{layer.name}")
         super().__init__(layer, **kwargs)
         self.masked_weights = None if masked_weights is None else list(masked_weights)
-        self._pairs = []
+        # A plain list, set past Keras's attribute tracking: the wrapped layer's variables must
+        # stay owned by the wrapped layer, not become the wrapper's own.
+        object.__setattr__(self, "_pairs", [])
         call_args = inspect.signature(layer.call).parameters
         self._passes_training = "training" in call_args
         self.supports_masking = layer.supports_masking

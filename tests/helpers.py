@@ -1,0 +1,76 @@
+"""Small models and batches shared by the tests."""
+
+import keras
+import numpy as np
+
+L = keras.layers
+
+
+def residual_cnn(num_classes=3):
+    """A functional CNN with Conv2D, BatchNormalization, DepthwiseConv2D, SeparableConv2D, a
+    residual Add and Dense layers."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU()(x)
+    y = L.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    y = L.SeparableConv2D(8, 3, padding="same", name="separable")(y)
+    x = L.Add()([x, y])
+    x = L.GlobalAveragePooling2D()(x)
+    x = L.Dense(16, activation="relu", name="hidden")(x)
+    return keras.Model(inputs, L.Dense(num_classes, name="logits")(x), name="residual_cnn")
+
+
+@keras.saving.register_keras_serializable(package="tfprune_tests")
+class SubclassedMLP(keras.Model):
+    """A subclassed model with layers in attributes, in a list, and a nested Sequential."""
+
+    def __init__(self, num_classes=3, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.first = L.Dense(16, activation="relu")
+        self.blocks = [L.Dense(16, activation="relu"), L.Dense(12, activation="relu")]
+        self.head = keras.Sequential([L.Dense(num_classes)])
+
+    def call(self, x):
+        x = self.first(L.Flatten()(x) if len(x.shape) > 2 else x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+def subclassed_mlp(num_classes=3, features=10):
+    model = SubclassedMLP(num_classes)
+    model(np.zeros((1, features), "float32"))
+    return model
+
+
+def batch(shape, num_classes=3, n=32, seed=0):
+    """A random float32 batch of inputs and integer labels."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, *shape)).astype("float32"), rng.integers(0, num_classes, n)
+
+
+def random_masks(model, density=0.3, seed=0):
+    """Random boolean masks for every prunable weight of a wrapped model (each keeps >= 1)."""
+    import tfprune
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in tfprune.prunable_weights(model):
+        m = rng.random(t.shape) < density
+        m.flat[0] = True
+        out.append(m)
+    return out
+
+
+def compile_for_test(model, jit_compile=False, optimizer="adam"):
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    return model
