@@ -140,11 +140,6 @@ FLOAT_HALF_CASES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resolve_density(sparsity=s) returns the float 1 - s, so kept_count falls one short "
-    "at exact half-way points (sparsity=0.9, N=5 keeps 0 instead of 1)",
-)
 @pytest.mark.parametrize("s,shapes,scope", FLOAT_HALF_CASES)
 def test_kept_count_exact_at_half_way_points(s, shapes, scope):
     """At an exact half-way point d·N = j + 1/2, sparsity s keeps j + 1 weights (rounds half up)."""
@@ -175,11 +170,6 @@ def test_compression_equals_sparsity_one_minus_inverse(c, scope):
         assert sum(int(m.sum()) for m in a) == math.floor(Fraction(n) / Fraction(c) + Fraction(1, 2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: compression=10 and sparsity=0.9 give different counts at N=5 "
-    "(1/10 vs float 1 - 0.9 = 0.09999999999999998)",
-)
 def test_compression_10_equals_sparsity_09_on_five_weights():
     """compression=10 and sparsity=0.9 keep the same (one) weight of five."""
     scores = [np.array([5.0, 4.0, 3.0, 2.0, 1.0])]
@@ -382,11 +372,6 @@ def test_erk_densities_budget_and_proportionality(d):
     assert (raw[~free] * ratio[0] >= 1 - 1e-12).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): erk_densities at density 1 divides 0/0 once every layer is capped "
-    "and emits a RuntimeWarning (an error under -W error)",
-)
 def test_erk_densities_density_one_is_dense_without_warnings():
     """ERK at density 1 makes every layer dense, without numerical warnings."""
     with warnings.catch_warnings():

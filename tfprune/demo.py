@@ -63,7 +63,9 @@ def run(dataset="digits", sparsities=(0.9, 0.98), methods=None, epochs=30, batch
         >>> rows = run(epochs=5)
         >>> print(format_table(rows))
     """
-    methods = list(methods or scores.available())
+    methods = [scores.get(m).name for m in (methods or scores.available())]
+    for sparsity in sparsities:
+        masks.resolve_density(sparsity=sparsity)  # fail before any training
     train = data_lib.load(dataset, "train", data_dir)
     test = data_lib.load(dataset, "test", data_dir)
     classes = data_lib.num_classes(dataset)
