@@ -12,7 +12,7 @@ from tfprune import kinds
 __all__ = ["MaskedLayer"]
 
 
-def _relative_path(unit, variable):
+def relative_path(unit, variable):
     """The variable's path below the unit (``"kernel"``, ``"query/kernel"``), stable across saves."""
     prefix = f"{unit.path}/" if unit.path else ""
     return variable.path[len(prefix):] if prefix and variable.path.startswith(prefix) else variable.path
@@ -67,9 +67,9 @@ class MaskedLayer(keras.layers.Wrapper):
         self.built = True
 
     def _create_masks(self):
-        by_path = {_relative_path(self.layer, v): v for v in self.layer.weights}
+        by_path = {relative_path(self.layer, v): v for v in self.layer.weights}
         if self.masked_weights is None:
-            self.masked_weights = [_relative_path(self.layer, v) for _, v, _ in kinds.candidate_weights(self.layer)]
+            self.masked_weights = [relative_path(self.layer, v) for _, v, _ in kinds.candidate_weights(self.layer)]
         missing = [p for p in self.masked_weights if p not in by_path]
         if missing or not self.masked_weights:
             raise ValueError(
@@ -134,4 +134,4 @@ class MaskedLayer(keras.layers.Wrapper):
         return self.layer.compute_mask(inputs, mask)
 
     def get_config(self):
-        return {**super().get_config(), "masked_weights": self.masked_weights}
+        return {**super().get_config(), "masked_weights": list(self.masked_weights)}

@@ -7,7 +7,7 @@ import numpy as np
 
 from tfprune import masks as masks_lib
 from tfprune import schedules, scores
-from tfprune.targets import _check_keras3, is_wrapped, prunable_weights
+from tfprune.targets import require_keras3, is_wrapped, prunable_weights
 from tfprune.walk import check_built
 from tfprune.wrapping import apply_masks, get_masks, unwrap, wrap
 
@@ -71,7 +71,7 @@ def prune_at_init(
         >>> pruned = tfprune.prune_at_init(model, "magnitude", sparsity=0.9)
         >>> pruned.compile("adam", "sparse_categorical_crossentropy"); pruned.fit(x, y)
     """
-    _check_keras3(model)
+    require_keras3(model)
     check_built(model)
     density = masks_lib.resolve_density(sparsity, compression)
     steps = schedules.round_densities(density, rounds, schedule)

@@ -67,7 +67,7 @@ def is_wrapped(model):
     return any(isinstance(unit, MaskedLayer) for unit, _ in walk.units(model))
 
 
-def _check_keras3(model):
+def require_keras3(model):
     if not isinstance(model, keras.layers.Layer):
         hint = " (a tf_keras model: use tfprune.tfmot)" if "tf_keras" in type(model).__module__ else ""
         raise TypeError(f"expected a Keras 3 model, got {type(model).__module__}.{type(model).__name__}{hint}")
@@ -99,7 +99,7 @@ def prunable_weights(model, policy=None, include_bias=False, include_norm=False)
         >>> targets = tfprune.prunable_weights(model, policy="skip_first_last")
         >>> [(t.layer.name, t.kind, t.shape) for t in targets]
     """
-    _check_keras3(model)
+    require_keras3(model)
     walk.check_built(model)
     if is_wrapped(model):
         if policy is not None or include_bias or include_norm:

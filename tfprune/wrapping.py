@@ -11,8 +11,8 @@ import keras
 import numpy as np
 
 from tfprune import walk
-from tfprune.layers import MaskedLayer, _relative_path
-from tfprune.targets import _check_keras3, is_wrapped, prunable_weights
+from tfprune.layers import MaskedLayer, relative_path
+from tfprune.targets import require_keras3, is_wrapped, prunable_weights
 
 __all__ = ["wrap", "unwrap", "apply_masks", "get_masks", "strip"]
 
@@ -38,13 +38,13 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
         >>> wrapped = tfprune.wrap(model, policy="skip_first_last")
         >>> wrapped.compile(...); wrapped.fit(...)  # pruned weights stay pruned
     """
-    _check_keras3(model)
+    require_keras3(model)
     if is_wrapped(model):
         raise ValueError(f"model {model.name!r} is already wrapped")
     targets = prunable_weights(model, policy, include_bias, include_norm)
     chosen = {}
     for t in targets:
-        chosen.setdefault(id(t.unit), []).append(_relative_path(t.unit, t.variable))
+        chosen.setdefault(id(t.unit), []).append(relative_path(t.unit, t.variable))
 
     wrappers = {}
 
