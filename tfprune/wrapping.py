@@ -80,32 +80,27 @@ def _rebuild(model, replace):
 
 def _replace_sublayer(parent, old, new):
     """Replaces every reference of ``parent`` to ``old`` (attributes, lists, dicts) by ``new``."""
-    found = False
-    for attr, value in list(vars(parent).items()):
+    attributes, containers = [], []
+    for attr, value in vars(parent).items():
         if attr == "_layers":  # Keras's own list: updated by replace_tracked_value below
             continue
         if value is old:
-            object.__setattr__(parent, attr, new)
-            found = True
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if item is old:
-                    list.__setitem__(value, i, new)
-                    found = True
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if item is old:
-                    dict.__setitem__(value, key, new)
-                    found = True
+            attributes.append((attr, new))
         elif isinstance(value, tuple) and any(item is old for item in value):
-            object.__setattr__(parent, attr, type(value)(new if item is old else item for item in value))
-            found = True
-    if not found:
+            attributes.append((attr, type(value)(new if item is old else item for item in value)))
+        elif isinstance(value, (list, dict)):
+            keys = range(len(value)) if isinstance(value, list) else list(value)
+            containers.extend((value, key) for key in keys if value[key] is old)
+    if not attributes and not containers:
         raise ValueError(
-            f"cannot replace layer {old.name!r} inside {parent.name!r}: it is not held in a public "
+            f"cannot replace layer {old.name!r} inside {parent.name!r}: it is not held in an "
             "attribute, list or dict of that layer"
         )
     parent._tracker.replace_tracked_value("layers", old, new)
+    for attr, value in attributes:
+        setattr(parent, attr, value)  # through Keras's and TensorFlow's attribute tracking
+    for container, key in containers:
+        container[key] = new
 
 
 def _forget_compiled_functions(model):
@@ -116,10 +111,10 @@ def _forget_compiled_functions(model):
 
 
 def _masked(model):
-    targets = prunable_weights(model) if is_wrapped(model) else None
-    if targets is None:
+    """The targets of a wrapped model; a clear error for a plain one."""
+    if not is_wrapped(model):
         raise ValueError(f"model {model.name!r} has no masks: wrap it first (tfprune.wrap or tfprune.prune_at_init)")
-    return targets
+    return prunable_weights(model)
 
 
 def get_masks(model):
