@@ -163,3 +163,28 @@ def test_strip_subclassed_unwraps_in_place():
     for t, m in zip(tfprune.prunable_weights(model), masks):
         assert np.all(t.variable.numpy()[~m] == 0.0)
     np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+class DictHeld(keras.Model):
+    """Sub-layers held in a dict and a tuple."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts = {"a": L.Dense(4), "b": L.Dense(3)}
+        self.pair = (L.Dense(5), L.Dense(2))
+
+    def call(self, x):
+        return self.pair[1](self.pair[0](self.parts["b"](self.parts["a"](x))))
+
+
+def test_wrap_and_strip_layers_held_in_dicts_and_tuples():
+    model = DictHeld()
+    x, _ = batch((6,), n=4)
+    model(x)
+    tfprune.apply_masks(tfprune.wrap(model), [np.zeros(s, bool) for s in [(6, 4), (4, 3), (3, 5), (5, 2)]])
+    assert all(isinstance(layer, tfprune.MaskedLayer) for layer in [*model.parts.values(), *model.pair])
+    biases_only = model(x).numpy()
+    np.testing.assert_allclose(biases_only, np.zeros_like(biases_only))  # zero kernels, zero biases
+    tfprune.strip(model)
+    assert all(type(layer) is L.Dense for layer in [*model.parts.values(), *model.pair])
+    assert all(np.all(layer.kernel.numpy() == 0) for layer in [*model.parts.values(), *model.pair])

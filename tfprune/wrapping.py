@@ -87,7 +87,7 @@ def _replace_sublayer(parent, old, new):
         if value is old:
             attributes.append((attr, new))
         elif isinstance(value, tuple) and any(item is old for item in value):
-            attributes.append((attr, type(value)(new if item is old else item for item in value)))
+            attributes.append((attr, tuple(new if item is old else item for item in value)))
         elif isinstance(value, (list, dict)):
             keys = range(len(value)) if isinstance(value, list) else list(value)
             containers.extend((value, key) for key in keys if value[key] is old)
