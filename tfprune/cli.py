@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 __all__ = ["main"]
@@ -50,7 +49,6 @@ def _demo(args):
 def main(argv=None):
     """Entry point of the ``tfprune`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning lines
     if args.version:
         from tfprune import __version__
 
