@@ -220,3 +220,20 @@ def test_masking_an_unknown_weight_is_an_error():
     """A masked_weights path that the layer does not have raises and lists the weights."""
     with pytest.raises(ValueError, match="kernel"):
         tfprune.MaskedLayer(L.Dense(2), masked_weights=["nope"])(np.ones((1, 2), "float32"))
+
+
+def test_enclosing_stateless_scope_reaches_the_wrapped_layer():
+    """model.stateless_call with substituted values: biases and kernels inside a MaskedLayer
+    read the substituted values (Keras stateless scopes do not nest by themselves)."""
+    wrapped = tfprune.wrap(keras.Sequential([keras.Input((3,)), L.Dense(2, name="d")]))
+    mask = np.array([[1, 0], [1, 1], [0, 1]], bool)
+    tfprune.apply_masks(wrapped, [mask])
+    kernel = np.arange(6, dtype="float32").reshape(3, 2)
+    bias = np.array([10.0, 20.0], "float32")
+    inner = wrapped.layers[0].layer
+    values = {id(inner.kernel): kernel, id(inner.bias): bias}
+    trainable = [values.get(id(v), v.numpy()) for v in wrapped.trainable_variables]
+    non_trainable = [v.numpy() for v in wrapped.non_trainable_variables]
+    x = np.ones((1, 3), "float32")
+    out, _ = wrapped.stateless_call(trainable, non_trainable, x)
+    np.testing.assert_allclose(out.numpy(), x @ (kernel * mask) + bias)

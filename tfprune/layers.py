@@ -6,6 +6,7 @@ import inspect
 
 import keras
 from keras import ops
+from keras.src.backend import get_stateless_scope  # no public accessor in Keras 3
 
 from tfprune import kinds
 
@@ -111,7 +112,7 @@ class MaskedLayer(keras.layers.Wrapper):
 
     def call(self, inputs, *args, training=None, **kwargs):
         masked = [(v, ops.multiply(v.value, m.value)) for v, m in self._pairs]
-        with keras.StatelessScope(state_mapping=masked, collect_losses=True) as scope:
+        with keras.StatelessScope(state_mapping=self._outer_values() + masked, collect_losses=True) as scope:
             outputs = self.layer(inputs, *args, **self._inner_kwargs(training, kwargs))
         masked_ids = {id(v) for v, _ in self._pairs}
         for variable in self.layer.variables:
@@ -123,6 +124,15 @@ class MaskedLayer(keras.layers.Wrapper):
         for loss in scope.losses:
             self.add_loss(loss)
         return outputs
+
+    def _outer_values(self):
+        """Values an enclosing StatelessScope gives the wrapped layer's variables (scopes do not
+        nest: the inner one must repeat them, or the layer would read the variables themselves)."""
+        outer = get_stateless_scope()
+        if outer is None:
+            return []
+        values = [(v, outer.get_current_value(v)) for v in self.layer.variables]
+        return [(v, value) for v, value in values if value is not None]
 
     def compute_output_spec(self, inputs, *args, training=None, **kwargs):
         return self.layer.compute_output_spec(inputs, *args, **self._inner_kwargs(training, kwargs))
