@@ -22,7 +22,7 @@ def prune_at_init(
     compression=None,
     data=None,
     scope="global",
-    rounds=1,
+    rounds=None,
     schedule="exponential",
     policy=None,
     seed=None,
@@ -48,7 +48,8 @@ def prune_at_init(
         compression: Or: all prunable weights / kept weights, >= 1. Give one of the two.
         data: Data for criteria that need it (batches of ``(x, y)``).
         scope: ``"global"`` (one ranking over all weights) or ``"local"`` (a budget per tensor).
-        rounds: Number of score-and-mask rounds.
+        rounds: Number of score-and-mask rounds; default the method's own (SynFlow 100,
+            iterative SNIP and FORCE 60, the others 1).
         schedule: ``"exponential"`` or ``"linear"`` density schedule over the rounds.
         policy: Which layers to prune (see :func:`tfprune.prunable_weights`); plain models only.
         seed: Seed passed to scorers that take one (``"random"``): same seed, same masks.
@@ -74,8 +75,8 @@ def prune_at_init(
     require_keras3(model)
     check_built(model)
     density = masks_lib.resolve_density(sparsity, compression)
-    steps = schedules.round_densities(density, rounds, schedule)
     scorer = scores.get(method)
+    steps = schedules.round_densities(density, scorer.default_rounds if rounds is None else rounds, schedule)
     if scorer.needs_data and data is None:
         raise ValueError(f"method {scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches")
     if scorer.accepts("seed"):

@@ -26,12 +26,15 @@ class Scorer:
         needs_data: Whether ``data`` must be given.
         keeps_pruned: In iterative pruning, whether weights pruned in an earlier round stay pruned
             (True for all criteria but FORCE, which may revive them).
+        default_rounds: Rounds :func:`tfprune.prune_at_init` uses when not told (SynFlow 100,
+            iterative SNIP and FORCE 60 as their authors ran them, the others 1).
     """
 
     name: str
     fn: Callable
     needs_data: bool = False
     keeps_pruned: bool = True
+    default_rounds: int = 1
 
     def accepts(self, option):
         """Whether ``fn`` takes the keyword ``option``."""
@@ -48,13 +51,16 @@ class Scorer:
 _REGISTRY: dict[str, Scorer] = {}
 
 
-def register(name, *, needs_data=False, keeps_pruned=True):
+def register(name, *, needs_data=False, keeps_pruned=True, default_rounds=1):
     """Decorator that registers a scorer function under ``name``.
+
+    One function may be registered under several names (``"snip"`` and ``"iter_snip"``).
 
     Args:
         name: The method name.
         needs_data: Whether the scorer needs ``data``.
         keeps_pruned: Whether weights pruned in earlier rounds stay pruned.
+        default_rounds: Rounds used when ``prune_at_init`` is not given ``rounds``.
 
     Returns:
         The decorator; it returns the function unchanged.
@@ -70,7 +76,7 @@ def register(name, *, needs_data=False, keeps_pruned=True):
     def decorator(fn):
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"a scorer named {name!r} is already registered")
-        _REGISTRY[name] = Scorer(name, fn, needs_data, keeps_pruned)
+        _REGISTRY[name] = Scorer(name, fn, needs_data, keeps_pruned, default_rounds)
         return fn
 
     return decorator

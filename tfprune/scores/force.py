@@ -1,0 +1,36 @@
+"""FORCE: foresight connection sensitivity (de Jorge et al., ICLR 2021).
+
+``s = |θ ⊙ Σ_b ∂L_b(θ ⊙ m)/∂(θ ⊙ m)|``: the gradient is taken at the masked network but not
+blocked at pruned weights, and multiplies the *dense* weights ``θ``, so a pruned weight whose
+gradient has grown can come back in a later round. On the first round (no mask yet) FORCE equals
+SNIP. The authors ran 60 rounds of the exponential schedule.
+"""
+
+from keras import ops
+
+from tfprune.scores.gradients import effective_gradients, normalised, scoring_batches
+from tfprune.scores.registry import register
+
+
+@register("force", needs_data=True, keeps_pruned=False, default_rounds=60)
+def force(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True):
+    """FORCE scores ``|θ ⊙ ∂L/∂(θ ⊙ m)|``, normalised to sum 1.
+
+    Args:
+        model: The model (wrapped: its masks apply to the forward pass).
+        targets: From :func:`tfprune.prunable_weights`.
+        data: ``(x, y)`` arrays or a dataset of ``(x, y)`` batches.
+        samples: Examples to use per round; default 10 × the number of classes.
+        batch_size: Batch size for arrays; default all samples in one batch.
+        loss: A Keras loss or callable; default sparse categorical cross-entropy.
+        from_logits: Whether the model outputs logits (for the default loss).
+
+    Returns:
+        One float32 array per target.
+
+    Example:
+        >>> pruned = tfprune.prune_at_init(model, "force", sparsity=0.995, data=(x[:100], y[:100]))
+    """
+    batches = scoring_batches(model, data, samples, batch_size)
+    grads = effective_gradients(model, targets, batches, loss, from_logits)
+    return normalised([ops.abs(t.variable.value * g) for t, g in zip(targets, grads)])

@@ -1,0 +1,235 @@
+"""Machinery the gradient-based scorers share.
+
+* :func:`scoring_batches` turns ``data`` (arrays or a dataset) into the batches a score uses;
+* :func:`loss_function` builds the loss (sparse categorical cross-entropy by default);
+* :func:`substitute` runs the model with chosen values in place of its weights, without touching
+  the weights: the network's weights, signs and batch-norm statistics are exactly as before when
+  a scorer returns or raises;
+* :func:`effective_gradients` and :func:`hessian_gradient` compute, in compiled ``tf.function``
+  steps reused across rounds, gradients with respect to the *effective* weights ``w = θ ⊙ m``
+  (the masks are replaced by ones and ``w`` by a watched tensor, so the gradient is not blocked
+  at pruned weights: SNIP multiplies it by ``w``, FORCE by ``θ``).
+
+All forward passes run in inference mode (``training=False``: batch norm uses its moving
+statistics).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+__all__ = [
+    "scoring_batches",
+    "loss_function",
+    "substitute",
+    "effective_values",
+    "effective_gradients",
+    "hessian_gradient",
+    "compiled",
+    "normalised",
+]
+
+def compiled(model, key, build):
+    """The function ``build()`` made once per ``(model, key)`` and kept on the model.
+
+    Scorers call their ``tf.function`` steps many times (once per round); tracing them again each
+    time would cost more than the steps. The cache lives on the model (outside Keras's attribute
+    tracking), so it goes when the model goes.
+    """
+    cache = model.__dict__.get("_tfprune_compiled")
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, "_tfprune_compiled", cache)
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
+def _num_classes(model):
+    try:
+        return int(model.output_shape[-1])
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(
+            f"cannot tell the number of classes of model {model.name!r}: pass samples= (the "
+            "number of examples to score with)"
+        ) from None
+
+
+def scoring_batches(model, data, samples=None, batch_size=None):
+    """The batches a data-driven score uses.
+
+    Args:
+        model: The model (its output size gives the default number of samples).
+        data: ``(x, y)`` arrays, or an iterable / ``tf.data.Dataset`` of ``(x, y)`` batches.
+        samples: Number of examples; default 10 × the number of classes (a dataset is read
+            until it has given that many).
+        batch_size: Examples per batch for ``(x, y)`` arrays; default all ``samples`` in one
+            batch. Batches of a dataset are used as they come (the last one is cut to size).
+
+    Returns:
+        A list of ``(x, y)`` tensor pairs holding exactly ``samples`` examples (fewer only if the
+        data has fewer).
+
+    Raises:
+        ValueError: if ``data`` holds no examples or ``samples``/``batch_size`` are not positive.
+    """
+    if samples is None:
+        samples = 10 * _num_classes(model)
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if isinstance(data, (tuple, list)) and len(data) == 2 and hasattr(data[0], "shape"):
+        x, y = data
+        x, y = x[:samples], y[:samples]
+        size = batch_size or len(x)
+        if size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batches = [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+    else:
+        batches, seen = [], 0
+        for x, y in data:
+            take = min(len(x), samples - seen)
+            batches.append((x[:take], y[:take]))
+            seen += take
+            if seen >= samples:
+                break
+    if not batches or len(batches[0][0]) == 0:
+        raise ValueError("data holds no examples: pass (x, y) arrays or a dataset of (x, y) batches")
+    return [(tf.convert_to_tensor(x), tf.convert_to_tensor(y)) for x, y in batches]
+
+
+def loss_function(loss=None, from_logits=True):
+    """The loss ``(y_true, y_pred) -> scalar``: the given one (a Keras loss, its name, or a
+    callable), or sparse categorical cross-entropy (on logits when ``from_logits``)."""
+    if loss is None:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    return keras.losses.get(loss) if isinstance(loss, str) else loss
+
+
+def _loss_key(loss, from_logits):
+    """What identifies a loss across rounds: the user's object, or the default's setting."""
+    return ("default", bool(from_logits)) if loss is None else ("given", id(loss))
+
+
+def effective_values(targets):
+    """``θ ⊙ m`` of each target (``θ`` for an unmasked one), as tensors."""
+    return [t.value for t in targets]
+
+
+@contextlib.contextmanager
+def substitute(targets, values, others=()):
+    """Runs the enclosed forward passes with ``values`` as the targets' effective weights.
+
+    The targets' masks read as ones and each target's variable as its value, so the forward
+    pass uses exactly ``values`` and gradients with respect to them are not blocked by masks.
+    ``others`` adds ``(variable, value)`` pairs (SynFlow's absolute values). No variable changes.
+    """
+    mapping = list(others)
+    for t, value in zip(targets, values):
+        mapping.append((t.variable, value))
+        if t.mask is not None:
+            mapping.append((t.mask, ops.ones(t.mask.shape, t.mask.dtype)))
+    with keras.StatelessScope(state_mapping=mapping):
+        yield
+
+
+def _loss_at(model, targets, loss_fn, temperature, x, y, values):
+    """The loss of the network whose effective weights are ``values`` (inference mode)."""
+    with substitute(targets, values):
+        outputs = model(x, training=False)
+    return loss_fn(y, outputs / temperature)
+
+
+def _gradient_step(model, targets, loss_fn, temperature):
+    @tf.function(reduce_retracing=True)
+    def step(x, y, values):
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            loss = _loss_at(model, targets, loss_fn, temperature, x, y, values)
+        return tape.gradient(loss, values)
+
+    return step
+
+
+def effective_gradients(model, targets, batches, loss=None, from_logits=True, values=None, temperature=1.0):
+    """``Σ_b ∂L_b/∂w`` over the batches, for the effective weights ``w`` of each target.
+
+    Args:
+        model: The model.
+        targets: The targets whose gradients are wanted.
+        batches: From :func:`scoring_batches`.
+        loss: A Keras loss, its name or a callable ``(y_true, y_pred)``; default sparse
+            categorical cross-entropy.
+        from_logits: For the default loss: whether the model outputs logits.
+        values: The effective weights to differentiate at; default ``θ ⊙ m``.
+        temperature: Outputs are divided by it before the loss (GraSP's T).
+
+    Returns:
+        A list of gradient tensors (the signed sum over batches), one per target.
+    """
+    values = effective_values(targets) if values is None else values
+    key = ("gradient", _loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
+    step = compiled(model, key, lambda: _gradient_step(model, targets, loss_function(loss, from_logits), temperature))
+    total = None
+    for x, y in batches:
+        grads = step(x, y, values)
+        total = grads if total is None else [a + b for a, b in zip(total, grads)]
+    return total
+
+
+def _hessian_step(model, targets, loss_fn, temperature):
+    @tf.function(reduce_retracing=True)
+    def step(x, y, values, direction):
+        with tf.GradientTape() as outer:
+            outer.watch(values)
+            with tf.GradientTape() as inner:
+                inner.watch(values)
+                loss = _loss_at(model, targets, loss_fn, temperature, x, y, values)
+            grads = inner.gradient(loss, values)
+            inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
+        return outer.gradient(inner_product, values)
+
+    return step
+
+
+def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=True, values=None, temperature=1.0):
+    """``Σ_b H_b v``: the Hessian of each batch's loss times ``direction``, by double backprop.
+
+    Args:
+        model, targets, batches, loss, from_logits, values, temperature: As for
+            :func:`effective_gradients`.
+        direction: One tensor per target (GraSP: the accumulated gradient ``g``, held constant).
+
+    Returns:
+        A list of tensors ``H v``, one per target.
+    """
+    values = effective_values(targets) if values is None else values
+    key = ("hessian", _loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
+    step = compiled(model, key, lambda: _hessian_step(model, targets, loss_function(loss, from_logits), temperature))
+    direction = [tf.stop_gradient(d) for d in direction]
+    total = None
+    for x, y in batches:
+        hv = step(x, y, values, direction)
+        total = hv if total is None else [a + b for a, b in zip(total, hv)]
+    return total
+
+
+def normalised(scores, absolute_sum=False, epsilon=0.0):
+    """Scores divided by their sum over all targets (or by ``|sum| + epsilon``).
+
+    Dividing every score by one positive number changes no ranking, global or local; it makes
+    the numbers comparable across runs and models.
+
+    Returns:
+        A list of float32 NumPy arrays.
+    """
+    arrays = [np.asarray(s, dtype=np.float64) for s in scores]
+    total = sum(float(a.sum()) for a in arrays)
+    denominator = abs(total) + epsilon if absolute_sum else total
+    if denominator == 0 or not np.isfinite(denominator):
+        return [a.astype(np.float32) for a in arrays]
+    return [(a / denominator).astype(np.float32) for a in arrays]
