@@ -96,19 +96,23 @@ def kept_count(density, n):
 
 
 def check_scores(scores, names=None):
-    """Converts scores to float64 NumPy arrays and rejects NaN or infinite entries.
+    """Converts scores to floating-point NumPy arrays and rejects NaN or infinite entries.
+
+    Floating-point scores keep their precision (converting float32 to float64 changes no
+    order, and would double the memory and the time of the selection); others become float64.
 
     Args:
         scores: Sequence of array-likes (NumPy arrays or tensors), one per weight tensor.
         names: Optional names of the weight tensors, used in error messages.
 
     Returns:
-        A list of float64 NumPy arrays.
+        A list of floating-point NumPy arrays.
 
     Raises:
         ValueError: if ``scores`` is empty or a score tensor holds NaN or ±inf; the message names it.
     """
-    arrays = [np.asarray(s, dtype=np.float64) for s in scores]
+    arrays = [np.asarray(s) for s in scores]
+    arrays = [a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64) for a in arrays]
     if not arrays:
         raise ValueError("no score tensors given")
     for i, a in enumerate(arrays):
@@ -126,8 +130,11 @@ def check_scores(scores, names=None):
 def _top_k(flat, k, candidates=None):
     """Boolean vector keeping the ``k`` highest entries of ``flat``, ties to the lower index.
 
-    Entries outside ``candidates`` (a boolean vector) are never kept. Linear time: one partition
-    finds the threshold; only the entries equal to it are ranked by index.
+    Entries outside ``candidates`` (a boolean vector) are never kept; the selection runs over the
+    candidates only, so iterative pruning gets cheaper as the network gets sparser (and NumPy's
+    partition, which slows down badly on arrays full of one repeated value, never sees the
+    pruned weights). Linear time: one partition finds the threshold; only the entries equal to
+    it are ranked by index.
     """
     keep = np.zeros(flat.shape, dtype=bool)
     if k == 0:

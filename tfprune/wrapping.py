@@ -165,7 +165,7 @@ def apply_masks(model, masks):
         m = np.asarray(m)
         if m.shape != t.shape:
             raise ValueError(f"mask for {t.name} has shape {m.shape}, the weight has shape {t.shape}")
-        if not np.isin(m, (0, 1)).all():
+        if m.dtype != bool and not ((m == 0) | (m == 1)).all():
             raise ValueError(f"mask for {t.name} holds values other than 0 and 1")
         checked.append((t, m.astype(t.mask.dtype)))
     for t, m in checked:

@@ -48,34 +48,33 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
         raise ValueError(f"rescale must be 'auto', True or False, got {rescale!r}")
     inputs = _ones_inputs(model, input_shape)
     key = tuple(id(t.variable) for t in targets)
-    step = compiled(model, ("synflow", key), lambda: _synflow_step(model, targets))
     overflowed = compiled(model, ("synflow_overflowed", key), lambda: [False])
     if rescale is not True and not (rescale == "auto" and overflowed[0]):
-        scores = _flow_scores(step, inputs, [ops.abs(t.value) for t in targets])
+        step = compiled(model, ("synflow", key, False), lambda: _synflow_step(model, targets, False))
+        scores = [s.numpy() for s in step(inputs)]
         if rescale is False or all(np.isfinite(s).all() for s in scores):
             return scores
         overflowed[0] = True
-    values = [ops.abs(t.value) for t in targets]
-    return _flow_scores(step, inputs, [v * _fan_in_scale(v, t.kind) for v, t in zip(values, targets)])
+    step = compiled(model, ("synflow", key, True), lambda: _synflow_step(model, targets, True))
+    return [s.numpy() for s in step(inputs)]
 
 
-def _flow_scores(step, inputs, values):
-    grads = step(inputs, values)
-    return [(v * g).numpy() for v, g in zip(values, grads)]
-
-
-def _synflow_step(model, targets):
+def _synflow_step(model, targets, rescale):
+    """A compiled step: the scores of the network with every parameter made non-negative."""
     substituted = {id(t.variable) for t in targets} | {id(t.mask) for t in targets if t.mask is not None}
     others = [v for v in model.variables if id(v) not in substituted and v.dtype.startswith("float")]
 
     @tf.function(reduce_retracing=True)
-    def step(inputs, values):
+    def step(inputs):
+        values = [ops.abs(t.value) for t in targets]
+        if rescale:
+            values = [v * _fan_in_scale(v, t.kind) for v, t in zip(values, targets)]
         with tf.GradientTape() as tape:
             tape.watch(values)
             with substitute(targets, values, [(v, ops.abs(v.value)) for v in others]):
                 outputs = model(inputs, training=False)
             flow = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(outputs)])
-        return tape.gradient(flow, values)
+        return [v * g for v, g in zip(values, tape.gradient(flow, values))]
 
     return step
 
