@@ -4,9 +4,10 @@ The data flows one way — model → prunable weights → scores → masks → m
 strip → export — and each arrow is one module. This file only re-exports the public API.
 """
 
-from tfprune import data, masks, policies, schedules, scores
+from tfprune import data, masks, models, policies, schedules, scores
+from tfprune.collapse import collapse_sweep
 from tfprune.layers import MaskedLayer
-from tfprune.profile import report
+from tfprune.profile import profile, report
 from tfprune.pruning import prune_at_init
 from tfprune.targets import Target, is_wrapped, prunable_weights
 from tfprune.wrapping import apply_masks, get_masks, strip, unwrap, wrap
@@ -17,11 +18,14 @@ __all__ = [
     "MaskedLayer",
     "Target",
     "apply_masks",
+    "collapse_sweep",
     "data",
     "get_masks",
     "is_wrapped",
     "masks",
+    "models",
     "policies",
+    "profile",
     "prunable_weights",
     "prune_at_init",
     "report",
