@@ -40,6 +40,15 @@ def _train_and_test(model, train, test, epochs, batch_size):
     return model.evaluate(*test, verbose=0, return_dict=True)["accuracy"], seconds
 
 
+_PAPER_ORDER = ("random", "magnitude", "snip", "grasp", "synflow", "iter_snip", "force")
+
+
+def _default_methods():
+    """Every registered scorer: the built-in ones in the order of the papers, then any others."""
+    known = scores.available()
+    return [m for m in _PAPER_ORDER if m in known] + [m for m in known if m not in _PAPER_ORDER]
+
+
 def run(dataset="digits", sparsities=(0.9, 0.98), methods=None, epochs=30, batch_size=64, seed=0,
         data_dir=None, verbose=1):
     """Prunes an MLP at initialisation with each method and sparsity, trains it, tests it.
@@ -63,7 +72,7 @@ def run(dataset="digits", sparsities=(0.9, 0.98), methods=None, epochs=30, batch
         >>> rows = run(epochs=5)
         >>> print(format_table(rows))
     """
-    methods = [scores.get(m).name for m in (methods or scores.available())]
+    methods = [scores.get(m).name for m in (methods or _default_methods())]
     for sparsity in sparsities:
         masks.resolve_density(sparsity=sparsity)  # fail before any training
     train = data_lib.load(dataset, "train", data_dir)
