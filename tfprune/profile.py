@@ -1,14 +1,39 @@
-"""Accounting of a pruned network: parameters and kept weights per prunable weight."""
+"""Accounting of a pruned network: parameters, kept weights and multiply-accumulates (MACs).
+
+:func:`report` lists the prunable weights, :func:`profile` every layer that has weights. MACs are
+counted for one example (batch 1) and only for multiplications by weights — ``Dense``,
+``EinsumDense``, convolutions, RNN cells — plus the two activation matmuls of attention layers
+(most pruning papers call these counts "FLOPs"). Bias additions, normalisation, activations,
+pooling, merges and embedding look-ups count zero. *Effective* MACs scale each kernel's MACs by its
+density (its non-zero entries, after masking, over its entries), as a sparse kernel would cost.
+
+Shapes come from tracing the model once symbolically on one example — nothing is computed and no
+state changes — so a layer called several times counts every call.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import itertools
+import warnings
 
+import keras
 import numpy as np
+from keras.src import backend  # compute_output_spec: Keras's own symbolic tracing
 
+from tfprune import walk
+from tfprune.layers import MaskedLayer
 from tfprune.targets import is_wrapped, prunable_weights
 
-__all__ = ["Row", "Report", "report"]
+__all__ = ["Row", "Report", "report", "LayerProfile", "Profile", "profile", "UnknownShapeError"]
+
+L = keras.layers
+
+
+class UnknownShapeError(ValueError):
+    """The shape of an example cannot be found, so MACs cannot be counted: pass ``input_shape``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +46,9 @@ class Row:
         shape: Weight shape (empty for the total).
         params: Number of entries.
         kept: Entries kept: the mask's ones in a wrapped model, the non-zero entries otherwise.
-        macs: Multiply-accumulates; ``None`` until MAC counting is available for the layer.
+        macs: Multiply-accumulates per example through this weight; ``None`` when the model's
+            input shape is unknown.
+        effective_macs: ``macs`` times the density; ``None`` with ``macs``.
     """
 
     name: str
@@ -30,6 +57,7 @@ class Row:
     params: int
     kept: int
     macs: int | None = None
+    effective_macs: float | None = None
 
     @property
     def density(self):
@@ -53,47 +81,54 @@ class Report:
     other_params: int
 
     def __str__(self):
-        show_macs = any(r.macs is not None for r in self.rows)
-        head = ["weight", "kind", "shape", "params", "kept", "density"] + (["MACs"] if show_macs else [])
-        lines = [head]
+        show_macs = self.total.macs is not None
+        head = ["weight", "kind", "shape", "params", "kept", "density"]
+        head += ["MACs", "effective MACs"] if show_macs else []
+        lines = []
         for r in self.rows + [self.total]:
             cells = [r.name, r.kind, "x".join(map(str, r.shape)), f"{r.params:,}", f"{r.kept:,}", f"{r.density:.4f}"]
-            if show_macs:
-                cells.append("" if r.macs is None else f"{r.macs:,}")
+            cells += [f"{r.macs:,}", f"{round(r.effective_macs):,}"] if show_macs else []
             lines.append(cells)
-        widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-        text = [
-            "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-            for line in lines
-        ]
-        text.insert(1, "-" * len(text[0]))
-        text.insert(len(text) - 1, "-" * len(text[0]))
-        text.append(f"other parameters (not pruned): {self.other_params:,}")
-        return "\n".join(text)
+        return _table(head, lines, left_columns=3, footer=f"other parameters (not pruned): {self.other_params:,}")
 
 
-def report(model, verbose=1):
-    """Counts parameters and kept weights of every prunable weight of ``model``.
+def report(model, verbose=1, input_shape=None):
+    """Counts parameters, kept weights and MACs of every prunable weight of ``model``.
 
     Args:
         model: A wrapped model (kept = mask ones) or a plain one such as a stripped model
             (kept = non-zero entries of the prunable weights).
         verbose: 1 prints the table, 0 only returns it.
+        input_shape: Shape of one example without the batch dimension, for models whose
+            recorded input shape is incomplete (e.g. sequences of any length). Without it such a
+            model's report has no MACs (``Row.macs`` is ``None``).
 
     Returns:
         A :class:`Report`; ``str(report)`` is the printed table.
 
     Example:
         >>> r = tfprune.report(pruned)
-        >>> r.total.density
+        >>> r.total.density, r.total.effective_macs / r.total.macs
     """
     targets = prunable_weights(model)
     wrapped = is_wrapped(model)
+    owners = _owners(model)
+    try:
+        calls = _trace(model, [layer for layer, _ in owners], _example(model, input_shape))
+        macs = {id(v): m for layer, _ in owners for v, m in _kernel_macs(layer, calls[id(layer)])}
+    except UnknownShapeError:
+        macs = None
     rows = []
     for t in targets:
-        values = t.mask.numpy() if wrapped else t.variable.numpy()
-        rows.append(Row(t.name, t.kind, t.shape, t.size, int(np.count_nonzero(values))))
-    total = Row("TOTAL", "", (), sum(r.params for r in rows), sum(r.kept for r in rows))
+        kept = int(np.count_nonzero(t.mask.numpy() if wrapped else t.variable.numpy()))
+        weight_macs = None if macs is None else macs.get(id(t.variable), 0)
+        effective = None if macs is None else weight_macs * kept / t.size
+        rows.append(Row(t.name, t.kind, t.shape, t.size, kept, weight_macs, effective))
+    total = Row(
+        "TOTAL", "", (), sum(r.params for r in rows), sum(r.kept for r in rows),
+        None if macs is None else sum(r.macs for r in rows),
+        None if macs is None else sum(r.effective_macs for r in rows),
+    )
     pruned_ids = {id(t.variable) for t in targets}
     masks = {id(t.mask) for t in targets if t.mask is not None}
     other = sum(
@@ -103,3 +138,419 @@ def report(model, verbose=1):
     if verbose:
         print(result)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerProfile:
+    """Parameters and MACs of one layer, or the total.
+
+    Attributes:
+        name: The layer's name (``"TOTAL"`` for the total row).
+        type: The layer's class name; empty for the total.
+        params: All its weights' entries: kernels, biases, normalisation statistics (masks are not
+            parameters).
+        nonzero: Non-zero entries; a masked weight counts the non-zero entries of ``w * mask``.
+        macs: Multiply-accumulates per example with dense weights.
+        effective_macs: ``macs`` with each kernel's share scaled by that kernel's density (for an
+            RNN the input and recurrent kernels, for a separable convolution the depthwise and
+            pointwise kernels, each by its own); equal to ``macs`` for attention matmuls.
+    """
+
+    name: str
+    type: str
+    params: int
+    nonzero: int
+    macs: int
+    effective_macs: float
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+_TOTALS = ("params", "nonzero", "macs", "effective_macs")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Per-layer parameters and MACs of a model, and their total.
+
+    Attributes:
+        layers: One :class:`LayerProfile` per layer that has weights (the layers inside wrappers
+            and composite layers; an RNN with its cells) and per attention layer (its matmuls).
+        total: Sums over ``layers``.
+    """
+
+    layers: list
+    total: LayerProfile
+
+    def to_dict(self):
+        """The profile as JSON-serialisable dicts: ``{"layers": [...], "total": {...}}``."""
+        total = {key: getattr(self.total, key) for key in _TOTALS}
+        return {"layers": [layer.to_dict() for layer in self.layers], "total": total}
+
+    def __str__(self):
+        head = ["layer", "type", "params", "nonzero", "MACs", "effective MACs"]
+        lines = [
+            [r.name, r.type, f"{r.params:,}", f"{r.nonzero:,}", f"{r.macs:,}", f"{round(r.effective_macs):,}"]
+            for r in self.layers + [self.total]
+        ]
+        footer = (
+            "MACs: multiply-accumulates per example (weight layers, attention matmuls); effective MACs:\n"
+            "each kernel's MACs times its density"
+        )
+        return _table(head, lines, left_columns=2, footer=footer)
+
+
+def profile(model, input_shape=None, verbose=1):
+    """Counts parameters, non-zero parameters and MACs of every layer of ``model``.
+
+    MACs per example (batch 1): ``Dense`` in·out per position (``T·in·out`` on a ``(T, in)``
+    input); ``EinsumDense`` the product of the sizes of all the equation's indices; convolutions
+    ``k·(C_in/groups)·C_out`` per output position (depthwise ``k·C·multiplier``, separable the
+    depthwise plus the pointwise part ``C·multiplier·C_out``); transposed convolutions
+    ``k·C_in·C_out`` per *input* position; ``SimpleRNN``/``LSTM``/``GRU``
+    ``T·(input_dim + units)·units·gates`` (gates 1/4/3); ``MultiHeadAttention`` its four
+    projections plus ``heads·T_q·T_k·(key_dim + value_dim)`` for QKᵀ and AV. Embedding look-ups,
+    normalisation and bias additions count zero; layers of other types with weights count zero
+    with a warning.
+
+    Args:
+        model: A built Keras 3 model, wrapped (masked weights count ``w * mask``), stripped or
+            plain (weights count their non-zero entries).
+        input_shape: Shape of one example without the batch dimension (a list or dict of shapes
+            for several inputs). Needed only if the model is unbuilt (it is then built) or its
+            recorded input shape is incomplete (e.g. sequences of any length).
+        verbose: 1 prints the table, 0 only returns it.
+
+    Returns:
+        A :class:`Profile`; ``str(profile)`` is the printed table, ``profile.to_dict()`` its data.
+
+    Raises:
+        ValueError: if the model is unbuilt and ``input_shape`` is not given.
+        UnknownShapeError: if the example's shape cannot be found and ``input_shape`` is not given.
+
+    Example:
+        >>> p = tfprune.profile(pruned, verbose=0)
+        >>> p.total.effective_macs / p.total.macs
+    """
+    _build(model, input_shape)
+    masks = {id(t.variable): t.mask for t in prunable_weights(model)} if is_wrapped(model) else {}
+    owners = _owners(model)
+    _warn_uncounted(owners)
+    calls = _trace(model, [layer for layer, _ in owners], _example(model, input_shape))
+    rows = [
+        _layer_profile(layer, variables, calls[id(layer)], masks)
+        for layer, variables in _in_call_order(owners, calls)
+    ]
+    total = LayerProfile("TOTAL", "", *(sum(getattr(r, key) for r in rows) for key in _TOTALS))
+    result = Profile(rows, total)
+    if verbose:
+        print(result)
+    return result
+
+
+def _table(head, lines, left_columns, footer):
+    """A text table: header, rows, total (the last line), left-aligned first columns, a footer."""
+    lines = [head] + lines
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    text = [
+        "  ".join(c.ljust(w) if i < left_columns else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+        for line in lines
+    ]
+    text.insert(1, "-" * len(text[0]))
+    text.insert(len(text) - 1, "-" * len(text[0]))
+    text.append(footer)
+    return "\n".join(text)
+
+
+def _build(model, input_shape):
+    """Builds an unbuilt ``model`` for examples of ``input_shape``; checks that it is built."""
+    if not model.built:
+        if input_shape is None:
+            raise ValueError(
+                f"model {model.name!r} is not built, so its weights and layer shapes are unknown: pass "
+                "input_shape (the shape of one example, without the batch dimension), or call the "
+                "model once on a batch"
+            )
+        if walk.is_graph_model(model):
+            model.build(keras.tree.map_shape_structure(lambda s: (None, *s), input_shape))
+        else:
+            model(keras.tree.map_shape_structure(lambda s: np.zeros((1, *s), "float32"), input_shape))
+    walk.check_built(model)
+
+
+def _layer_profile(layer, variables, calls, masks):
+    nonzero = {id(v): int(np.count_nonzero(_value(v, masks))) for v in variables}
+    parts = _kernel_macs(layer, calls)
+    return LayerProfile(
+        layer.name,
+        type(layer).__name__,
+        sum(_size(v) for v in variables),
+        sum(nonzero.values()),
+        sum(macs for _, macs in parts),
+        float(sum(macs if v is None else macs * nonzero[id(v)] / _size(v) for v, macs in parts)),
+    )
+
+
+def _in_call_order(owners, calls):
+    """``owners`` in the order the forward pass first calls them; layers it never calls last."""
+    def first_call(owner):
+        return min((call.index for call in calls[id(owner[0])]), default=np.inf)
+
+    return sorted(owners, key=first_call)
+
+
+def _size(variable):
+    return int(np.prod(variable.shape))
+
+
+def _value(variable, masks):
+    """The weight as the forward pass sees it: ``w * mask`` for a masked weight."""
+    mask = masks.get(id(variable))
+    return variable.numpy() if mask is None else variable.numpy() * mask.numpy()
+
+
+# Layer types with weights whose MACs are zero by definition: look-ups and element-wise scaling.
+_NO_MACS = (
+    L.Embedding, L.BatchNormalization, L.LayerNormalization, L.GroupNormalization,
+    L.RMSNormalization, L.Normalization, L.PReLU,
+)
+_ATTENTION = (L.MultiHeadAttention, L.GroupQueryAttention)
+_RNN_CELLS = (L.SimpleRNNCell, L.LSTMCell, L.GRUCell)
+
+
+def _owners(model):
+    """``(layer, variables)`` for every layer with weights and every attention layer, in model order.
+
+    An RNN layer owns its cells' weights; a :class:`MaskedLayer`'s masks are not weights (the
+    layer inside it is listed instead).
+    """
+    inside_rnn = set()
+    owners = []
+    for layer in walk.leaves(model):
+        if id(layer) in inside_rnn or isinstance(layer, MaskedLayer):
+            continue
+        if isinstance(layer, L.RNN):
+            inside = walk.leaves(layer)
+            inside_rnn.update(id(sub) for sub in inside)
+            variables = [v for sub in inside for v in walk.own_variables(sub)]
+        else:
+            variables = walk.own_variables(layer)
+        if variables or isinstance(layer, _ATTENTION):
+            owners.append((layer, variables))
+    return owners
+
+
+def _warn_uncounted(owners):
+    uncounted = [
+        f"{layer.name} ({type(layer).__name__})"
+        for layer, _ in owners
+        if _formula(layer) is None and not isinstance(layer, _NO_MACS)
+    ]
+    if uncounted:
+        warnings.warn(f"MACs of these layers are not counted (0): {', '.join(uncounted)}", stacklevel=3)
+
+
+# ---------------------------------------------------------------- MAC formulas, one call each
+# Each takes the layer and one recorded call, and returns [(kernel or None, MACs)]. The example's
+# batch is 1; a layer that sees a larger batch dimension (e.g. time folded into the batch by
+# TimeDistributed) does that much more work, so the batch dimension is counted too.
+
+
+def _kernel(layer, name):
+    """The layer's own variable called ``name`` (``layer.kernel`` may be a computed tensor)."""
+    return next(v for v in walk.own_variables(layer) if v.name == name)
+
+
+def _prod(dims):
+    out = 1
+    for d in dims:
+        out *= d
+    return out
+
+
+def _positions(shape, data_format):
+    """Positions of a convolution's input or output: all dimensions but the channels."""
+    return _prod(shape[:-1] if data_format == "channels_last" else (shape[0], *shape[2:]))
+
+
+def _dense(layer, call):
+    kernel = _kernel(layer, "kernel")
+    return [(kernel, _size(kernel) * _prod(call.input[:-1]))]
+
+
+def _einsum_dense(layer, call):
+    # Every combination of the equation's indices is one multiply-accumulate; "..." stands for
+    # the input's leading (broadcast) dimensions.
+    kernel = _kernel(layer, "kernel")
+    input_spec, rest = layer.equation.split(",")
+    kernel_spec = rest.split("->")[0]
+    before, ellipsis, after = input_spec.partition("...")
+    shape = call.input
+    sizes = dict(zip(before, shape))
+    sizes.update(zip(after[::-1], shape[::-1]))
+    sizes.update(zip(kernel_spec, kernel.shape))
+    broadcast = shape[len(before): len(shape) - len(after)] if ellipsis else ()
+    return [(kernel, _prod(sizes.values()) * _prod(broadcast))]
+
+
+def _conv(layer, call):
+    kernel = _kernel(layer, "kernel")
+    return [(kernel, _size(kernel) * _positions(call.output, layer.data_format))]
+
+
+def _separable_conv(layer, call):
+    positions = _positions(call.output, layer.data_format)
+    kernels = (_kernel(layer, "depthwise_kernel"), _kernel(layer, "pointwise_kernel"))
+    return [(kernel, _size(kernel) * positions) for kernel in kernels]
+
+
+def _conv_transpose(layer, call):
+    kernel = _kernel(layer, "kernel")
+    return [(kernel, _size(kernel) * _positions(call.input, layer.data_format))]
+
+
+def _rnn_cells(layer):
+    return [cell for cell in walk.leaves(layer.cell) if walk.own_variables(cell)]
+
+
+def _rnn(layer, call):
+    steps = call.input[0] * call.input[1]
+    return [
+        (kernel, _size(kernel) * steps)
+        for cell in _rnn_cells(layer)
+        for kernel in (_kernel(cell, "kernel"), _kernel(cell, "recurrent_kernel"))
+    ]
+
+
+def _key_shape(call):
+    return call.inputs.get("key", call.inputs["value"])
+
+
+def _multi_head_attention(layer, call):
+    # QKᵀ and AV over the attention axes; the other axes (batch and any extra) are independent.
+    query, key = call.inputs["query"], _key_shape(call)
+    axes = {a % (len(query) + 1) for a in layer.attention_axes}
+    independent = _prod(d for i, d in enumerate(query[:-1]) if i not in axes)
+    pairs = _prod(query[a] for a in axes) * _prod(key[a] for a in axes)
+    return [(None, independent * pairs * layer.num_heads * (layer.key_dim + layer.value_dim))]
+
+
+def _grouped_query_attention(layer, call):
+    query, key = call.inputs["query"], _key_shape(call)
+    return [(None, 2 * query[0] * query[1] * key[1] * layer.num_query_heads * layer.head_dim)]
+
+
+_FORMULAS = [
+    (L.Dense, _dense),
+    (L.EinsumDense, _einsum_dense),
+    ((L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv1D, L.DepthwiseConv2D), _conv),
+    ((L.SeparableConv1D, L.SeparableConv2D), _separable_conv),
+    ((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), _conv_transpose),
+    (L.RNN, _rnn),
+    (L.MultiHeadAttention, _multi_head_attention),
+    (L.GroupQueryAttention, _grouped_query_attention),
+]
+
+
+def _formula(layer):
+    """The MAC formula for ``layer``, or ``None`` if its type is not counted."""
+    if isinstance(layer, L.RNN) and not all(isinstance(c, _RNN_CELLS) for c in _rnn_cells(layer)):
+        return None  # e.g. ConvLSTM2D
+    return next((formula for classes, formula in _FORMULAS if isinstance(layer, classes)), None)
+
+
+# ---------------------------------------------------------------- shapes, by symbolic tracing
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """One call of a layer: when it began, the shapes of its tensor arguments by name, and the
+    shape of its first output."""
+
+    index: int
+    inputs: dict
+    output: tuple
+
+    @property
+    def input(self):
+        """Shape of the first tensor argument."""
+        return next(iter(self.inputs.values()))
+
+
+def _kernel_macs(layer, calls):
+    """Dense MACs per example of ``layer`` over its ``calls``: ``[(kernel or None, MACs)]``."""
+    formula = _formula(layer)
+    if formula is None:
+        return []
+    totals = {}
+    for call in calls:
+        _check_known(layer, call)
+        for kernel, macs in formula(layer, call):
+            totals[id(kernel)] = (kernel, totals.get(id(kernel), (kernel, 0))[1] + int(macs))
+    return list(totals.values())
+
+
+def _trace(model, layers, example):
+    """The calls of each of ``layers``, ``{id(layer): [_Call]}``, as ``model`` runs symbolically
+    on ``example`` (nothing is computed, no state changes)."""
+    calls = {id(layer): [] for layer in layers}
+    counter = itertools.count()
+    for layer in layers:  # an instance attribute, past Keras's attribute tracking
+        object.__setattr__(layer, "call", _recording(layer.call, calls[id(layer)], counter))
+    try:
+        backend.compute_output_spec(lambda x: model(x, training=False), example)
+    finally:
+        for layer in layers:
+            object.__delattr__(layer, "call")
+    return calls
+
+
+def _recording(call, sink, counter):
+    signature = inspect.signature(call)
+
+    @functools.wraps(call)
+    def recording(*args, **kwargs):
+        index = next(counter)
+        outputs = call(*args, **kwargs)
+        arguments = signature.bind(*args, **kwargs).arguments
+        shapes = {name: tuple(value.shape) for name, value in arguments.items() if hasattr(value, "shape")}
+        sink.append(_Call(index, shapes, tuple(keras.tree.flatten(outputs)[0].shape)))
+        return outputs
+
+    return recording
+
+
+def _check_known(layer, call):
+    shapes = [call.output, *call.inputs.values()]
+    if any(d is None for shape in shapes for d in shape):
+        raise UnknownShapeError(
+            f"the shapes of layer {layer.name!r} ({', '.join(map(str, shapes))}) are not fully known: "
+            "pass input_shape (the shape of one example, without the batch dimension)"
+        )
+
+
+def _example(model, input_shape):
+    """Symbolic inputs of one example (batch 1): of ``input_shape``, else of the recorded shape."""
+    if input_shape is not None:
+        return keras.tree.map_shape_structure(lambda s: _one_example(model, (None, *s)), input_shape)
+    if walk.is_graph_model(model):
+        recorded = model.inputs[0] if isinstance(model, keras.Sequential) else model._inputs_struct
+        return keras.tree.map_structure(lambda x: _one_example(model, x.shape, x.dtype), recorded)
+    shapes = model._build_shapes_dict or {}  # what Keras recorded when the model was built
+    if len(shapes) != 1:
+        raise UnknownShapeError(
+            f"cannot find the input shape of model {model.name!r}: pass input_shape (the shape of "
+            "one example, without the batch dimension)"
+        )
+    return keras.tree.map_shape_structure(lambda s: _one_example(model, s), next(iter(shapes.values())))
+
+
+def _one_example(model, shape, dtype="float32"):
+    """A symbolic batch of one for a recorded ``shape`` (its batch dimension is replaced)."""
+    if any(d is None for d in shape[1:]):
+        raise UnknownShapeError(
+            f"model {model.name!r} takes inputs of shape {tuple(shape)}, with unknown dimensions: "
+            "pass input_shape (the shape of one example, without the batch dimension)"
+        )
+    return keras.KerasTensor((1, *shape[1:]), dtype)
