@@ -7,33 +7,22 @@ counted for one example (batch 1) and only for multiplications by weights — ``
 pooling, merges and embedding look-ups count zero. *Effective* MACs scale each kernel's MACs by its
 density (its non-zero entries, after masking, over its entries), as a sparse kernel would cost.
 
-Shapes come from tracing the model once symbolically on one example — nothing is computed and no
-state changes — so a layer called several times counts every call.
+MAC formulas and the symbolic pass that finds the shapes are in :mod:`tfprune.macs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
-import itertools
-import warnings
 
 import keras
 import numpy as np
-from keras.src import backend  # compute_output_spec: Keras's own symbolic tracing
 
+from tfprune import macs as macs_lib
 from tfprune import walk
-from tfprune.layers import MaskedLayer
+from tfprune.macs import UnknownShapeError
 from tfprune.targets import is_wrapped, prunable_weights
 
 __all__ = ["Row", "Report", "report", "LayerProfile", "Profile", "profile", "UnknownShapeError"]
-
-L = keras.layers
-
-
-class UnknownShapeError(ValueError):
-    """The shape of an example cannot be found, so MACs cannot be counted: pass ``input_shape``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +101,11 @@ def report(model, verbose=1, input_shape=None):
     """
     targets = prunable_weights(model)
     wrapped = is_wrapped(model)
-    owners = _owners(model)
+    owners = macs_lib.owners(model)
     try:
-        calls = _trace(model, [layer for layer, _ in owners], _example(model, input_shape))
-        macs = {id(v): m for layer, _ in owners for v, m in _kernel_macs(layer, calls[id(layer)])}
-    except UnknownShapeError:
+        calls = macs_lib.trace_calls(model, [layer for layer, _ in owners], input_shape)
+        macs = {id(v): m for layer, _ in owners for v, m in macs_lib.kernel_macs(layer, calls[id(layer)])}
+    except macs_lib.UnknownShapeError:
         macs = None
     rows = []
     for t in targets:
@@ -235,9 +224,9 @@ def profile(model, input_shape=None, verbose=1):
     """
     _build(model, input_shape)
     masks = {id(t.variable): t.mask for t in prunable_weights(model)} if is_wrapped(model) else {}
-    owners = _owners(model)
-    _warn_uncounted(owners)
-    calls = _trace(model, [layer for layer, _ in owners], _example(model, input_shape))
+    owners = macs_lib.owners(model)
+    macs_lib.warn_uncounted(owners)
+    calls = macs_lib.trace_calls(model, [layer for layer, _ in owners], input_shape)
     rows = [
         _layer_profile(layer, variables, calls[id(layer)], masks)
         for layer, variables in _in_call_order(owners, calls)
@@ -281,14 +270,14 @@ def _build(model, input_shape):
 
 def _layer_profile(layer, variables, calls, masks):
     nonzero = {id(v): int(np.count_nonzero(_value(v, masks))) for v in variables}
-    parts = _kernel_macs(layer, calls)
+    parts = macs_lib.kernel_macs(layer, calls)
     return LayerProfile(
         layer.name,
         type(layer).__name__,
-        sum(_size(v) for v in variables),
+        sum(macs_lib.size(v) for v in variables),
         sum(nonzero.values()),
         sum(macs for _, macs in parts),
-        float(sum(macs if v is None else macs * nonzero[id(v)] / _size(v) for v, macs in parts)),
+        float(sum(macs if v is None else macs * nonzero[id(v)] / macs_lib.size(v) for v, macs in parts)),
     )
 
 
@@ -300,257 +289,9 @@ def _in_call_order(owners, calls):
     return sorted(owners, key=first_call)
 
 
-def _size(variable):
-    return int(np.prod(variable.shape))
-
-
 def _value(variable, masks):
     """The weight as the forward pass sees it: ``w * mask`` for a masked weight."""
     mask = masks.get(id(variable))
     return variable.numpy() if mask is None else variable.numpy() * mask.numpy()
 
 
-# Layer types with weights whose MACs are zero by definition: look-ups and element-wise scaling.
-_NO_MACS = (
-    L.Embedding, L.BatchNormalization, L.LayerNormalization, L.GroupNormalization,
-    L.RMSNormalization, L.Normalization, L.PReLU,
-)
-_ATTENTION = (L.MultiHeadAttention, L.GroupQueryAttention)
-_RNN_CELLS = (L.SimpleRNNCell, L.LSTMCell, L.GRUCell)
-
-
-def _owners(model):
-    """``(layer, variables)`` for every layer with weights and every attention layer, in model order.
-
-    An RNN layer owns its cells' weights; a :class:`MaskedLayer`'s masks are not weights (the
-    layer inside it is listed instead).
-    """
-    inside_rnn = set()
-    owners = []
-    for layer in walk.leaves(model):
-        if id(layer) in inside_rnn or isinstance(layer, MaskedLayer):
-            continue
-        if isinstance(layer, L.RNN):
-            inside = walk.leaves(layer)
-            inside_rnn.update(id(sub) for sub in inside)
-            variables = [v for sub in inside for v in walk.own_variables(sub)]
-        else:
-            variables = walk.own_variables(layer)
-        if variables or isinstance(layer, _ATTENTION):
-            owners.append((layer, variables))
-    return owners
-
-
-def _warn_uncounted(owners):
-    uncounted = [
-        f"{layer.name} ({type(layer).__name__})"
-        for layer, _ in owners
-        if _formula(layer) is None and not isinstance(layer, _NO_MACS)
-    ]
-    if uncounted:
-        warnings.warn(f"MACs of these layers are not counted (0): {', '.join(uncounted)}", stacklevel=3)
-
-
-# ---------------------------------------------------------------- MAC formulas, one call each
-# Each takes the layer and one recorded call, and returns [(kernel or None, MACs)]. The example's
-# batch is 1; a layer that sees a larger batch dimension (e.g. time folded into the batch by
-# TimeDistributed) does that much more work, so the batch dimension is counted too.
-
-
-def _kernel(layer, name):
-    """The layer's own variable called ``name`` (``layer.kernel`` may be a computed tensor)."""
-    return next(v for v in walk.own_variables(layer) if v.name == name)
-
-
-def _prod(dims):
-    out = 1
-    for d in dims:
-        out *= d
-    return out
-
-
-def _positions(shape, data_format):
-    """Positions of a convolution's input or output: all dimensions but the channels."""
-    return _prod(shape[:-1] if data_format == "channels_last" else (shape[0], *shape[2:]))
-
-
-def _dense(layer, call):
-    kernel = _kernel(layer, "kernel")
-    return [(kernel, _size(kernel) * _prod(call.input[:-1]))]
-
-
-def _einsum_dense(layer, call):
-    # Every combination of the equation's indices is one multiply-accumulate; "..." stands for
-    # the input's leading (broadcast) dimensions.
-    kernel = _kernel(layer, "kernel")
-    input_spec, rest = layer.equation.split(",")
-    kernel_spec = rest.split("->")[0]
-    before, ellipsis, after = input_spec.partition("...")
-    shape = call.input
-    sizes = dict(zip(before, shape))
-    sizes.update(zip(after[::-1], shape[::-1]))
-    sizes.update(zip(kernel_spec, kernel.shape))
-    broadcast = shape[len(before): len(shape) - len(after)] if ellipsis else ()
-    return [(kernel, _prod(sizes.values()) * _prod(broadcast))]
-
-
-def _conv(layer, call):
-    kernel = _kernel(layer, "kernel")
-    return [(kernel, _size(kernel) * _positions(call.output, layer.data_format))]
-
-
-def _separable_conv(layer, call):
-    positions = _positions(call.output, layer.data_format)
-    kernels = (_kernel(layer, "depthwise_kernel"), _kernel(layer, "pointwise_kernel"))
-    return [(kernel, _size(kernel) * positions) for kernel in kernels]
-
-
-def _conv_transpose(layer, call):
-    kernel = _kernel(layer, "kernel")
-    return [(kernel, _size(kernel) * _positions(call.input, layer.data_format))]
-
-
-def _rnn_cells(layer):
-    return [cell for cell in walk.leaves(layer.cell) if walk.own_variables(cell)]
-
-
-def _rnn(layer, call):
-    steps = call.input[0] * call.input[1]
-    return [
-        (kernel, _size(kernel) * steps)
-        for cell in _rnn_cells(layer)
-        for kernel in (_kernel(cell, "kernel"), _kernel(cell, "recurrent_kernel"))
-    ]
-
-
-def _key_shape(call):
-    return call.inputs.get("key", call.inputs["value"])
-
-
-def _multi_head_attention(layer, call):
-    # QKᵀ and AV over the attention axes; the other axes (batch and any extra) are independent.
-    query, key = call.inputs["query"], _key_shape(call)
-    axes = {a % (len(query) + 1) for a in layer.attention_axes}
-    independent = _prod(d for i, d in enumerate(query[:-1]) if i not in axes)
-    pairs = _prod(query[a] for a in axes) * _prod(key[a] for a in axes)
-    return [(None, independent * pairs * layer.num_heads * (layer.key_dim + layer.value_dim))]
-
-
-def _grouped_query_attention(layer, call):
-    query, key = call.inputs["query"], _key_shape(call)
-    return [(None, 2 * query[0] * query[1] * key[1] * layer.num_query_heads * layer.head_dim)]
-
-
-_FORMULAS = [
-    (L.Dense, _dense),
-    (L.EinsumDense, _einsum_dense),
-    ((L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv1D, L.DepthwiseConv2D), _conv),
-    ((L.SeparableConv1D, L.SeparableConv2D), _separable_conv),
-    ((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), _conv_transpose),
-    (L.RNN, _rnn),
-    (L.MultiHeadAttention, _multi_head_attention),
-    (L.GroupQueryAttention, _grouped_query_attention),
-]
-
-
-def _formula(layer):
-    """The MAC formula for ``layer``, or ``None`` if its type is not counted."""
-    if isinstance(layer, L.RNN) and not all(isinstance(c, _RNN_CELLS) for c in _rnn_cells(layer)):
-        return None  # e.g. ConvLSTM2D
-    return next((formula for classes, formula in _FORMULAS if isinstance(layer, classes)), None)
-
-
-# ---------------------------------------------------------------- shapes, by symbolic tracing
-
-
-@dataclasses.dataclass(frozen=True)
-class _Call:
-    """One call of a layer: when it began, the shapes of its tensor arguments by name, and the
-    shape of its first output."""
-
-    index: int
-    inputs: dict
-    output: tuple
-
-    @property
-    def input(self):
-        """Shape of the first tensor argument."""
-        return next(iter(self.inputs.values()))
-
-
-def _kernel_macs(layer, calls):
-    """Dense MACs per example of ``layer`` over its ``calls``: ``[(kernel or None, MACs)]``."""
-    formula = _formula(layer)
-    if formula is None:
-        return []
-    totals = {}
-    for call in calls:
-        _check_known(layer, call)
-        for kernel, macs in formula(layer, call):
-            totals[id(kernel)] = (kernel, totals.get(id(kernel), (kernel, 0))[1] + int(macs))
-    return list(totals.values())
-
-
-def _trace(model, layers, example):
-    """The calls of each of ``layers``, ``{id(layer): [_Call]}``, as ``model`` runs symbolically
-    on ``example`` (nothing is computed, no state changes)."""
-    calls = {id(layer): [] for layer in layers}
-    counter = itertools.count()
-    for layer in layers:  # an instance attribute, past Keras's attribute tracking
-        object.__setattr__(layer, "call", _recording(layer.call, calls[id(layer)], counter))
-    try:
-        backend.compute_output_spec(lambda x: model(x, training=False), example)
-    finally:
-        for layer in layers:
-            object.__delattr__(layer, "call")
-    return calls
-
-
-def _recording(call, sink, counter):
-    signature = inspect.signature(call)
-
-    @functools.wraps(call)
-    def recording(*args, **kwargs):
-        index = next(counter)
-        outputs = call(*args, **kwargs)
-        arguments = signature.bind(*args, **kwargs).arguments
-        shapes = {name: tuple(value.shape) for name, value in arguments.items() if hasattr(value, "shape")}
-        sink.append(_Call(index, shapes, tuple(keras.tree.flatten(outputs)[0].shape)))
-        return outputs
-
-    return recording
-
-
-def _check_known(layer, call):
-    shapes = [call.output, *call.inputs.values()]
-    if any(d is None for shape in shapes for d in shape):
-        raise UnknownShapeError(
-            f"the shapes of layer {layer.name!r} ({', '.join(map(str, shapes))}) are not fully known: "
-            "pass input_shape (the shape of one example, without the batch dimension)"
-        )
-
-
-def _example(model, input_shape):
-    """Symbolic inputs of one example (batch 1): of ``input_shape``, else of the recorded shape."""
-    if input_shape is not None:
-        return keras.tree.map_shape_structure(lambda s: _one_example(model, (None, *s)), input_shape)
-    if walk.is_graph_model(model):
-        recorded = model.inputs[0] if isinstance(model, keras.Sequential) else model._inputs_struct
-        return keras.tree.map_structure(lambda x: _one_example(model, x.shape, x.dtype), recorded)
-    shapes = model._build_shapes_dict or {}  # what Keras recorded when the model was built
-    if len(shapes) != 1:
-        raise UnknownShapeError(
-            f"cannot find the input shape of model {model.name!r}: pass input_shape (the shape of "
-            "one example, without the batch dimension)"
-        )
-    return keras.tree.map_shape_structure(lambda s: _one_example(model, s), next(iter(shapes.values())))
-
-
-def _one_example(model, shape, dtype="float32"):
-    """A symbolic batch of one for a recorded ``shape`` (its batch dimension is replaced)."""
-    if any(d is None for d in shape[1:]):
-        raise UnknownShapeError(
-            f"model {model.name!r} takes inputs of shape {tuple(shape)}, with unknown dimensions: "
-            "pass input_shape (the shape of one example, without the batch dimension)"
-        )
-    return keras.KerasTensor((1, *shape[1:]), dtype)
