@@ -130,28 +130,25 @@ def check_scores(scores, names=None):
 def _top_k(flat, k, candidates=None):
     """Boolean vector keeping the ``k`` highest entries of ``flat``, ties to the lower index.
 
-    Entries outside ``candidates`` (a boolean vector) are never kept; the selection runs over the
-    candidates only, so iterative pruning gets cheaper as the network gets sparser (and NumPy's
-    partition, which slows down badly on arrays full of one repeated value, never sees the
-    pruned weights). Linear time: one partition finds the threshold; only the entries equal to
-    it are ranked by index.
+    Entries outside ``candidates`` (a boolean vector) are never kept. Linear time: one partition
+    of the candidates' scores finds the threshold; the mask is then two comparisons over the whole
+    vector, and only the entries equal to the threshold are ranked by index. Partitioning the
+    candidates only makes iterative pruning cheaper as the network gets sparser, and keeps the
+    pruned weights' scores away from NumPy's partition, which slows down badly on arrays full of
+    one repeated value.
     """
-    keep = np.zeros(flat.shape, dtype=bool)
+    pool = flat if candidates is None else flat[np.flatnonzero(candidates)]
     if k == 0:
-        return keep
+        return np.zeros(flat.shape, dtype=bool)
+    if k >= pool.size:
+        return np.ones(flat.shape, dtype=bool) if candidates is None else candidates.copy()
+    threshold = np.partition(pool, pool.size - k)[pool.size - k]
+    keep = flat > threshold
+    ties = flat == threshold
     if candidates is not None:
-        idx = np.flatnonzero(candidates)
-        keep[idx[_top_k(flat[idx], k)]] = True
-        return keep
-    if k >= flat.size:
-        keep[:] = True
-        return keep
-    threshold = np.partition(flat, flat.size - k)[flat.size - k]
-    above = flat > threshold
-    keep |= above
-    missing = k - int(above.sum())
-    ties = np.flatnonzero(flat == threshold)
-    keep[ties[:missing]] = True
+        keep &= candidates
+        ties &= candidates
+    keep[np.flatnonzero(ties)[: k - np.count_nonzero(keep)]] = True
     return keep
 
 
@@ -263,7 +260,7 @@ def from_scores(
         target = resolve_density(sparsity, compression)
 
     if candidates is not None:
-        candidates = [np.asarray(c).astype(bool) for c in candidates]
+        candidates = [np.asarray(c).astype(bool, copy=False) for c in candidates]
         if len(candidates) != len(arrays) or any(c.shape != a.shape for c, a in zip(candidates, arrays)):
             raise ValueError(
                 "candidates must be one mask per score tensor with the same shapes; got shapes "
