@@ -167,9 +167,9 @@ def apply_masks(model, masks):
             raise ValueError(f"mask for {t.name} has shape {m.shape}, the weight has shape {t.shape}")
         if m.dtype != bool and not ((m == 0) | (m == 1)).all():
             raise ValueError(f"mask for {t.name} holds values other than 0 and 1")
-        checked.append((t, m.astype(t.mask.dtype)))
+        checked.append((t, m))
     for t, m in checked:
-        t.mask.assign(m)
+        t.mask.assign(m.astype(t.mask.dtype))
 
 
 def strip(model):

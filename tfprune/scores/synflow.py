@@ -51,12 +51,12 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
     overflowed = compiled(model, ("synflow_overflowed", key), lambda: [False])
     if rescale is not True and not (rescale == "auto" and overflowed[0]):
         step = compiled(model, ("synflow", key, False), lambda: _synflow_step(model, targets, False))
-        scores = [s.numpy() for s in step(inputs)]
+        scores = [np.asarray(s) for s in step(inputs)]
         if rescale is False or all(np.isfinite(s).all() for s in scores):
             return scores
         overflowed[0] = True
     step = compiled(model, ("synflow", key, True), lambda: _synflow_step(model, targets, True))
-    return [s.numpy() for s in step(inputs)]
+    return [np.asarray(s) for s in step(inputs)]
 
 
 def _synflow_step(model, targets, rescale):

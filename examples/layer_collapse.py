@@ -1,0 +1,60 @@
+"""Layer-collapse sweep on a reference network (SynFlow paper, Fig. 1-2 style): CSV and PNG.
+
+    python examples/layer_collapse.py --model vgg16 --methods random,magnitude,snip,grasp,synflow \\
+        --log10-compressions 0:6:0.5 --seeds 0 --out docs/collapse
+
+Data-driven methods score with 100 CIFAR-10 training images from ``--data-dir`` (default
+``../shared/data`` when present, else random images: layer collapse does not depend much on them).
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import tfprune  # noqa: E402
+
+MODELS = {
+    "vgg16": lambda: tfprune.models.vgg(16),
+    "resnet20": lambda: tfprune.models.resnet_cifar(20),
+    "lenet_300_100": lambda: tfprune.models.lenet_300_100((32, 32, 3)),
+}
+
+
+def scoring_data(data_dir):
+    try:
+        x, y = tfprune.data.load("cifar10", "train", data_dir, download=False)
+        return x[:100], y[:100], "CIFAR-10 (100 training images)"
+    except tfprune.data.DataUnavailableError:
+        rng = np.random.default_rng(0)
+        return rng.random((100, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 100), "random images"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vgg16", choices=sorted(MODELS))
+    parser.add_argument("--methods", default="random,magnitude,snip,grasp,synflow")
+    parser.add_argument("--log10-compressions", default="0:6:0.5", help="start:stop:step of log10 compression")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+    parser.add_argument("--out", default="collapse", help="output path prefix (.csv and .png are added)")
+    args = parser.parse_args()
+    start, stop, step = (float(v) for v in args.log10_compressions.split(":"))
+    compressions = 10 ** np.arange(start, stop + step / 2, step)
+    x, y, described = scoring_data(args.data_dir)
+    print(f"{args.model}; scoring data: {described}")
+    sweep = tfprune.collapse_sweep(MODELS[args.model], args.methods.split(","), compressions, data=(x, y),
+                                   seeds=[int(s) for s in args.seeds.split(",")])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    sweep.to_csv(f"{args.out}.csv")
+    sweep.plot(f"{args.out}.png", compression=10 ** min(stop, 3.0))
+    print(f"N/K = 10^{np.log10(sweep.max_compression):.2f}")
+    for method, critical in sweep.critical.items():
+        print(f"critical compression of {method}: " + ("collapsed at the smallest" if critical is None else f"10^{np.log10(critical):.2f}"))
+
+
+if __name__ == "__main__":
+    main()
