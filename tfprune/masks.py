@@ -208,6 +208,7 @@ def from_scores(
     allocation="uniform",
     candidates=None,
     names=None,
+    block=None,
 ):
     """Keeps the highest scores: one boolean mask per score tensor.
 
@@ -224,13 +225,20 @@ def from_scores(
         candidates: Optional masks (same shapes); weights they remove are never kept, so
             pruning continues from them (iterative pruning).
         names: Optional names of the tensors for error messages.
+        block: ``(1, b)`` keeps or removes whole blocks of ``b`` consecutive entries along the
+            input axis of each kernel (axis -2 of a Keras kernel: ``b`` inputs of one output
+            unit), TFLite's 1×4 (float) and 1×16 (int8) blocks for fully connected layers. A
+            block's score is the sum of its members' scores and the exact-count rule applies to
+            blocks: ``kept_count(d, number of blocks)`` of them are kept. A kernel whose input
+            axis is not a multiple of ``b`` ends in a shorter block; 1-D tensors (biases) stay
+            element-wise. With candidates, a block is a candidate only if all its members are.
 
     Returns:
         A list of boolean NumPy arrays shaped like ``scores``.
 
     Raises:
-        ValueError: on a bad amount, scope or allocation, NaN/inf scores, mismatched candidates,
-            or when the candidates keep fewer weights than asked for.
+        ValueError: on a bad amount, scope, allocation or block, NaN/inf scores, mismatched
+            candidates, or when the candidates keep fewer weights than asked for.
 
     Example:
         >>> masks = from_scores([np.array([3., 1.]), np.array([2., 0.])], sparsity=0.5)
@@ -238,6 +246,14 @@ def from_scores(
         [[True, False], [True, False]]
     """
     arrays = check_scores(scores, names)
+    if block is not None:
+        size = _block_size(block)
+        block_candidates = None if candidates is None else [
+            _to_blocks(np.asarray(c, dtype=bool), size, np.all, True) for c in candidates]
+        kept = from_scores([_to_blocks(a, size, np.sum, 0) for a in arrays], sparsity=sparsity,
+                           compression=compression, scope=scope, allocation=allocation,
+                           candidates=block_candidates, names=names)
+        return [_from_blocks(m, a.shape, size) for m, a in zip(kept, arrays)]
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     per_tensor = not isinstance(allocation, str)
@@ -288,6 +304,39 @@ def from_scores(
         _check_enough(k, cand, names[i] if names is not None else f"tensor {i}")
         masks.append(_top_k(a.ravel(), k, cand).reshape(a.shape))
     return masks
+
+
+def _block_size(block):
+    """The ``b`` of a ``(1, b)`` block."""
+    if not (isinstance(block, (tuple, list)) and len(block) == 2 and block[0] == 1
+            and isinstance(block[1], (int, np.integer)) and block[1] >= 1):
+        raise ValueError(
+            f"block must be (1, b): b consecutive input entries of one output unit, as TFLite's "
+            f"(1, 4) and (1, 16) blocks; got {block!r}"
+        )
+    return int(block[1])
+
+
+def _to_blocks(a, size, reduce, fill):
+    """Groups axis -2 of ``a`` into blocks of ``size`` (padding with ``fill``), reduced by ``reduce``."""
+    if a.ndim < 2:
+        return a
+    axis = a.ndim - 2
+    pad = -a.shape[axis] % size
+    if pad:
+        widths = [(0, 0)] * a.ndim
+        widths[axis] = (0, pad)
+        a = np.pad(a, widths, constant_values=fill)
+    grouped = a.reshape(a.shape[:axis] + (a.shape[axis] // size, size) + a.shape[axis + 1:])
+    return reduce(grouped, axis=axis + 1)
+
+
+def _from_blocks(mask, shape, size):
+    """Expands a block mask back to the weight's ``shape``."""
+    if len(shape) < 2:
+        return mask
+    axis = len(shape) - 2
+    return np.repeat(mask, size, axis=axis)[(slice(None),) * axis + (slice(0, shape[axis]),)]
 
 
 def _check_enough(k, candidates, where):

@@ -30,6 +30,7 @@ def prune_at_init(
     allocation="uniform",
     include_bias=False,
     include_norm=False,
+    block=None,
     **scorer_options,
 ):
     """Prunes a model before training: scores its weights and keeps the highest.
@@ -57,6 +58,9 @@ def prune_at_init(
         allocation: Per-tensor budgets for ``scope="local"`` (see :func:`tfprune.masks.from_scores`).
         include_bias: Prune biases too (plain models only).
         include_norm: Prune normalisation γ and β too (plain models only).
+        block: ``(1, b)`` prunes whole blocks of ``b`` consecutive inputs per output unit, e.g.
+            ``(1, 4)`` for TFLite's fast sparse fully connected kernels (see
+            :func:`tfprune.masks.from_scores`).
         **scorer_options: Passed to the scorer.
 
     Returns:
@@ -83,6 +87,8 @@ def prune_at_init(
         scorer_options.setdefault("seed", seed)
     if scope not in masks_lib.SCOPES:
         raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
+    if block is not None:
+        masks_lib.from_scores([np.zeros((1, 1))], sparsity=0.0, block=block)  # checks the block early
 
     variables = list(model.weights)
     before = [v.numpy() for v in variables]
@@ -105,6 +111,7 @@ def prune_at_init(
                 allocation=allocation,
                 candidates=current if scorer.keeps_pruned else None,
                 names=names,
+                block=block,
             )
             apply_masks(wrapped, current)
             if progress is not None:
