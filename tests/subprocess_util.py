@@ -9,6 +9,7 @@ import textwrap
 def run_python(code, timeout=240, env=None):
     """Runs ``code`` in a new Python process; returns its stdout. Fails with its output on error."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    full_env.pop("TF_USE_LEGACY_KERAS", None)  # set by TF-MOT if another test imported it
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
         stdout=subprocess.PIPE,
