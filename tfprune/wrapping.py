@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune import walk
+from tfprune import distribute, walk
 from tfprune.layers import MaskedLayer, relative_path
 from tfprune.targets import require_keras3, is_wrapped, prunable_weights
 
@@ -56,7 +56,8 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
             wrappers[id(layer)] = MaskedLayer(layer, masked_weights=paths)
         return wrappers[id(layer)]
 
-    return _rebuild(model, replace)
+    with distribute.creation_scope(model):  # masks mirrored like the weights, if distributed
+        return _rebuild(model, replace)
 
 
 def _rebuild(model, replace):

@@ -13,7 +13,7 @@ from tfprune.scores.registry import register
 
 
 @register("force", needs_data=True, keeps_pruned=False, default_rounds=60)
-def force(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True):
+def force(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True, strategy=None):
     """FORCE scores ``|θ ⊙ ∂L/∂(θ ⊙ m)|``, normalised to sum 1.
 
     Args:
@@ -24,6 +24,9 @@ def force(model, targets, data, samples=None, batch_size=None, loss=None, from_l
         batch_size: Batch size for arrays; default all samples in one batch.
         loss: A Keras loss or callable; default sparse categorical cross-entropy.
         from_logits: Whether the model outputs logits (for the default loss).
+        strategy: A ``tf.distribute`` strategy to score under; default the one the model was
+            built under. Each batch is split across its replicas and the gradients all-reduced,
+            so every replica and worker gets the global batch's scores.
 
     Returns:
         One float32 array per target.
@@ -32,5 +35,5 @@ def force(model, targets, data, samples=None, batch_size=None, loss=None, from_l
         >>> pruned = tfprune.prune_at_init(model, "force", sparsity=0.995, data=(x[:100], y[:100]))
     """
     batches = scoring_batches(model, data, samples, batch_size)
-    grads = effective_gradients(model, targets, batches, loss, from_logits)
+    grads = effective_gradients(model, targets, batches, loss, from_logits, strategy=strategy)
     return normalised([ops.abs(t.variable.value * g) for t, g in zip(targets, grads)])

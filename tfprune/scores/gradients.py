@@ -23,6 +23,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfprune import distribute
+
 __all__ = [
     "scoring_batches",
     "loss_function",
@@ -144,18 +146,40 @@ def _loss_at(model, targets, loss_fn, temperature, x, y, values):
     return loss_fn(y, outputs / temperature)
 
 
+def _share(x, global_size):
+    """The fraction of the global batch this (replica's) batch holds: losses are means over a
+    batch, so scaling each replica's by its share makes their sum the global batch's mean."""
+    return tf.cast(tf.shape(x)[0], tf.float32) / global_size
+
+
 def _gradient_step(model, targets, loss_fn, temperature):
     @tf.function(reduce_retracing=True)
-    def step(x, y, values):
+    def step(x, y, global_size, values):
         with tf.GradientTape() as tape:
             tape.watch(values)
-            loss = _loss_at(model, targets, loss_fn, temperature, x, y, values)
+            loss = _loss_at(model, targets, loss_fn, temperature, x, y, values) * _share(x, global_size)
         return tape.gradient(loss, values)
 
     return step
 
 
-def effective_gradients(model, targets, batches, loss=None, from_logits=True, values=None, temperature=1.0):
+def _batch_sum(model, step, batches, strategy, *args):
+    """``Σ_b step(x_b, y_b, n_b, *args)``; under a strategy each batch is split across replicas
+    and the replicas' results are all-reduced (see :mod:`tfprune.distribute`)."""
+    strategy = distribute.strategy_of(model, strategy)
+    total = None
+    for x, y in batches:
+        size = tf.constant(float(x.shape[0]))
+        if strategy is None:
+            out = step(x, y, size, *args)
+        else:
+            out = distribute.replica_sum(strategy, step, x, y, size, *args)
+        total = list(out) if total is None else [a + b for a, b in zip(total, out)]
+    return total
+
+
+def effective_gradients(model, targets, batches, loss=None, from_logits=True, values=None, temperature=1.0,
+                        strategy=None):
     """``Σ_b ∂L_b/∂w`` over the batches, for the effective weights ``w`` of each target.
 
     Args:
@@ -167,6 +191,8 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
         from_logits: For the default loss: whether the model outputs logits.
         values: The effective weights to differentiate at; default ``θ ⊙ m``.
         temperature: Outputs are divided by it before the loss (GraSP's T).
+        strategy: The ``tf.distribute`` strategy to score under; default the one holding the
+            model's variables (none for a single device).
 
     Returns:
         A list of gradient tensors (the signed sum over batches), one per target.
@@ -174,21 +200,17 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
     values = effective_values(targets) if values is None else values
     key = ("gradient", _loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
     step = compiled(model, key, lambda: _gradient_step(model, targets, loss_function(loss, from_logits), temperature))
-    total = None
-    for x, y in batches:
-        grads = step(x, y, values)
-        total = grads if total is None else [a + b for a, b in zip(total, grads)]
-    return total
+    return _batch_sum(model, step, batches, strategy, values)
 
 
 def _hessian_step(model, targets, loss_fn, temperature):
     @tf.function(reduce_retracing=True)
-    def step(x, y, values, direction):
+    def step(x, y, global_size, values, direction):
         with tf.GradientTape() as outer:
             outer.watch(values)
             with tf.GradientTape() as inner:
                 inner.watch(values)
-                loss = _loss_at(model, targets, loss_fn, temperature, x, y, values)
+                loss = _loss_at(model, targets, loss_fn, temperature, x, y, values) * _share(x, global_size)
             grads = inner.gradient(loss, values)
             inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
         return outer.gradient(inner_product, values)
@@ -196,11 +218,12 @@ def _hessian_step(model, targets, loss_fn, temperature):
     return step
 
 
-def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=True, values=None, temperature=1.0):
+def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=True, values=None, temperature=1.0,
+                     strategy=None):
     """``Σ_b H_b v``: the Hessian of each batch's loss times ``direction``, by double backprop.
 
     Args:
-        model, targets, batches, loss, from_logits, values, temperature: As for
+        model, targets, batches, loss, from_logits, values, temperature, strategy: As for
             :func:`effective_gradients`.
         direction: One tensor per target (GraSP: the accumulated gradient ``g``, held constant).
 
@@ -211,11 +234,7 @@ def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=
     key = ("hessian", _loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
     step = compiled(model, key, lambda: _hessian_step(model, targets, loss_function(loss, from_logits), temperature))
     direction = [tf.stop_gradient(d) for d in direction]
-    total = None
-    for x, y in batches:
-        hv = step(x, y, values, direction)
-        total = hv if total is None else [a + b for a, b in zip(total, hv)]
-    return total
+    return _batch_sum(model, step, batches, strategy, values, direction)
 
 
 def normalised(scores, absolute_sum=False, epsilon=0.0):

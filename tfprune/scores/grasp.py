@@ -19,7 +19,7 @@ from tfprune.scores.registry import register
 
 @register("grasp", needs_data=True)
 def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True,
-          temperature=200.0, reinit_dense=False, seed=None):
+          temperature=200.0, reinit_dense=False, seed=None, strategy=None):
     """GraSP scores ``θ ⊙ H g`` (keep the highest), normalised by ``|Σ| + 1e-10``.
 
     Args:
@@ -34,6 +34,8 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
         temperature: Logits are divided by it before the loss (the authors' 200).
         reinit_dense: Score with Glorot-normal Dense kernels, as the authors' code does.
         seed: Seed of that re-initialisation.
+        strategy: A ``tf.distribute`` strategy to score under; default the one the model was
+            built under (gradients and Hessian-vector products all-reduced over its replicas).
 
     Returns:
         One float32 array per target.
@@ -50,7 +52,7 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
     values = effective_values(targets)
     if reinit_dense:
         values = _glorot_dense(targets, values, seed)
-    options = dict(loss=loss, from_logits=from_logits, values=values, temperature=temperature)
+    options = dict(loss=loss, from_logits=from_logits, values=values, temperature=temperature, strategy=strategy)
     g = effective_gradients(model, targets, batches, **options)
     hg = hessian_gradient(model, targets, batches, g, **options)
     return normalised([w * h for w, h in zip(values, hg)], absolute_sum=True, epsilon=1e-10)

@@ -19,7 +19,7 @@ from tfprune.scores.registry import register
 
 
 @register("snip", needs_data=True)
-def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True):
+def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True, strategy=None):
     """SNIP scores ``|w ⊙ Σ_b ∂L_b/∂w|``, normalised to sum 1.
 
     Args:
@@ -30,6 +30,9 @@ def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_lo
         batch_size: Batch size for arrays; default all samples in one batch.
         loss: A Keras loss or callable; default sparse categorical cross-entropy.
         from_logits: Whether the model outputs logits (for the default loss).
+        strategy: A ``tf.distribute`` strategy to score under; default the one the model was
+            built under. Each batch is split across its replicas and the gradients all-reduced,
+            so every replica and worker gets the global batch's scores.
 
     Returns:
         One float32 array per target.
@@ -39,7 +42,7 @@ def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_lo
     """
     batches = scoring_batches(model, data, samples, batch_size)
     values = effective_values(targets)
-    grads = effective_gradients(model, targets, batches, loss, from_logits, values)
+    grads = effective_gradients(model, targets, batches, loss, from_logits, values, strategy=strategy)
     return normalised([ops.abs(w * g) for w, g in zip(values, grads)])
 
 

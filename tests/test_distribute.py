@@ -1,0 +1,78 @@
+"""tf.distribute: scores of the global batch on every replica and worker, identical masks."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from subprocess_util import run_python
+
+WORKERS = Path(__file__).resolve().parent / "workers"
+
+
+def test_mirrored_scores_equal_single_device_and_custom_loop_keeps_pruned_weights():
+    """Two logical CPU replicas: SNIP/GraSP/FORCE scores equal one device's for the same global
+    batch (float32 summation order aside), masks equal except ties at the threshold (counted:
+    none here), mask copies agree, and a strategy.run training loop leaves pruned weights as they were."""
+    result = json.loads(run_python((WORKERS / "mirrored_scores.py").read_text(), timeout=300).strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    for method, r in result["methods"].items():
+        assert r["max_relative_score_difference"] < 1e-5, method
+        assert r["mask_differences_away_from_threshold"] == 0, method
+        assert r["mask_differences"] == 0, method  # no ties at the threshold in this case
+        assert r["mask_copies_equal"], method
+    assert result["custom_loop"] == {"pruned_unchanged": True, "kept_trained": True, "replicas_agree": True}
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def run_workers(script, count=2, timeout=240):
+    """Starts `count` MultiWorkerMirroredStrategy workers on loopback; returns their last output
+    lines. Every process is killed on every exit path."""
+    ports = free_ports(count)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    processes = []
+    try:
+        for index in range(count):
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                   "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+            env.pop("TF_USE_LEGACY_KERAS", None)
+            processes.append(subprocess.Popen([sys.executable, str(script)], env=env, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        deadline = time.monotonic() + timeout
+        outputs = []
+        for p in processes:
+            out, err = p.communicate(timeout=max(1, deadline - time.monotonic()))
+            if p.returncode != 0:
+                raise AssertionError(f"worker failed ({p.returncode}):\n{err[-3000:]}")
+            outputs.append(out.strip().splitlines()[-1])
+        return outputs
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def test_two_multi_worker_processes_get_bit_identical_masks():
+    """Each worker scores SNIP on different data; the all-reduced scores give both the same masks,
+    and training keeps the pruned weights at zero with identical weights on both workers."""
+    results = [json.loads(line) for line in run_workers(WORKERS / "multi_worker.py")]
+    assert [r["worker"] for r in results] == [0, 1]
+    assert all(r["replicas"] == 2 and r["pruned_zero"] for r in results)
+    assert results[0]["masks"] == results[1]["masks"]
+    assert results[0]["weights"] == results[1]["weights"]
+    assert results[0]["density"] == pytest.approx(0.1, abs=1e-3)

@@ -1,0 +1,90 @@
+"""Two logical CPU replicas: SNIP/GraSP/FORCE scores and masks under MirroredStrategy vs one device,
+and a custom training loop in strategy.run. Prints one JSON line."""
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+
+import tfprune  # noqa: E402
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(40, 8, 8, 3)).astype("float32")
+Y = rng.integers(0, 3, 40)
+
+
+def build():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+result = {"replicas": strategy.num_replicas_in_sync, "methods": {}}
+for method in ("snip", "grasp", "force"):
+    single = build()
+    with strategy.scope():
+        mirrored = build()
+    kwargs = dict(sparsity=0.9, data=(X, Y), batch_size=20, rounds=1, verbose=0)
+    scores_1 = tfprune.scores.get(method)(single, tfprune.prunable_weights(single), (X, Y), batch_size=20)
+    scores_2 = tfprune.scores.get(method)(mirrored, tfprune.prunable_weights(mirrored), (X, Y), batch_size=20)
+    masks_1 = tfprune.get_masks(tfprune.prune_at_init(single, method, **kwargs))
+    pruned = tfprune.prune_at_init(mirrored, method, **kwargs)
+    masks_2 = tfprune.get_masks(pruned)
+    flat_1 = np.concatenate([s.ravel() for s in scores_1])
+    threshold = np.sort(flat_1)[::-1][tfprune.masks.kept_count(0.1, flat_1.size) - 1]
+    differ = np.concatenate([(a != b).ravel() for a, b in zip(masks_1, masks_2)])
+    near = np.abs(flat_1 - threshold) <= 1e-5 * np.abs(flat_1).max()
+    copies_equal = all(np.array_equal(np.asarray(v.numpy()) != 0, m)
+                       for t, m in zip(tfprune.prunable_weights(pruned), masks_2) for v in t.mask.value.values)
+    result["methods"][method] = {
+        "max_relative_score_difference": float(max(np.max(np.abs(a - b)) / np.max(np.abs(a)) for a, b in zip(scores_1, scores_2))),
+        "mask_differences": int(differ.sum()),
+        "mask_differences_away_from_threshold": int((differ & ~near).sum()),
+        "mask_copies_equal": bool(copies_equal),
+    }
+
+# a custom training loop: per-replica steps in strategy.run, pruned weights stay exactly as they were
+with strategy.scope():
+    model = build()
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+pruned = tfprune.prune_at_init(model, "snip", sparsity=0.8, data=(X, Y), verbose=0)
+with strategy.scope():  # a Keras 3 optimizer must be built before apply_gradients runs per replica
+    optimizer.build(pruned.trainable_variables)
+masks = tfprune.get_masks(pruned)
+before = [t.variable.numpy().copy() for t in tfprune.prunable_weights(pruned)]
+loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((X, Y)).batch(20).repeat(3))
+
+
+@tf.function
+def train_step(x, y):
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, pruned(x, training=True)) / 20.0
+        grads = tape.gradient(loss, pruned.trainable_variables)
+        optimizer.apply_gradients(zip(grads, pruned.trainable_variables))
+        return loss
+
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
+
+
+for x, y in dataset:
+    train_step(x, y)
+pruned_unchanged, kept_trained, replicas_agree = True, False, True
+for t, m, b in zip(tfprune.prunable_weights(pruned), masks, before):
+    copies = [np.asarray(v.numpy()) for v in t.variable.value.values]
+    replicas_agree &= all(np.array_equal(c, copies[0]) for c in copies)
+    pruned_unchanged &= all(np.array_equal(c[~m], b[~m]) for c in copies)
+    kept_trained |= bool(np.any(copies[0][m] != b[m]))
+result["custom_loop"] = {"pruned_unchanged": bool(pruned_unchanged), "kept_trained": kept_trained,
+                         "replicas_agree": bool(replicas_agree)}
+print(json.dumps(result))

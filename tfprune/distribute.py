@@ -1,0 +1,85 @@
+"""Scoring under ``tf.distribute``: per-batch work in ``strategy.run``, summed across replicas.
+
+A mask computed on each worker from its own data silently diverges the model: nothing errors,
+and the replicas train different networks. Gradient-based scores are therefore computed inside
+``strategy.run`` on each replica's shard of the batch and all-reduced, so every replica and every
+worker gets the scores of the *global* batch; the masks are then selected once and assigned in
+cross-replica context, which writes the same values to every copy. Data-free criteria (SynFlow,
+magnitude, random) read the same weights everywhere and give the same masks by construction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import tensorflow as tf
+
+__all__ = ["strategy_of", "creation_scope", "replica_sum"]
+
+
+def _variables_strategy(model):
+    for variable in model.weights:
+        return getattr(variable.value, "distribute_strategy", None)
+    return None
+
+
+def creation_scope(model):
+    """The scope to create variables in next to ``model``'s: its strategy's, or a no-op.
+
+    Masks made outside the scope of a model built under a strategy would be ordinary, single-copy
+    variables; made inside it they are mirrored like the model's weights.
+    """
+    strategy = _variables_strategy(model)
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def strategy_of(model, strategy=None):
+    """The strategy whose replicas hold ``model``'s variables, or ``None`` for a single device.
+
+    Args:
+        model: A Keras 3 model.
+        strategy: A strategy given explicitly; returned as it is.
+
+    Returns:
+        A ``tf.distribute.Strategy`` with more than one replica, or ``None``.
+    """
+    if strategy is None:
+        strategy = _variables_strategy(model)
+    if strategy is None or strategy.num_replicas_in_sync < 2:
+        return None
+    return strategy
+
+
+def _shard(strategy, tensor):
+    """Splits a global batch into contiguous per-replica shards (by global replica id)."""
+    n = int(tensor.shape[0])
+
+    def shard(context):
+        i, replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
+        return tensor[i * n // replicas:(i + 1) * n // replicas]
+
+    return strategy.experimental_distribute_values_from_function(shard)
+
+
+def replica_sum(strategy, step, x, y, *args):
+    """``Σ_replicas step(x_shard, y_shard, *args)`` with ``x``, ``y`` split across replicas.
+
+    Args:
+        strategy: The strategy.
+        step: A function of ``(x, y, *args)`` returning a list of tensors.
+        x, y: One global batch (every worker may pass its own; each replica takes its shard).
+        *args: Passed unchanged to every replica.
+
+    Returns:
+        The list of tensors summed over all replicas (of all workers), the same on every worker.
+
+    Raises:
+        ValueError: if the batch has fewer examples than there are replicas.
+    """
+    if int(x.shape[0]) < strategy.num_replicas_in_sync:
+        raise ValueError(
+            f"a scoring batch of {int(x.shape[0])} examples cannot be split over "
+            f"{strategy.num_replicas_in_sync} replicas: use batches of at least that many"
+        )
+    per_replica = strategy.run(step, args=(_shard(strategy, x), _shard(strategy, y), *args))
+    return [strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in per_replica]
