@@ -76,3 +76,38 @@ def test_two_multi_worker_processes_get_bit_identical_masks():
     assert results[0]["masks"] == results[1]["masks"]
     assert results[0]["weights"] == results[1]["weights"]
     assert results[0]["density"] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_sigkill_mid_epoch_then_restart_resumes_to_the_same_masks_and_weights(tmp_path):
+    """A run killed with SIGKILL in epoch 3 and restarted with BackupAndRestore (saving each epoch)
+    ends bit-identical to an uninterrupted run: same masks, same weights, pruned weights zero."""
+    import signal
+
+    script = str(WORKERS / "resumable_training.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_USE_LEGACY_KERAS", None)
+
+    def run(args, timeout=180):
+        subprocess.run([sys.executable, script, *args], env=env, check=True, timeout=timeout, capture_output=True)
+
+    run([str(tmp_path / "backup_a"), str(tmp_path / "a.json")])
+    marker = tmp_path / "killed_here"
+    victim = subprocess.Popen([sys.executable, script, str(tmp_path / "backup_b"), str(tmp_path / "b.json"),
+                               "2", "3", str(marker)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():
+            assert victim.poll() is None and time.monotonic() < deadline, "the run ended before the kill point"
+            time.sleep(0.2)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    assert victim.returncode == -signal.SIGKILL and not (tmp_path / "b.json").exists()
+    assert (tmp_path / "backup_b").exists()  # epochs 1-2 were backed up before the kill
+    run([str(tmp_path / "backup_b"), str(tmp_path / "b.json")])
+    a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
+    assert a.pop("epochs_run") == [0, 1, 2, 3] and b.pop("epochs_run") == [2, 3]  # it did resume
+    assert a == b and a["pruned_zero"]
