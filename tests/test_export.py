@@ -99,6 +99,7 @@ def test_block_1x4_is_stored_in_blocks_and_read_by_fully_connected(blocked, digi
     report = export.tflite(model, path, block=(1, 4), check_data=digits)
     assert report.max_abs_diff <= 1e-5 and not report.densify and "DENSIFY" not in report.ops
     assert [t.block for t in report.sparse_tensors] == [(1, 4)] * 3
+    assert export.describe(path) == (report.ops, report.sparse_tensors)
     weights = fully_connected_weights(path)
     assert len(weights) == 3
     for (tensor, stored), mask in zip(weights, masks):
@@ -228,7 +229,8 @@ except ValueError as error:
     refused = str(error)
 stripped = tfmot.sparsity.keras.strip_pruning(pruned)
 report = export.tflite(stripped, os.path.join(folder, "m.tflite"), block=(1, 4), check_data=x)
-print(json.dumps(dict(tf_keras_harmless=tf_keras_harmless, refused=refused, blocks=[t.block for t in report.sparse_tensors],
+print(json.dumps(dict(tf_keras_harmless=tf_keras_harmless, refused=refused,
+                      blocks=[t.block for t in report.sparse_tensors],
                       consumers=[t.consumer for t in report.sparse_tensors], diff=report.max_abs_diff,
                       ratio=report.size_ratio, left=sorted(os.listdir(folder)))))
 """
