@@ -245,3 +245,19 @@ def test_tf_keras_model_pruned_with_tfmot():
     assert result["blocks"] == [[1, 4]] * 3 and result["consumers"] == ["FULLY_CONNECTED"] * 3
     assert result["diff"] <= 1e-5 and result["ratio"] < 0.1
     assert result["left"] == ["m.tflite"]
+
+
+def test_keras3_prune_fit_strip_export_end_to_end(tmp_path):
+    """prune_at_init (SNIP, 1×4 blocks) → fit → strip → export: sparse 1×4 weights read by
+    FULLY_CONNECTED, outputs equal to Keras, file far smaller than dense."""
+    x, y = tfprune.data.load("digits", "train")
+    model = tfprune.prune_at_init(lenet(), "snip", sparsity=0.95, data=(x[:100], y[:100]), block=(1, 4), verbose=0)
+    masks = tfprune.get_masks(model)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    plain = tfprune.strip(model)
+    report = export.tflite(plain, tmp_path / "e2e.tflite", block=(1, 4), check_data=x[:64])
+    assert report.max_abs_diff <= 1e-5 * max(1.0, float(np.abs(plain.predict(x[:64], verbose=0)).max()))
+    assert report.file_bytes < 0.2 * report.dense_bytes and not report.densify
+    for t, m in zip(tfprune.prunable_weights(plain), masks):
+        assert np.all(t.variable.numpy()[~m] == 0)
