@@ -19,8 +19,72 @@ def relative_path(unit, variable):
     return variable.path[len(prefix):] if prefix and variable.path.startswith(prefix) else variable.path
 
 
+class SubstitutingWrapper(keras.layers.Wrapper):
+    """Base of the wrappers that run their layer with some of its variables replaced by tensors.
+
+    A subclass says which in :meth:`substitutes`. The forward pass calls the wrapped layer inside a
+    :class:`keras.StatelessScope` that maps each substituted variable to its tensor (and repeats
+    the values an enclosing scope gives the layer's other variables). Updates the layer makes to
+    its other variables (batch-norm statistics, seeds) are written back, and losses it adds
+    (activity regularisers) are passed on. Gradients flow through the substituted tensors to
+    whatever they were computed from. Used by :class:`MaskedLayer` and
+    :class:`tfprune.autoprune.AutoPruneLayer`.
+
+    Args:
+        layer: The Keras 3 layer to wrap.
+        **kwargs: Passed to :class:`keras.layers.Wrapper`.
+    """
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(layer, **kwargs)
+        self._passes_training = "training" in inspect.signature(layer.call).parameters
+        self.supports_masking = layer.supports_masking
+
+    def substitutes(self):
+        """``(variable, tensor)`` pairs: the values the forward pass uses for those variables."""
+        raise NotImplementedError
+
+    def _inner_kwargs(self, training, kwargs):
+        if self._passes_training:
+            kwargs["training"] = training
+        return kwargs
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        substitutes = self.substitutes()
+        with keras.StatelessScope(state_mapping=self._outer_values() + substitutes, collect_losses=True) as scope:
+            outputs = self.layer(inputs, *args, **self._inner_kwargs(training, kwargs))
+        substituted_ids = {id(v) for v, _ in substitutes}
+        for variable in self.layer.variables:
+            if id(variable) in substituted_ids:
+                continue
+            value = scope.get_current_value(variable)
+            if value is not None:
+                variable.assign(value)
+        for loss in scope.losses:
+            self.add_loss(loss)
+        return outputs
+
+    def _outer_values(self):
+        """Values an enclosing StatelessScope gives the wrapped layer's variables (scopes do not
+        nest: the inner one must repeat them, or the layer would read the variables themselves)."""
+        outer = get_stateless_scope()
+        if outer is None:
+            return []
+        values = [(v, outer.get_current_value(v)) for v in self.layer.variables]
+        return [(v, value) for v, value in values if value is not None]
+
+    def compute_output_spec(self, inputs, *args, training=None, **kwargs):
+        return self.layer.compute_output_spec(inputs, *args, **self._inner_kwargs(training, kwargs))
+
+    def compute_output_shape(self, *args, **kwargs):
+        return self.layer.compute_output_shape(*args, **kwargs)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+
 @keras.saving.register_keras_serializable(package="tfprune")
-class MaskedLayer(keras.layers.Wrapper):
+class MaskedLayer(SubstitutingWrapper):
     """Wraps a layer and multiplies chosen weights by masks in every forward pass.
 
     The wrapped layer keeps its dense weights; the forward pass substitutes ``w * mask`` for each
@@ -54,9 +118,6 @@ class MaskedLayer(keras.layers.Wrapper):
         # A plain list, set past Keras's attribute tracking: the wrapped layer's variables must
         # stay owned by the wrapped layer, not become the wrapper's own.
         object.__setattr__(self, "_pairs", [])
-        call_args = inspect.signature(layer.call).parameters
-        self._passes_training = "training" in call_args
-        self.supports_masking = layer.supports_masking
         if layer.built:
             self._create_masks()
             self.built = True
@@ -105,43 +166,8 @@ class MaskedLayer(keras.layers.Wrapper):
                 return m
         return None
 
-    def _inner_kwargs(self, training, kwargs):
-        if self._passes_training:
-            kwargs["training"] = training
-        return kwargs
-
-    def call(self, inputs, *args, training=None, **kwargs):
-        masked = [(v, ops.multiply(v.value, m.value)) for v, m in self._pairs]
-        with keras.StatelessScope(state_mapping=self._outer_values() + masked, collect_losses=True) as scope:
-            outputs = self.layer(inputs, *args, **self._inner_kwargs(training, kwargs))
-        masked_ids = {id(v) for v, _ in self._pairs}
-        for variable in self.layer.variables:
-            if id(variable) in masked_ids:
-                continue
-            value = scope.get_current_value(variable)
-            if value is not None:
-                variable.assign(value)
-        for loss in scope.losses:
-            self.add_loss(loss)
-        return outputs
-
-    def _outer_values(self):
-        """Values an enclosing StatelessScope gives the wrapped layer's variables (scopes do not
-        nest: the inner one must repeat them, or the layer would read the variables themselves)."""
-        outer = get_stateless_scope()
-        if outer is None:
-            return []
-        values = [(v, outer.get_current_value(v)) for v in self.layer.variables]
-        return [(v, value) for v, value in values if value is not None]
-
-    def compute_output_spec(self, inputs, *args, training=None, **kwargs):
-        return self.layer.compute_output_spec(inputs, *args, **self._inner_kwargs(training, kwargs))
-
-    def compute_output_shape(self, *args, **kwargs):
-        return self.layer.compute_output_shape(*args, **kwargs)
-
-    def compute_mask(self, inputs, mask=None):
-        return self.layer.compute_mask(inputs, mask)
+    def substitutes(self):
+        return [(v, ops.multiply(v.value, m.value)) for v, m in self._pairs]
 
     def get_config(self):
         return {**super().get_config(), "masked_weights": list(self.masked_weights)}
