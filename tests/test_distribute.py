@@ -78,13 +78,15 @@ def test_two_multi_worker_processes_get_bit_identical_masks():
     assert results[0]["density"] == pytest.approx(0.1, abs=1e-3)
 
 
-def test_sigkill_mid_epoch_then_restart_resumes_to_the_same_masks_and_weights(tmp_path):
+@pytest.mark.parametrize("mode", ["fixed", "autoprune"])
+def test_sigkill_mid_epoch_then_restart_resumes_to_the_same_masks_and_weights(tmp_path, mode):
     """A run killed with SIGKILL in epoch 3 and restarted with BackupAndRestore (saving each epoch)
-    ends bit-identical to an uninterrupted run: same masks, same weights, pruned weights zero."""
+    ends bit-identical to an uninterrupted run: same masks, same weights (W, m and the optimiser
+    state behind them), pruned weights zero — for fixed masks and for AutoPrune's trainable ones."""
     import signal
 
     script = str(WORKERS / "resumable_training.py")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TFPRUNE_TEST_MODE": mode}
     env.pop("TF_USE_LEGACY_KERAS", None)
 
     def run(args, timeout=180):
@@ -111,3 +113,4 @@ def test_sigkill_mid_epoch_then_restart_resumes_to_the_same_masks_and_weights(tm
     a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
     assert a.pop("epochs_run") == [0, 1, 2, 3] and b.pop("epochs_run") == [2, 3]  # it did resume
     assert a == b and a["pruned_zero"]
+    assert 0 < a["density"] < 1  # something was pruned (for AutoPrune: learned)

@@ -1,8 +1,10 @@
 """Trains a pruned model with keras.callbacks.BackupAndRestore; optionally stops dead (waits to be
-SIGKILLed) mid-epoch. Usage: resumable_training.py BACKUP_DIR OUT.json [KILL_EPOCH KILL_BATCH MARKER]"""
+SIGKILLed) mid-epoch. Usage: resumable_training.py BACKUP_DIR OUT.json [KILL_EPOCH KILL_BATCH MARKER]
+With TFPRUNE_TEST_MODE=autoprune the masks are AutoPrune's trainable ones (h(m), read by harden)."""
 
 import hashlib
 import json
+import os
 import sys
 import time
 
@@ -24,7 +26,12 @@ x = rng.normal(size=(256, 20)).astype("float32")
 y = rng.integers(0, 4, 256)
 inputs = keras.Input((20,))
 hidden = keras.layers.Dense(64, activation="relu")(inputs)
-model = tfprune.prune_at_init(keras.Model(inputs, keras.layers.Dense(4)(hidden)), "magnitude", sparsity=0.8, verbose=0)
+dense = keras.Model(inputs, keras.layers.Dense(4)(hidden))
+autoprune = os.environ.get("TFPRUNE_TEST_MODE") == "autoprune"
+if autoprune:
+    model = tfprune.autoprune.wrap(dense, penalty=3e-3, initial_aux=0.05)
+else:
+    model = tfprune.prune_at_init(dense, "magnitude", sparsity=0.8, verbose=0)
 model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
               jit_compile=False)
 
@@ -47,9 +54,11 @@ class StopDead(keras.callbacks.Callback):
 
 model.fit(x, y, epochs=4, batch_size=32, shuffle=False, verbose=0,
           callbacks=[keras.callbacks.BackupAndRestore(backup_dir), StopDead()])
-masks = tfprune.get_masks(model)
+masks = tfprune.get_masks(tfprune.autoprune.harden(model) if autoprune else model)
 digest = hashlib.sha256(b"".join(np.asarray(v.numpy()).tobytes() for v in model.weights)).hexdigest()
 with open(out_path, "w") as f:
     json.dump({"epochs_run": StopDead.epochs_run, "masks": hashlib.sha256(b"".join(np.packbits(m).tobytes() for m in masks)).hexdigest(),
                "weights": digest, "pruned_zero": all(
-                   np.all(t.variable.numpy()[~m] == 0) for t, m in zip(tfprune.prunable_weights(tfprune.strip(model)), masks))}, f)
+                   np.all(t.variable.numpy()[~m] == 0) for t, m in zip(tfprune.prunable_weights(
+                       tfprune.strip(tfprune.autoprune.harden(model) if autoprune else model)), masks)),
+               "density": tfprune.masks.density(masks)}, f)
