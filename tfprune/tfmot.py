@@ -11,7 +11,7 @@ architecture rebuilt from its config, with the same weights (tfprune's scorers u
 stateless execution, which tf_keras lacks). Masks are mapped back by layer and weight name. The twin
 is checked to compute the same outputs as the tf_keras model before it is used.
 
-Importing this module imports TF-MOT, which sets ``TF_USE_LEGACY_KERAS=1`` (``tf.keras`` then means
+Importing this module imports TF-MOT, which sets ``TF_USE_LEGACY_KERAS=1`` (TensorFlow's Keras alias then means
 tf_keras if it was not used before): ``import tfprune`` never imports it.
 """
 
