@@ -29,7 +29,7 @@ from keras import ops
 from tfprune import distribute, kinds, walk
 from tfprune.layers import MaskedLayer, SubstitutingWrapper, relative_path
 from tfprune.targets import is_wrapped, prunable_weights, require_keras3
-from tfprune.wrapping import _rebuild
+from tfprune.wrapping import rebuild
 
 __all__ = [
     "STES",
@@ -413,7 +413,7 @@ def wrap(model, policy=None, include_bias=False, include_norm=False, *, mode="we
         return wrappers[id(layer)]
 
     with distribute.creation_scope(model):
-        return _rebuild(model, replace)
+        return rebuild(model, replace)
 
 
 def aux_variables(model):
@@ -651,4 +651,4 @@ def harden(model):
         return hardened[id(layer)]
 
     with distribute.creation_scope(model):
-        return _rebuild(model, replace)
+        return rebuild(model, replace)

@@ -57,22 +57,22 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
         return wrappers[id(layer)]
 
     with distribute.creation_scope(model):  # masks mirrored like the weights, if distributed
-        return _rebuild(model, replace)
+        return rebuild(model, replace)
 
 
-def _rebuild(model, replace):
+def rebuild(model, replace):
     """A model whose units are ``replace(unit)``: a clone for graph models, in place otherwise."""
     if walk.is_graph_model(model):
         def clone_function(layer):
             if isinstance(layer, keras.Model):
-                return _rebuild(layer, replace)
+                return rebuild(layer, replace)
             return replace(layer)
 
         clone = keras.models.clone_model(model, clone_function=clone_function)
         clone.name = model.name
         return clone
     for layer in model._flatten_layers(include_self=False, recursive=False):
-        new = _rebuild(layer, replace) if isinstance(layer, keras.Model) else replace(layer)
+        new = rebuild(layer, replace) if isinstance(layer, keras.Model) else replace(layer)
         if new is not layer:
             _replace_sublayer(model, layer, new)
     _forget_compiled_functions(model)
@@ -208,7 +208,7 @@ def strip(model):
         copies.append((layer, new))
         return new
 
-    stripped = _rebuild(model, copy_layer)
+    stripped = rebuild(model, copy_layer)
     for old, new in copies:
         new.set_weights(_effective_weights(old))
     return stripped
@@ -233,7 +233,7 @@ def unwrap(model, zero_masked=False):
                 variable.assign(variable.value * mask.value)
         return layer.layer
 
-    return _rebuild(model, unwrap_layer)
+    return rebuild(model, unwrap_layer)
 
 
 def _effective_weights(layer):
