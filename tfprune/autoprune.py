@@ -241,19 +241,9 @@ class AutoPruneLayer(SubstitutingWrapper):
         self.threshold, self.alpha, self.initial_aux = float(threshold), float(alpha), float(initial_aux)
         self.initial_penalty, self.penalty_norm = float(penalty), int(penalty_norm)
         self.weight_decay = float(weight_decay)
-        # Set past Keras's tracking: the pruned weights stay owned by the wrapped layer.
-        object.__setattr__(self, "_pairs", [])
-        if layer.built:
-            self._create_aux()
-            self.built = True
+        self._create_state_if_layer_built()
 
-    def build(self, input_shape=None):
-        super().build(input_shape)
-        if not self._pairs:
-            self._create_aux()
-        self.built = True
-
-    def _create_aux(self):
+    def _create_state(self):
         by_path = {relative_path(self.layer, v): v for v in self.layer.weights}
         found = {
             relative_path(self.layer, v): kind

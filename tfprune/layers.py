@@ -39,10 +39,29 @@ class SubstitutingWrapper(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self._passes_training = "training" in inspect.signature(layer.call).parameters
         self.supports_masking = layer.supports_masking
+        # A plain list, set past Keras's attribute tracking: the wrapped layer's variables must
+        # stay owned by the wrapped layer, not become the wrapper's own.
+        object.__setattr__(self, "_pairs", [])
 
     def substitutes(self):
         """``(variable, tensor)`` pairs: the values the forward pass uses for those variables."""
         raise NotImplementedError
+
+    def _create_state(self):
+        """Creates the subclass's variables next to the built layer (fills ``self._pairs``)."""
+        raise NotImplementedError
+
+    def _create_state_if_layer_built(self):
+        """Called at the end of a subclass's ``__init__``: a built layer gets its state at once."""
+        if self.layer.built:
+            self._create_state()
+            self.built = True
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if not self._pairs:
+            self._create_state()
+        self.built = True
 
     def _inner_kwargs(self, training, kwargs):
         if self._passes_training:
@@ -115,20 +134,9 @@ class MaskedLayer(SubstitutingWrapper):
         kwargs.setdefault("name", f"masked_{layer.name}")
         super().__init__(layer, **kwargs)
         self.masked_weights = None if masked_weights is None else list(masked_weights)
-        # A plain list, set past Keras's attribute tracking: the wrapped layer's variables must
-        # stay owned by the wrapped layer, not become the wrapper's own.
-        object.__setattr__(self, "_pairs", [])
-        if layer.built:
-            self._create_masks()
-            self.built = True
+        self._create_state_if_layer_built()
 
-    def build(self, input_shape=None):
-        super().build(input_shape)
-        if not self._pairs:
-            self._create_masks()
-        self.built = True
-
-    def _create_masks(self):
+    def _create_state(self):
         by_path = {relative_path(self.layer, v): v for v in self.layer.weights}
         if self.masked_weights is None:
             self.masked_weights = [relative_path(self.layer, v) for _, v, _ in kinds.candidate_weights(self.layer)]
