@@ -18,9 +18,9 @@ import numpy as np  # noqa: E402
 import tfprune  # noqa: E402
 
 MODELS = {
-    "vgg16": lambda: tfprune.models.vgg(16),
-    "resnet20": lambda: tfprune.models.resnet_cifar(20),
-    "lenet_300_100": lambda: tfprune.models.lenet_300_100((32, 32, 3)),
+    "vgg16": lambda classes: tfprune.models.vgg(16, num_classes=classes),
+    "resnet20": lambda classes: tfprune.models.resnet_cifar(20, num_classes=classes),
+    "lenet_300_100": lambda classes: tfprune.models.lenet_300_100((32, 32, 3), num_classes=classes),
 }
 
 
@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--methods", default="random,magnitude,snip,grasp,synflow")
     parser.add_argument("--log10-compressions", default="0:6:0.5", help="start:stop:step of log10 compression")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--classes", type=int, default=10, help="output classes (100: CIFAR-100 shapes)")
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
     parser.add_argument("--out", default="collapse", help="output path prefix (.csv and .png are added)")
     args = parser.parse_args()
@@ -46,7 +47,7 @@ def main():
     compressions = 10 ** np.arange(start, stop + step / 2, step)
     x, y, described = scoring_data(args.data_dir)
     print(f"{args.model}; scoring data: {described}")
-    sweep = tfprune.collapse_sweep(MODELS[args.model], args.methods.split(","), compressions, data=(x, y),
+    sweep = tfprune.collapse_sweep(lambda: MODELS[args.model](args.classes), args.methods.split(","), compressions, data=(x, y),
                                    seeds=[int(s) for s in args.seeds.split(",")])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sweep.to_csv(f"{args.out}.csv")

@@ -1,9 +1,18 @@
-"""The ``tfprune`` command."""
+"""The ``tfprune`` command: prune, sweep, collapse, profile, export and demo.
+
+Every subcommand checks its arguments before any work, prints one line ``tfprune <command>:
+error: ...`` and exits with 1 on failure (``--debug`` shows the traceback), and writes its outputs
+only once they are complete: a failed run leaves nothing at the output path.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -15,11 +24,172 @@ def _floats(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _ints(text):
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def _shape(text):
+    values = _ints(text)
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected a shape such as 32,32,3, got {text!r}")
+    return tuple(values)
+
+
+def _compressions(text):
+    """``a:b:s`` → 10^a, 10^(a+s), …, 10^b; otherwise comma-separated compressions."""
+    if ":" in text:
+        try:
+            start, stop, step = (float(v) for v in text.split(":"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected start:stop:step of log10 compression, got {text!r}") from None
+        if step <= 0 or stop < start or start < 0:
+            raise argparse.ArgumentTypeError(f"expected 0 <= start <= stop and step > 0, got {text!r}")
+        count = int(math.floor((stop - start) / step + 1e-9)) + 1
+        return [10 ** round(start + i * step, 10) for i in range(count)]
+    values = _floats(text)
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"compressions must be >= 1, got {text!r}")
+    return values
+
+
+def _seeds(text):
+    """``3`` → seeds 0, 1, 2; ``4,7`` → seeds 4 and 7."""
+    values = _ints(text)
+    if len(values) == 1 and "," not in text:
+        if values[0] < 1:
+            raise argparse.ArgumentTypeError(f"expected a number of seeds >= 1, got {text!r}")
+        return list(range(values[0]))
+    return values
+
+
+def _block(text):
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a block such as 1x4, got {text!r}") from None
+    return rows, cols
+
+
+def _add_model_arguments(parser, file_too=True):
+    if file_too:
+        parser.add_argument("model_file", nargs="?", metavar="MODEL.keras", help="a saved Keras 3 model")
+    parser.add_argument("--model", dest="model_name", metavar="NAME",
+                        help="a reference network instead of a file: lenet_300_100, lenet5_caffe, conv, "
+                             "vgg11/13/16/19, resnet20/32/44/56/110, resnet18")
+    parser.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C",
+                        help="input shape of --model (default: that of --data, else the network's own)")
+    parser.add_argument("--classes", type=int, default=None,
+                        help="outputs of --model (default: those of --data, else 10)")
+
+
+def _add_data_arguments(parser, required=False, samples_help="training examples the scorers see"):
+    parser.add_argument("--data", required=required, metavar="NAME",
+                        help="data set: digits (embedded), mnist, fashion_mnist, cifar10")
+    parser.add_argument("--data-dir", default=None, help="folder of .npz files (see tfprune.data); "
+                        "default $TFPRUNE_DATA_DIR, then tensorflow_datasets")
+    parser.add_argument("--samples", type=int, default=None, help=f"{samples_help} (default 10 per class)")
+
+
+def _add_training_arguments(parser):
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs per network (default 10)")
+    parser.add_argument("--batch-size", type=int, default=128, help="default 128")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                        help="sgd (Nesterov momentum, default) or adam")
+    parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="decoupled weight decay (default 5e-4)")
+    parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                        help="learning-rate schedule (default cosine)")
+    parser.add_argument("--train-samples", type=int, default=None,
+                        help="train on the first N training examples only (default all)")
+    parser.add_argument("--test-samples", type=int, default=None,
+                        help="test on the first N test examples only (default all)")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="tfprune", description="Pruning for Keras 3 and TensorFlow.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    prune = sub.add_parser("prune", help="prune a model at initialisation and save it",
+                           description="Prunes a saved model (or a reference network) at initialisation "
+                           "and saves the pruned, wrapped model (or the stripped one with --strip).")
+    _add_model_arguments(prune)
+    prune.add_argument("--method", required=True, help="scorer: random, magnitude, snip, grasp, synflow, "
+                       "iter_snip, force, or any registered one")
+    amount = prune.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--compression", type=float, help="kept fraction 1/C (e.g. 100)")
+    amount.add_argument("--sparsity", type=float, help="removed fraction (e.g. 0.99)")
+    _add_data_arguments(prune)
+    prune.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: the method's own)")
+    prune.add_argument("--scope", choices=("global", "local"), default="global")
+    prune.add_argument("--include-bias", action="store_true", help="prune biases too (as the SNIP paper does)")
+    prune.add_argument("--seed", type=int, default=0, help="seed of --model's weights, the sample and random scores")
+    prune.add_argument("--block", type=_block, default=None, metavar="1xB",
+                       help="keep or remove weights in blocks of 1xB (e.g. 1x4, for TFLite's block-sparse Dense)")
+    prune.add_argument("--strip", action="store_true", help="save a plain model with zeros (no masks)")
+    prune.add_argument("--out", required=True, metavar="OUT.keras", help="where to save the pruned model")
+    prune.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    sweep = sub.add_parser("sweep", help="accuracy against compression for several methods (CSV + PNG)",
+                           description="Prunes fresh networks at initialisation with each method at each "
+                           "compression and seed, trains and tests them. Writes OUT/sweep.csv after each "
+                           "network (a rerun with the same settings resumes), OUT/sweep.png and OUT/sweep.md.")
+    _add_model_arguments(sweep, file_too=False)
+    _add_data_arguments(sweep, required=True)
+    sweep.add_argument("--methods", default="random,magnitude,snip,grasp,synflow", help="comma-separated scorers")
+    sweep.add_argument("--compressions", type=_compressions, default=_compressions("0.5:3:0.5"),
+                       help="start:stop:step of log10 compression (1:3:0.25 is 10^1, 10^1.25, …, 10^3) or "
+                            "comma-separated compressions; default 0.5:3:0.5")
+    sweep.add_argument("--seeds", type=_seeds, default=[0], help="a count (3: seeds 0,1,2) or a list (4,7)")
+    sweep.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: each method's own)")
+    sweep.add_argument("--scope", choices=("global", "local"), default="global")
+    sweep.add_argument("--include-bias", action="store_true", help="prune biases too (as the SNIP paper does)")
+    sweep.add_argument("--no-dense", action="store_true", help="do not train the unpruned network")
+    _add_training_arguments(sweep)
+    sweep.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    sweep.add_argument("--quiet", action="store_true", help="print only the final table")
+
+    collapse = sub.add_parser("collapse", help="the layer-collapse sweep (CSV + PNG)",
+                              description="Prunes fresh networks at each compression with each method and "
+                              "records which layers are left empty. Writes OUT/collapse.csv and "
+                              "OUT/collapse.png and prints each method's critical compression.")
+    _add_model_arguments(collapse, file_too=False)
+    _add_data_arguments(collapse, samples_help="examples the data-driven scorers see (random images without --data)")
+    collapse.add_argument("--methods", default="random,magnitude,snip,grasp,synflow", help="comma-separated scorers")
+    collapse.add_argument("--compressions", type=_compressions, default=_compressions("0:6:0.5"),
+                          help="start:stop:step of log10 compression, or comma-separated compressions; "
+                               "default 0:6:0.5")
+    collapse.add_argument("--seeds", type=_seeds, default=[0], help="a count (3: seeds 0,1,2) or a list (4,7)")
+    collapse.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: each method's own)")
+    collapse.add_argument("--scope", choices=("global", "local"), default="global")
+    collapse.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    collapse.add_argument("--quiet", action="store_true", help="print only the critical compressions")
+
+    profile = sub.add_parser("profile", help="parameters, non-zeros and MACs per layer",
+                             description="Prints the per-layer parameters, non-zero parameters, MACs and "
+                             "effective MACs (MACs × kernel density) of a saved model.")
+    profile.add_argument("model_file", metavar="MODEL.keras")
+    profile.add_argument("--json", action="store_true",
+                         help='print a JSON object {"layers": [...], "total": {...}} instead of the table')
+    profile.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C",
+                         help="shape of one example, for models saved without a complete input shape")
+
+    export = sub.add_parser("export", help="export a pruned model to TFLite with sparse weights, checked",
+                            description="Strips a pruned model, converts it to TFLite with sparse weights, "
+                            "checks the file's outputs against Keras, and only then writes it.")
+    export.add_argument("model_file", metavar="MODEL.keras")
+    export.add_argument("--tflite", required=True, metavar="OUT.tflite", help="where to write the file")
+    export.add_argument("--block", type=_block, default=None, metavar="RxC",
+                        help="the block the masks were made with, e.g. 1x4 (checked in the file)")
+    export.add_argument("--quantize", choices=("dynamic",), default=None, help="dynamic-range int8 weights")
+    _add_data_arguments(export, samples_help="test examples to check the file on (default 8 random inputs)")
+    export.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
     demo = sub.add_parser(
         "demo",
         help="prune a small network at initialisation with each method, train it, compare",
@@ -36,6 +206,202 @@ def _parser():
     return parser
 
 
+# --- shared steps -----------------------------------------------------------------------------
+
+def _load_data(args, split):
+    from tfprune import data
+
+    return data.load(args.data, split, args.data_dir)
+
+
+def _subset(arrays, count, what):
+    if count is None:
+        return arrays
+    if count < 1:
+        raise ValueError(f"{what} must be >= 1, got {count}")
+    return arrays[0][:count], arrays[1][:count]
+
+
+def _check_output_folder(path):
+    """Creates ``path`` (a folder) if missing; refuses a file there."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {str(path)!r} exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _model_builder(args):
+    """A function returning a new model from ``--model`` (shapes from ``--data`` where not given)."""
+    from tfprune import data, models
+
+    if args.model_name is None:
+        raise ValueError("give a reference network with --model NAME")
+    if args.model_name not in models.available():
+        raise ValueError(f"unknown --model {args.model_name!r}; known: {', '.join(models.available())}")
+    input_shape, classes = args.input_shape, args.classes
+    if args.data is not None:
+        input_shape = input_shape or data.input_shape(args.data)
+        classes = classes or data.num_classes(args.data)
+    return lambda: models.build(args.model_name, input_shape, classes or 10)
+
+
+def _load_model(path):
+    import keras
+
+    import tfprune  # noqa: F401  (registers MaskedLayer and AutoPrune layers for loading)
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file {path!r}")
+    return keras.models.load_model(path, compile=False)
+
+
+def _check_data_fits(model, x, what):
+    expected = tuple(model.input_shape[1:])
+    if tuple(x.shape[1:]) != tuple(d if d is not None else x.shape[1 + i] for i, d in enumerate(expected)):
+        raise ValueError(f"{what} has examples of shape {tuple(x.shape[1:])} but the model takes {expected}")
+
+
+def _save_model(model, path):
+    from tfprune.files import replacing
+
+    with replacing(path) as tmp:
+        model.save(tmp)
+
+
+def _log10_text(value):
+    return "collapsed at the smallest" if value is None else f"10^{math.log10(value):.2f}"
+
+
+# --- subcommands ------------------------------------------------------------------------------
+
+def _prune(args):
+    import keras
+
+    import tfprune
+
+    if not args.out.endswith(".keras"):
+        raise ValueError(f"--out must end in .keras, got {args.out!r}")
+    if (args.model_file is None) == (args.model_name is None):
+        raise ValueError("give either MODEL.keras or --model NAME (exactly one)")
+    scorer = tfprune.scores.get(args.method)
+    tfprune.masks.resolve_density(sparsity=args.sparsity, compression=args.compression)
+    if scorer.needs_data and args.data is None:
+        raise ValueError(f"method {scorer.name!r} scores with data: pass --data NAME")
+    keras.utils.set_random_seed(args.seed)
+    model = _load_model(args.model_file) if args.model_file else _model_builder(args)()
+    data = None
+    if args.data is not None:
+        data = _subset(_load_data(args, "train"), args.samples, "--samples")
+        _check_data_fits(model, data[0], f"--data {args.data}")
+    pruned = tfprune.prune_at_init(model, scorer.name, sparsity=args.sparsity, compression=args.compression,
+                                   data=data, rounds=args.rounds, scope=args.scope, seed=args.seed,
+                                   block=args.block, include_bias=args.include_bias,
+                                   verbose=0 if args.quiet else 1)
+    result = tfprune.strip(pruned) if args.strip else pruned
+    _save_model(result, args.out)
+    if not args.quiet:
+        print(tfprune.report(pruned, verbose=0))
+        print(f"saved {'stripped' if args.strip else 'wrapped'} model to {args.out}")
+
+
+def _sweep(args):
+    from tfprune import scores, sweep, training
+
+    methods = [scores.get(m.strip()).name for m in args.methods.split(",") if m.strip()]
+    recipe = training.Recipe(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                             learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                             schedule=args.schedule)
+    model_fn = _model_builder(args)
+    train = _subset(_load_data(args, "train"), args.train_samples, "--train-samples")
+    test = _subset(_load_data(args, "test"), args.test_samples, "--test-samples")
+    _check_data_fits(model_fn(), train[0], f"--data {args.data}")
+    out = _check_output_folder(args.out)
+    result = sweep.accuracy_sweep(
+        model_fn, train, test, methods, args.compressions, recipe=recipe, seeds=args.seeds, samples=args.samples,
+        rounds=args.rounds, scope=args.scope, include_dense=not args.no_dense, csv_path=str(out / "sweep.csv"),
+        include_bias=args.include_bias,
+        describe=dict(model=args.model_name, data=args.data, input_shape=args.input_shape, classes=args.classes),
+        verbose=0 if args.quiet else 1)
+    _write_text(out / "sweep.md", result.table() + "\n")
+    title = f"{args.model_name} on {args.data}, {recipe.epochs} epochs, {len(args.seeds)} seed(s)"
+    _write(out / "sweep.png", lambda path: result.plot(path, title))
+    print(result.table())
+
+
+def _write(path, write):
+    """Calls ``write(tmp)`` for a temporary path that replaces ``path`` once ``write`` returns."""
+    from tfprune.files import replacing
+
+    with replacing(str(path)) as tmp:
+        write(tmp)
+
+
+def _write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    _write(path, write)
+
+
+def _collapse(args):
+    import numpy as np
+
+    import tfprune
+
+    methods = [tfprune.scores.get(m.strip()).name for m in args.methods.split(",") if m.strip()]
+    model_fn = _model_builder(args)
+    model = model_fn()
+    count = args.samples or 10 * int(model.output_shape[-1])
+    if args.data is not None:
+        data = _subset(_load_data(args, "train"), count, "--samples")
+        _check_data_fits(model, data[0], f"--data {args.data}")
+    else:
+        rng = np.random.default_rng(0)
+        data = (rng.random((count, *model.input_shape[1:]), dtype=np.float32),
+                rng.integers(0, int(model.output_shape[-1]), count))
+    out = _check_output_folder(args.out)
+    result = tfprune.collapse_sweep(model_fn, methods, args.compressions, data=data, rounds=args.rounds,
+                                    seeds=args.seeds, scope=args.scope, verbose=0 if args.quiet else 1)
+    _write(out / "collapse.csv", result.to_csv)
+    _write(out / "collapse.png", lambda path: result.plot(path, compression=min(max(args.compressions), 10 ** 3)))
+    print(f"N/K = 10^{math.log10(result.max_compression):.2f}")
+    for method, critical in result.critical.items():
+        print(f"critical compression of {method}: {_log10_text(critical)}")
+
+
+def _profile(args):
+    import tfprune
+
+    model = _load_model(args.model_file)
+    result = tfprune.profile(model, input_shape=args.input_shape, verbose=0)
+    if args.json:
+        print(json.dumps(dict(model=model.name, **result.to_dict()), indent=1))
+    else:
+        print(result)
+
+
+def _export(args):
+    import tfprune
+
+    if not args.tflite.endswith(".tflite"):
+        raise ValueError(f"--tflite must end in .tflite, got {args.tflite!r}")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.tflite))):
+        raise ValueError(f"the folder of --tflite {args.tflite!r} does not exist")
+    model = _load_model(args.model_file)
+    check_data = None
+    if args.data is not None:
+        check_data = _subset(_load_data(args, "test"), args.samples or 256, "--samples")[0]
+        _check_data_fits(model, check_data, f"--data {args.data}")
+    if tfprune.is_wrapped(model):
+        model = tfprune.strip(model)
+    report = tfprune.export.tflite(model, args.tflite, block=args.block, quantize=args.quantize,
+                                   check_data=check_data)
+    if not args.quiet:
+        print(report)
+
+
 def _demo(args):
     from tfprune import demo
 
@@ -46,23 +412,30 @@ def _demo(args):
         print(demo.format_table(rows))
 
 
+_COMMANDS = {"prune": _prune, "sweep": _sweep, "collapse": _collapse, "profile": _profile, "export": _export,
+             "demo": _demo}
+
+
 def main(argv=None):
     """Entry point of the ``tfprune`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.version:
         from tfprune import __version__
 
         print(__version__)
         return 0
     if args.command is None:
-        _parser().print_help()
+        parser.print_help()
         return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        _demo(args)
+        _COMMANDS[args.command](args)
     except Exception as error:
         if args.debug:
             raise
-        print(f"tfprune {args.command}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"tfprune {args.command}: error: {message}", file=sys.stderr)
         return 1
     return 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["lenet_300_100", "lenet5_caffe", "conv", "vgg", "resnet_cifar", "resnet18"]
+__all__ = ["lenet_300_100", "lenet5_caffe", "conv", "vgg", "resnet_cifar", "resnet18", "build", "available"]
 
 L = keras.layers
 
@@ -171,7 +171,7 @@ def conv(input_shape=(32, 32, 3), num_classes=10, width=32, kernel_initializer="
 
 
 def vgg(depth=16, batch_norm=True, input_shape=(32, 32, 3), num_classes=10, kernel_initializer="he_normal",
-        name=None):
+        name=None, width=1.0):
     """The CIFAR VGG of the SynFlow code (its "lottery" VGG, after open_lth).
 
     3x3 same-padded convolutions in VGG's configurations A/B/D/E (depth 11/13/16/19), each
@@ -187,20 +187,25 @@ def vgg(depth=16, batch_norm=True, input_shape=(32, 32, 3), num_classes=10, kern
         input_shape: (height, width, channels), at least 32x32.
         num_classes: Number of logits.
         kernel_initializer: Initialiser of the kernels (anything ``keras.initializers.get`` takes).
-        name: Name of the model; default ``"vgg16_bn"``, ``"vgg16"`` etc.
+        name: Name of the model; default ``"vgg16_bn"``, ``"vgg16"`` etc. (``"vgg16_bn_w0.25"``
+            for another width).
+        width: Multiplier of every convolution's filters (rounded, at least 1), e.g. 0.25 for a
+            quarter-width network that trains 16× faster.
 
     Returns:
         A functional ``keras.Model``.
 
     Raises:
-        ValueError: for another depth, or an input smaller than 32x32.
+        ValueError: for another depth, a width <= 0, or an input smaller than 32x32.
 
     Example:
         >>> model = vgg(16, num_classes=100)  # CIFAR-100
     """
     if depth not in _VGG_PLANS:
         raise ValueError(f"vgg depth must be one of {sorted(_VGG_PLANS)}, got {depth!r}")
-    name = name or f"vgg{depth}{'_bn' if batch_norm else ''}"
+    if not width > 0:
+        raise ValueError(f"vgg width must be > 0, got {width!r}")
+    name = name or f"vgg{depth}{'_bn' if batch_norm else ''}" + (f"_w{width:g}" if width != 1 else "")
     _check_image(input_shape, name, minimum=32)
     inputs = keras.Input(input_shape)
     x, convs, pools = inputs, 0, 0
@@ -210,7 +215,7 @@ def vgg(depth=16, batch_norm=True, input_shape=(32, 32, 3), num_classes=10, kern
             x = L.MaxPooling2D(2, name=f"pool{pools}")(x)
         else:
             convs += 1
-            x = _conv_bn(x, spec, 3, 1, kernel_initializer, f"conv{convs}", batch_norm)
+            x = _conv_bn(x, max(1, round(spec * width)), 3, 1, kernel_initializer, f"conv{convs}", batch_norm)
             x = L.ReLU(name=f"relu{convs}")(x)
     x = L.AveragePooling2D(2, name="avgpool")(x)
     x = L.Flatten(name="flatten")(x)
@@ -273,3 +278,42 @@ def resnet18(input_shape=(32, 32, 3), num_classes=10, kernel_initializer="he_nor
     """
     return _resnet(input_shape, num_classes, [(64, 2), (128, 2), (256, 2), (512, 2)], kernel_initializer,
                    name)
+
+
+def _builders():
+    named = {"lenet_300_100": lenet_300_100, "lenet5_caffe": lenet5_caffe, "conv": conv, "resnet18": resnet18}
+    named.update({f"vgg{d}": (lambda d: lambda **kw: vgg(d, **kw))(d) for d in _VGG_PLANS})
+    named.update({f"vgg{d}_w0.25": (lambda d: lambda **kw: vgg(d, width=0.25, **kw))(d) for d in _VGG_PLANS})
+    named.update({f"resnet{d}": (lambda d: lambda **kw: resnet_cifar(d, **kw))(d) for d in (20, 32, 44, 56, 110)})
+    return named
+
+
+def available():
+    """Names :func:`build` knows: ``lenet_300_100``, ``lenet5_caffe``, ``conv``, ``vgg11`` …
+    ``vgg19`` (and their quarter-width ``vgg11_w0.25`` …), ``resnet20`` … ``resnet110`` and
+    ``resnet18``."""
+    return sorted(_builders())
+
+
+def build(name, input_shape=None, num_classes=10):
+    """A reference network by name.
+
+    Args:
+        name: One of :func:`available`, e.g. ``"vgg16"`` or ``"resnet20"``.
+        input_shape: (height, width, channels); default the network's own (28x28x1 for the
+            LeNets, 32x32x3 for the others).
+        num_classes: Number of logits.
+
+    Returns:
+        A new functional ``keras.Model`` with freshly initialised weights.
+
+    Example:
+        >>> model = build("resnet20", (32, 32, 3), 10)
+    """
+    builders = _builders()
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(available())}")
+    options = {"num_classes": num_classes}
+    if input_shape is not None:
+        options["input_shape"] = tuple(input_shape)
+    return builders[name](**options)

@@ -1,0 +1,121 @@
+"""One training recipe for classifiers, shared by the demo, the sweeps and the structured loop.
+
+The reproductions compare pruning methods *with each other in the same run*, so every network of
+a run is trained with the same :class:`Recipe`: SGD with Nesterov momentum (or Adam), decoupled
+weight decay, and a constant or cosine learning rate. Networks output logits; labels are integers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import keras
+
+__all__ = ["Recipe", "compile_model", "fit", "evaluate"]
+
+_OPTIMIZERS = ("sgd", "adam")
+_SCHEDULES = ("constant", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How to train a classifier.
+
+    Attributes:
+        epochs: Passes over the training data.
+        batch_size: Examples per step.
+        optimizer: ``"sgd"`` (Nesterov momentum) or ``"adam"``.
+        learning_rate: Initial learning rate.
+        momentum: SGD momentum.
+        weight_decay: Decoupled weight decay (``w -= lr · weight_decay · w`` each step).
+        schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over all steps).
+
+    Example:
+        >>> recipe = Recipe(epochs=10, learning_rate=0.05)
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+
+    def __post_init__(self):
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
+        if int(self.epochs) != self.epochs or self.epochs < 0:
+            raise ValueError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+        for name in ("learning_rate", "momentum", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    def make_optimizer(self, steps):
+        """A new Keras optimizer for ``steps`` training steps."""
+        rate = self.learning_rate
+        if self.schedule == "cosine" and steps > 0:
+            rate = keras.optimizers.schedules.CosineDecay(self.learning_rate, steps)
+        decay = self.weight_decay or None
+        if self.optimizer == "adam":
+            return keras.optimizers.AdamW(rate, weight_decay=decay or 0.0)
+        return keras.optimizers.SGD(rate, momentum=self.momentum, nesterov=self.momentum > 0, weight_decay=decay)
+
+
+def compile_model(model, recipe, steps):
+    """Compiles ``model`` for ``recipe`` (logits, integer labels, accuracy metric).
+
+    Args:
+        model: A Keras 3 classifier that outputs logits.
+        recipe: A :class:`Recipe`.
+        steps: Training steps the learning-rate schedule spans.
+    """
+    model.compile(
+        optimizer=recipe.make_optimizer(steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def fit(model, train, recipe, *, validation=None, callbacks=None, verbose=0):
+    """Compiles ``model`` and trains it on ``train`` with ``recipe``.
+
+    Args:
+        model: A Keras 3 classifier that outputs logits (wrapped or not).
+        train: ``(x, y)`` arrays.
+        recipe: A :class:`Recipe`.
+        validation: Optional ``(x, y)`` evaluated after each epoch.
+        callbacks: Keras callbacks.
+        verbose: Passed to ``model.fit``.
+
+    Returns:
+        ``(history, seconds)``: the Keras ``History`` and the wall time of the training.
+
+    Example:
+        >>> history, seconds = fit(model, (x, y), Recipe(epochs=2))
+    """
+    x, y = train
+    steps = recipe.epochs * -(-len(x) // recipe.batch_size)
+    compile_model(model, recipe, steps)
+    start = time.perf_counter()
+    history = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, validation_data=validation,
+                        callbacks=callbacks, shuffle=True, verbose=verbose)
+    return history, time.perf_counter() - start
+
+
+def evaluate(model, data, batch_size=1000):
+    """Accuracy and mean cross-entropy of a logits classifier on ``(x, y)``.
+
+    Returns:
+        ``(accuracy, loss)`` as floats.
+    """
+    x, y = data
+    logits = model.predict(x, batch_size=batch_size, verbose=0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+    accuracy = float((logits.argmax(-1) == y).mean())
+    return accuracy, float(loss)
