@@ -4,7 +4,7 @@ The data flows one way — model → prunable weights → scores → masks → m
 strip → export — and each arrow is one module. This file only re-exports the public API.
 """
 
-from tfprune import autoprune, data, export, masks, models, policies, schedules, scores
+from tfprune import autoprune, data, export, masks, models, policies, schedules, scores, structured
 from tfprune.collapse import collapse_sweep
 from tfprune.layers import MaskedLayer
 from tfprune.profile import profile, report
@@ -34,6 +34,7 @@ __all__ = [
     "schedules",
     "scores",
     "strip",
+    "structured",
     "unwrap",
     "wrap",
 ]

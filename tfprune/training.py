@@ -11,6 +11,7 @@ import dataclasses
 import time
 
 import keras
+import numpy as np
 
 __all__ = ["Recipe", "compile_model", "fit", "evaluate"]
 
@@ -82,13 +83,16 @@ def compile_model(model, recipe, steps):
     )
 
 
-def fit(model, train, recipe, *, validation=None, callbacks=None, verbose=0):
+def fit(model, train, recipe, *, steps=None, seed=0, validation=None, callbacks=None, verbose=0):
     """Compiles ``model`` and trains it on ``train`` with ``recipe``.
 
     Args:
         model: A Keras 3 classifier that outputs logits (wrapped or not).
         train: ``(x, y)`` arrays.
         recipe: A :class:`Recipe`.
+        steps: Train exactly this many batches instead of ``recipe.epochs`` epochs, drawn from
+            seeded shuffles of ``train`` (e.g. the short fine-tuning between pruning steps).
+        seed: Seed of the shuffles when ``steps`` is given.
         validation: Optional ``(x, y)`` evaluated after each epoch.
         callbacks: Keras callbacks.
         verbose: Passed to ``model.fit``.
@@ -100,11 +104,18 @@ def fit(model, train, recipe, *, validation=None, callbacks=None, verbose=0):
         >>> history, seconds = fit(model, (x, y), Recipe(epochs=2))
     """
     x, y = train
-    steps = recipe.epochs * -(-len(x) // recipe.batch_size)
-    compile_model(model, recipe, steps)
+    epochs = recipe.epochs
+    if steps is not None:
+        if int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+        rng = np.random.default_rng(seed)
+        needed = steps * recipe.batch_size
+        order = np.concatenate([rng.permutation(len(x)) for _ in range(-(-needed // len(x)))])[:needed]
+        x, y, epochs = x[order], y[order], 1
+    compile_model(model, recipe, epochs * -(-len(x) // recipe.batch_size))
     start = time.perf_counter()
-    history = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, validation_data=validation,
-                        callbacks=callbacks, shuffle=True, verbose=verbose)
+    history = model.fit(x, y, batch_size=recipe.batch_size, epochs=epochs, validation_data=validation,
+                        callbacks=callbacks, shuffle=steps is None, verbose=verbose)
     return history, time.perf_counter() - start
 
 

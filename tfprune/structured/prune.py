@@ -1,0 +1,259 @@
+"""Structured pruning entwined with fine-tuning (the SInGE loop; Yvinec et al., NeurIPS 2022).
+
+Each step scores every removable unit with a criterion, removes a small share of the least
+relevant ones (physically, with :func:`tfprune.structured.remove`), and fine-tunes the smaller
+model for a few batches; the loop stops at the MAC or parameter target and fine-tunes once more.
+Every criterion runs in the same loop with the same budget, so their results compare directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import keras
+import numpy as np
+
+from tfprune import training
+from tfprune.profile import profile
+from tfprune.structured import criteria as criteria_lib
+from tfprune.structured.graph import dependency_graph
+from tfprune.structured.remove import remove
+
+__all__ = ["PruneStep", "PruneResult", "prune", "counts", "minimum_counts"]
+
+_NORMALIZE = ("group_mean", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneStep:
+    """One step of :func:`prune` (step 0 is the model before any removal).
+
+    Attributes:
+        step: Step number.
+        removed: Units (channel groups' channels) removed in this step.
+        units: Removable units left.
+        macs: MACs per example of the model after the step.
+        params: Its parameters (all weights, ``count_params``).
+        val_accuracy: Validation accuracy after the step's fine-tuning (``None`` without validation data).
+        seconds: Wall time of the step (scoring, removal, fine-tuning).
+    """
+
+    step: int
+    removed: int
+    units: int
+    macs: int
+    params: int
+    val_accuracy: float | None
+    seconds: float
+
+
+@dataclasses.dataclass
+class PruneResult:
+    """What :func:`prune` returns.
+
+    Attributes:
+        model: The smaller, fine-tuned model.
+        steps: The :class:`PruneStep` log, step 0 first.
+        final_val_accuracy: Validation accuracy after the final fine-tuning (or ``None``).
+    """
+
+    model: keras.Model
+    steps: list
+    final_val_accuracy: float | None
+
+
+def counts(model):
+    """``(MACs per example, parameters)`` of a model, as :func:`tfprune.profile` and ``count_params`` give them."""
+    return int(profile(model, verbose=0).total.macs), int(model.count_params())
+
+
+def minimum_counts(model):
+    """The smallest ``(MACs, parameters)`` structured removal can reach: every prunable group down
+    to one channel (groups that may not be pruned, e.g. the output layer's, stay whole)."""
+    graph = dependency_graph(model)
+    keep_one = [(g, c) for g, c in graph.units() if c > 0]
+    return counts(remove(model, graph.removal(keep_one)) if keep_one else model)
+
+
+def _target(name, value, original, minimum):
+    """An absolute target from ``value`` (≤ 1: a fraction of ``original``), checked against ``minimum``."""
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    target = value * original if value <= 1 else value
+    if target < minimum:
+        raise ValueError(
+            f"{name}={value!r} ({target:,.0f}) is below the minimum reachable {minimum:,} "
+            f"({minimum / original:.1%} of the original {original:,}): every prunable channel group down to one "
+            "channel; the groups that reach the output or unsupported layers stay whole"
+        )
+    return target
+
+
+def _relevance(graph, scores, normalize):
+    """``[(relevance, group, channel)]`` for every removable unit: a group's channel sums its producers' scores."""
+    out = []
+    for group in graph.groups:
+        if not group.prunable:
+            continue
+        summed = sum(np.asarray(scores[p], dtype=np.float64) for p in group.producers)
+        if normalize == "group_mean":
+            summed = summed / max(float(np.mean(summed)), np.finfo(np.float64).tiny)
+        out += [(float(v), group, c) for c, v in enumerate(summed)]
+    return out
+
+
+def _lowest(relevance, count):
+    """The ``count`` least relevant units, never the last channel of a group (ties: model order)."""
+    left = {}
+    for _, group, _ in relevance:
+        left[group.index] = group.size
+    chosen = []
+    for _, group, channel in sorted(relevance, key=lambda r: r[0]):
+        if len(chosen) == count:
+            break
+        if left[group.index] > 1:
+            left[group.index] -= 1
+            chosen.append((group, channel))
+    return chosen
+
+
+def _within_target(model, graph, chosen, measure, target):
+    """``(smaller model, units removed)`` for a prefix of ``chosen``: all of it if the model stays
+    at or above ``target`` even then, else the shortest prefix that reaches ``target`` (bisection)."""
+    def build(n):
+        smaller = remove(model, graph.removal(chosen[:n]))
+        return smaller, measure(smaller)
+
+    smaller, value = build(len(chosen))
+    if value >= target or len(chosen) == 1:
+        return smaller, len(chosen)
+    low, high, best = 1, len(chosen), (smaller, len(chosen))
+    while low < high:
+        middle = (low + high) // 2
+        candidate, value = build(middle)
+        if value <= target:
+            high, best = middle, (candidate, middle)
+        else:
+            low = middle + 1
+    return best
+
+
+def _copy(model):
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def prune(model, criterion, *, data, target_macs=None, target_params=None, step_fraction=0.05, finetune_steps=100,
+          final_finetune_epochs=1, recipe=None, validation=None, samples=256, normalize="group_mean",
+          criterion_options=None, seed=0, callback=None, verbose=1):
+    """Removes the least relevant neurons and filters step by step, fine-tuning between steps.
+
+    Each step: score the units with ``criterion`` (on ``samples`` random training examples),
+    sum the scores of the producers of each channel group (channels joined by residual adds
+    count once), optionally divide by the group's mean, remove the lowest ``step_fraction`` of
+    the units still removable (never a group's last channel), fine-tune ``finetune_steps``
+    batches. At the target, the last step removes only as many units as needed (bisection).
+    Then fine-tune ``final_finetune_epochs`` epochs.
+
+    Args:
+        model: A built functional or Sequential Keras 3 classifier (logits); it is not changed.
+        criterion: A name of :func:`tfprune.structured.criteria.available` (``"l1"``, ``"l2"``,
+            ``"taylor"``, ``"singe"``) or a :class:`~tfprune.structured.criteria.Criterion`.
+        data: ``(x, y)`` training arrays: scoring samples and fine-tuning batches.
+        target_macs: MACs per example to reach: a fraction of the model's (``0.5``) when ≤ 1,
+            else an absolute count. Exactly one of ``target_macs`` and ``target_params``.
+        target_params: The same for parameters (``count_params``).
+        step_fraction: Share of the removable units removed per step.
+        finetune_steps: Fine-tuning batches after each step.
+        final_finetune_epochs: Epochs of fine-tuning at the end (cosine schedule).
+        recipe: The :class:`tfprune.training.Recipe` of all fine-tuning (default SGD, lr 0.01,
+            batch 128, weight decay 5e-4); between steps its learning rate is constant.
+        validation: Optional ``(x, y)``; each step's accuracy on it is logged.
+        samples: Examples the criterion sees per step.
+        normalize: ``"group_mean"`` (each group's scores divided by their mean, so units are
+            ranked relative to their layer) or ``"none"`` (raw scores ranked globally).
+        criterion_options: Options of the criterion (e.g. ``{"steps": 8}`` for SInGE).
+        seed: Seed of the scoring samples and fine-tuning batches.
+        callback: Called with each :class:`PruneStep` as it finishes.
+        verbose: 1 prints a line per step, 0 is silent.
+
+    Returns:
+        A :class:`PruneResult`.
+
+    Raises:
+        ValueError: for a model without a layer graph (subclassed), a target below the minimum
+            reachable (the message gives it), or bad arguments.
+
+    Example:
+        >>> result = tfprune.structured.prune(model, "singe", data=(x, y), target_macs=0.5,
+        ...                                   validation=(x_val, y_val))
+        >>> result.model.count_params(), result.steps[-1].macs
+    """
+    criterion = criterion if isinstance(criterion, criteria_lib.Criterion) else criteria_lib.get(criterion)
+    if (target_macs is None) == (target_params is None):
+        raise ValueError("give exactly one of target_macs and target_params")
+    if not 0 < step_fraction <= 1:
+        raise ValueError(f"step_fraction must be in (0, 1], got {step_fraction!r}")
+    if normalize not in _NORMALIZE:
+        raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}")
+    if int(finetune_steps) != finetune_steps or finetune_steps < 0:
+        raise ValueError(f"finetune_steps must be a whole number >= 0, got {finetune_steps!r}")
+    recipe = recipe or training.Recipe(epochs=final_finetune_epochs, learning_rate=0.01, batch_size=128)
+    recipe = dataclasses.replace(recipe, epochs=final_finetune_epochs)
+    between = dataclasses.replace(recipe, schedule="constant")
+    options = dict(criterion_options or {})
+    if criterion.needs_data and samples is not None:
+        options.setdefault("samples", samples)
+
+    graph = dependency_graph(model)  # refuses subclassed and wrapped models with a clear message
+    macs, params = counts(model)
+    min_macs, min_params = minimum_counts(model)
+    index = 0 if target_macs is not None else 1
+    name, value = ("target_macs", target_macs) if index == 0 else ("target_params", target_params)
+    target = _target(name, value, (macs, params)[index], (min_macs, min_params)[index])
+    measure = (lambda m: counts(m)[index])
+
+    def evaluate(m):
+        return training.evaluate(m, validation)[0] if validation is not None else None
+
+    rng = np.random.default_rng(seed)
+    x, y = data
+    current = _copy(model)
+    log = [PruneStep(0, 0, len(graph.units()), macs, params, evaluate(current), 0.0)]
+    _report(log[-1], verbose, callback)
+    while (macs, params)[index] > target:
+        start = time.perf_counter()
+        graph = dependency_graph(current)
+        removable = sum(g.max_removable for g in graph.groups)
+        if removable == 0:
+            break
+        producers = sorted({p for g in graph.groups if g.prunable for p in g.producers})
+        pick = np.sort(rng.choice(len(x), min(samples or len(x), len(x)), replace=False))
+        scores = criterion(current, producers, data=(x[pick], y[pick]) if criterion.needs_data else None, **options)
+        chosen = _lowest(_relevance(graph, scores, normalize), max(1, math.ceil(step_fraction * removable)))
+        current, removed = _within_target(current, graph, chosen, measure, target)
+        if finetune_steps:
+            training.fit(current, data, between, steps=finetune_steps, seed=int(rng.integers(2 ** 31)))
+        macs, params = counts(current)
+        log.append(PruneStep(len(log), removed, len(dependency_graph(current).units()), macs, params,
+                             evaluate(current), time.perf_counter() - start))
+        _report(log[-1], verbose, callback)
+    if final_finetune_epochs:
+        training.fit(current, data, recipe)
+    final = evaluate(current)
+    if verbose and final is not None:
+        print(f"after {final_finetune_epochs} epoch(s) of final fine-tuning: validation accuracy {final:.4f}",
+              flush=True)
+    return PruneResult(current, log, final)
+
+
+def _report(step, verbose, callback):
+    if verbose:
+        accuracy = "" if step.val_accuracy is None else f", validation accuracy {step.val_accuracy:.4f}"
+        print(f"step {step.step}: removed {step.removed} units, {step.units} left; MACs {step.macs:,}, "
+              f"params {step.params:,}{accuracy} ({step.seconds:.1f} s)", flush=True)
+    if callback is not None:
+        callback(step)
