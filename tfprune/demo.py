@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from tfprune import data as data_lib
-from tfprune import masks, scores
+from tfprune import masks, scores, training
 from tfprune.pruning import prune_at_init
 from tfprune.wrapping import get_masks
 
@@ -28,16 +28,10 @@ def mlp(input_shape, num_classes, hidden=(300, 100)):
 
 
 def _train_and_test(model, train, test, epochs, batch_size):
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=False,
-    )
-    start = time.perf_counter()
-    model.fit(*train, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
-    seconds = time.perf_counter() - start
-    return model.evaluate(*test, verbose=0, return_dict=True)["accuracy"], seconds
+    recipe = training.Recipe(epochs=epochs, batch_size=batch_size, optimizer="adam", learning_rate=1e-3,
+                             weight_decay=0.0, schedule="constant")
+    _, seconds = training.fit(model, train, recipe)
+    return training.evaluate(model, test)[0], seconds
 
 
 _PAPER_ORDER = ("random", "magnitude", "snip", "grasp", "synflow", "iter_snip", "force")
