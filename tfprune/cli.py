@@ -93,6 +93,21 @@ def _add_data_arguments(parser, required=False, samples_help="training examples 
     parser.add_argument("--samples", type=int, default=None, help=f"{samples_help} (default 10 per class)")
 
 
+def _add_pruning_arguments(parser, bias=True):
+    parser.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: each method's own)")
+    parser.add_argument("--scope", choices=("global", "local"), default="global")
+    if bias:
+        parser.add_argument("--include-bias", action="store_true", help="prune biases too (as the SNIP paper does)")
+
+
+def _add_grid_arguments(parser, compressions):
+    parser.add_argument("--methods", default="random,magnitude,snip,grasp,synflow", help="comma-separated scorers")
+    parser.add_argument("--compressions", type=_compressions, default=_compressions(compressions),
+                        help="start:stop:step of log10 compression (1:3:0.25 is 10^1, 10^1.25, …, 10^3) or "
+                             f"comma-separated compressions; default {compressions}")
+    parser.add_argument("--seeds", type=_seeds, default=[0], help="a count (3: seeds 0,1,2) or a list (4,7)")
+
+
 def _add_training_arguments(parser):
     parser.add_argument("--epochs", type=int, default=10, help="training epochs per network (default 10)")
     parser.add_argument("--batch-size", type=int, default=128, help="default 128")
@@ -125,9 +140,7 @@ def _parser():
     amount.add_argument("--compression", type=float, help="kept fraction 1/C (e.g. 100)")
     amount.add_argument("--sparsity", type=float, help="removed fraction (e.g. 0.99)")
     _add_data_arguments(prune)
-    prune.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: the method's own)")
-    prune.add_argument("--scope", choices=("global", "local"), default="global")
-    prune.add_argument("--include-bias", action="store_true", help="prune biases too (as the SNIP paper does)")
+    _add_pruning_arguments(prune)
     prune.add_argument("--seed", type=int, default=0, help="seed of --model's weights, the sample and random scores")
     prune.add_argument("--block", type=_block, default=None, metavar="1xB",
                        help="keep or remove weights in blocks of 1xB (e.g. 1x4, for TFLite's block-sparse Dense)")
@@ -141,14 +154,8 @@ def _parser():
                            "network (a rerun with the same settings resumes), OUT/sweep.png and OUT/sweep.md.")
     _add_model_arguments(sweep, file_too=False)
     _add_data_arguments(sweep, required=True)
-    sweep.add_argument("--methods", default="random,magnitude,snip,grasp,synflow", help="comma-separated scorers")
-    sweep.add_argument("--compressions", type=_compressions, default=_compressions("0.5:3:0.5"),
-                       help="start:stop:step of log10 compression (1:3:0.25 is 10^1, 10^1.25, …, 10^3) or "
-                            "comma-separated compressions; default 0.5:3:0.5")
-    sweep.add_argument("--seeds", type=_seeds, default=[0], help="a count (3: seeds 0,1,2) or a list (4,7)")
-    sweep.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: each method's own)")
-    sweep.add_argument("--scope", choices=("global", "local"), default="global")
-    sweep.add_argument("--include-bias", action="store_true", help="prune biases too (as the SNIP paper does)")
+    _add_grid_arguments(sweep, "0.5:3:0.5")
+    _add_pruning_arguments(sweep)
     sweep.add_argument("--no-dense", action="store_true", help="do not train the unpruned network")
     _add_training_arguments(sweep)
     sweep.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
@@ -160,13 +167,8 @@ def _parser():
                               "OUT/collapse.png and prints each method's critical compression.")
     _add_model_arguments(collapse, file_too=False)
     _add_data_arguments(collapse, samples_help="examples the data-driven scorers see (random images without --data)")
-    collapse.add_argument("--methods", default="random,magnitude,snip,grasp,synflow", help="comma-separated scorers")
-    collapse.add_argument("--compressions", type=_compressions, default=_compressions("0:6:0.5"),
-                          help="start:stop:step of log10 compression, or comma-separated compressions; "
-                               "default 0:6:0.5")
-    collapse.add_argument("--seeds", type=_seeds, default=[0], help="a count (3: seeds 0,1,2) or a list (4,7)")
-    collapse.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: each method's own)")
-    collapse.add_argument("--scope", choices=("global", "local"), default="global")
+    _add_grid_arguments(collapse, "0:6:0.5")
+    _add_pruning_arguments(collapse, bias=False)
     collapse.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     collapse.add_argument("--quiet", action="store_true", help="print only the critical compressions")
 
@@ -247,9 +249,7 @@ def _model_builder(args):
 
 
 def _load_model(path):
-    import keras
-
-    import tfprune  # noqa: F401  (registers MaskedLayer and AutoPrune layers for loading)
+    import keras  # tfprune's own layers are registered for loading when the package is imported
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file {path!r}")
