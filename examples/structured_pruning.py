@@ -47,6 +47,8 @@ def main():
     parser.add_argument("--samples", type=int, default=128, help="scoring examples per step")
     parser.add_argument("--singe-steps", type=int, default=4, help="Riemann steps of SInGE")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dense-cache", default=None,
+                        help="a .keras file: load the trained dense model from it if it exists, else save it there")
     parser.add_argument("--out", required=True, help="output prefix (.csv, .md, .png are added)")
     args = parser.parse_args()
 
@@ -58,9 +60,14 @@ def main():
     train = (x[: -args.val_samples], y[: -args.val_samples])
 
     keras.utils.set_random_seed(args.seed)
-    dense = tfprune.models.build(args.model, tfprune.data.input_shape(args.data), tfprune.data.num_classes(args.data))
-    recipe = training.Recipe(epochs=args.epochs, learning_rate=args.lr, batch_size=128)
-    _, seconds = training.fit(dense, train, recipe)
+    if args.dense_cache and os.path.exists(args.dense_cache):
+        dense, seconds = keras.models.load_model(args.dense_cache), 0.0
+    else:
+        dense = tfprune.models.build(args.model, tfprune.data.input_shape(args.data),
+                                     tfprune.data.num_classes(args.data))
+        _, seconds = training.fit(dense, train, training.Recipe(epochs=args.epochs, learning_rate=args.lr))
+        if args.dense_cache:
+            dense.save(args.dense_cache)
     dense_accuracy = training.evaluate(dense, test)[0]
     macs, params = structured.counts(dense)
     print(f"{args.model}: {len(train[0])} training examples, {args.epochs} epochs ({seconds:.0f} s): test accuracy "

@@ -27,6 +27,9 @@ from tfprune import distribute
 
 __all__ = [
     "scoring_batches",
+    "batch_sum",
+    "example_share",
+    "loss_key",
     "loss_function",
     "substitute",
     "effective_values",
@@ -112,7 +115,7 @@ def loss_function(loss=None, from_logits=True):
     return keras.losses.get(loss) if isinstance(loss, str) else loss
 
 
-def _loss_key(loss, from_logits):
+def loss_key(loss, from_logits):
     """What identifies a loss across rounds: the user's object, or the default's setting."""
     return ("default", bool(from_logits)) if loss is None else ("given", id(loss))
 
@@ -146,7 +149,7 @@ def _loss_at(model, targets, loss_fn, temperature, x, y, values):
     return loss_fn(y, outputs / temperature)
 
 
-def _share(x, global_size):
+def example_share(x, global_size):
     """The fraction of the global batch this (replica's) batch holds: losses are means over a
     batch, so scaling each replica's by its share makes their sum the global batch's mean."""
     return tf.cast(tf.shape(x)[0], tf.float32) / global_size
@@ -157,13 +160,13 @@ def _gradient_step(model, targets, loss_fn, temperature):
     def step(x, y, global_size, values):
         with tf.GradientTape() as tape:
             tape.watch(values)
-            loss = _loss_at(model, targets, loss_fn, temperature, x, y, values) * _share(x, global_size)
+            loss = _loss_at(model, targets, loss_fn, temperature, x, y, values) * example_share(x, global_size)
         return tape.gradient(loss, values)
 
     return step
 
 
-def _batch_sum(model, step, batches, strategy, *args):
+def batch_sum(model, step, batches, strategy, *args):
     """``Σ_b step(x_b, y_b, n_b, *args)``; under a strategy each batch is split across replicas
     and the replicas' results are all-reduced (see :mod:`tfprune.distribute`)."""
     strategy = distribute.strategy_of(model, strategy)
@@ -198,9 +201,9 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
         A list of gradient tensors (the signed sum over batches), one per target.
     """
     values = effective_values(targets) if values is None else values
-    key = ("gradient", _loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
+    key = ("gradient", loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
     step = compiled(model, key, lambda: _gradient_step(model, targets, loss_function(loss, from_logits), temperature))
-    return _batch_sum(model, step, batches, strategy, values)
+    return batch_sum(model, step, batches, strategy, values)
 
 
 def _hessian_step(model, targets, loss_fn, temperature):
@@ -210,7 +213,7 @@ def _hessian_step(model, targets, loss_fn, temperature):
             outer.watch(values)
             with tf.GradientTape() as inner:
                 inner.watch(values)
-                loss = _loss_at(model, targets, loss_fn, temperature, x, y, values) * _share(x, global_size)
+                loss = _loss_at(model, targets, loss_fn, temperature, x, y, values) * example_share(x, global_size)
             grads = inner.gradient(loss, values)
             inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
         return outer.gradient(inner_product, values)
@@ -231,10 +234,10 @@ def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=
         A list of tensors ``H v``, one per target.
     """
     values = effective_values(targets) if values is None else values
-    key = ("hessian", _loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
+    key = ("hessian", loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
     step = compiled(model, key, lambda: _hessian_step(model, targets, loss_function(loss, from_logits), temperature))
     direction = [tf.stop_gradient(d) for d in direction]
-    return _batch_sum(model, step, batches, strategy, values, direction)
+    return batch_sum(model, step, batches, strategy, values, direction)
 
 
 def normalised(scores, absolute_sum=False, epsilon=0.0):

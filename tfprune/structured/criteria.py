@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune import walk
-from tfprune.scores.gradients import (_batch_sum, _loss_key, _share, compiled, loss_function, scoring_batches,
+from tfprune.scores.gradients import (batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
                                       substitute)
 from tfprune.targets import is_wrapped
 
@@ -306,7 +306,7 @@ def _gradient_step(model, producers, loss_fn):
             tape.watch(values)
             with substitute((), (), others=zip(variables, values)):
                 outputs = model(x, training=False)
-            loss = loss_fn(y, outputs) * _share(x, global_size) * weight
+            loss = loss_fn(y, outputs) * example_share(x, global_size) * weight
         return tape.gradient(loss, values)
 
     return step
@@ -317,7 +317,7 @@ class _Gradients:
 
     def __init__(self, model, producers, batches, loss, from_logits, strategy):
         self.model, self.producers, self.batches, self.strategy = model, producers, batches, strategy
-        key = ("structured_gradient", _loss_key(loss, from_logits),
+        key = ("structured_gradient", loss_key(loss, from_logits),
                tuple(id(v) for p in producers for v in p.variables))
         self.step = compiled(model, key, lambda: _gradient_step(model, producers, loss_function(loss, from_logits)))
         total = sum(int(x.shape[0]) for x, _ in batches)
@@ -330,7 +330,7 @@ class _Gradients:
                   for p, s in zip(self.producers, scales)]
         total = None
         for (x, y), share in zip(self.batches, self.shares):
-            part = _batch_sum(self.model, self.step, [(x, y)], self.strategy, scales, share)
+            part = batch_sum(self.model, self.step, [(x, y)], self.strategy, scales, share)
             total = part if total is None else [a + b for a, b in zip(total, part)]
         out, i = [], 0
         for p in self.producers:
