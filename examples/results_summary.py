@@ -95,8 +95,9 @@ def main():
     args = parser.parse_args()
     folder = Path(args.results)
     print("## 1. SNIP on MNIST: test error %\n")
-    print(snip_table(folder, [("lenet_300_100", "snip_lenet300", 10), ("lenet_300_100", "snip_lenet300_40epochs", 40),
-                              ("lenet5_caffe", "snip_lenet5", 5)]))
+    runs = [("lenet_300_100", "snip_lenet300", 10), ("lenet_300_100", "snip_lenet300_40epochs", 40),
+            ("lenet5_caffe", "snip_lenet5", 5), ("lenet5_caffe", "snip_lenet5_20epochs", 20)]
+    print(snip_table(folder, runs))
     if Path(args.collapse).exists():
         print("\n## 2. Critical compression, VGG-16-BN with CIFAR-100 shapes\n")
         print(collapse_table(args.collapse))
