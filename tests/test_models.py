@@ -252,3 +252,25 @@ def test_custom_initializer_and_name():
     for t in tfprune.prunable_weights(model):
         assert np.all(keras.ops.convert_to_numpy(t.variable) == 0.5)
     assert not np.any(keras.ops.convert_to_numpy(model.get_layer("fc").bias))
+
+
+def test_vgg_width_scales_every_convolution():
+    model = models.vgg(11, width=0.25)
+    plan = [16, 32, 64, 64, 128, 128, 128, 128]  # VGG-11's 64 … 512 filters, quartered
+    kernels = [layer.kernel.shape for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [k[-1] for k in kernels] == plan
+    expected = 9 * sum(cin * cout for cin, cout in zip([3] + plan[:-1], plan)) + 128 * 10
+    assert sum(int(np.prod(k)) for k in kernels) + 128 * 10 == expected == 577_712
+    assert model.name == "vgg11_bn_w0.25"
+    with pytest.raises(ValueError, match="width must be > 0"):
+        models.vgg(11, width=0)
+
+
+def test_build_by_name():
+    assert models.build("resnet20").count_params() == models.resnet_cifar(20).count_params()
+    model = models.build("vgg16", (32, 32, 3), 100)
+    assert model.output_shape == (None, 100) and model.name == "vgg16_bn"
+    assert models.build("lenet_300_100", (8, 8, 1)).input_shape == (None, 8, 8, 1)
+    assert {"vgg11_w0.25", "resnet56", "lenet5_caffe", "conv", "resnet18"} <= set(models.available())
+    with pytest.raises(ValueError, match="unknown model 'resnet7'; known models: conv, "):
+        models.build("resnet7")
