@@ -96,6 +96,7 @@ def main():
     folder = Path(args.results)
     print("## 1. SNIP on MNIST: test error %\n")
     runs = [("lenet_300_100", "snip_lenet300", 10), ("lenet_300_100", "snip_lenet300_40epochs", 40),
+            ("lenet_300_100", "snip_lenet300_160epochs", 160),
             ("lenet5_caffe", "snip_lenet5", 5), ("lenet5_caffe", "snip_lenet5_20epochs", 20)]
     print(snip_table(folder, runs))
     if Path(args.collapse).exists():

@@ -34,6 +34,11 @@ tfprune sweep --model lenet_300_100 --data mnist --data-dir "$DATA_DIR" --method
     --compressions 20,50 --include-bias --samples 100 --train-samples 54000 --epochs 40 \
     --batch-size 100 --lr 0.1 --weight-decay 5e-4 --seeds 2 --out "$OUT/snip_lenet300_40epochs"
 
+# 1 (continued). SNIP alone, one seed, 160 epochs (86,400 steps, a third of the paper's).
+tfprune sweep --model lenet_300_100 --data mnist --data-dir "$DATA_DIR" --methods snip \
+    --compressions 20,50 --include-bias --samples 100 --train-samples 54000 --epochs 160 \
+    --batch-size 100 --lr 0.1 --weight-decay 5e-4 --seeds 1 --no-dense --out "$OUT/snip_lenet300_160epochs"
+
 # 1 (continued). The same without pruning biases (a check that pruning them costs nothing).
 tfprune sweep --model lenet_300_100 --data mnist --data-dir "$DATA_DIR" --methods snip \
     --compressions 20,50 --samples 100 --train-samples 54000 --epochs 10 --batch-size 100 \
