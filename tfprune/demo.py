@@ -8,12 +8,11 @@ from __future__ import annotations
 import time
 
 import keras
-import numpy as np
 
 from tfprune import data as data_lib
 from tfprune import masks, scores, training
 from tfprune.pruning import prune_at_init
-from tfprune.wrapping import get_masks
+from tfprune.sweep import kept_weights
 
 __all__ = ["mlp", "run", "format_table"]
 
@@ -86,7 +85,7 @@ def run(dataset="digits", sparsities=(0.9, 0.98), methods=None, epochs=30, batch
             print(format_table([row], header=len(rows) == 1), flush=True)
 
     dense = fresh_model()
-    total = sum(int(np.prod(layer.kernel.shape)) for layer in dense.layers if isinstance(layer, keras.layers.Dense))
+    total = kept_weights(dense)[1]
     accuracy, seconds = _train_and_test(dense, train, test, epochs, batch_size)
     record(dict(method="dense", sparsity=0.0, kept=total, total=total, collapsed=0, accuracy=accuracy,
                 prune_seconds=0.0, train_seconds=seconds))
@@ -96,9 +95,7 @@ def run(dataset="digits", sparsities=(0.9, 0.98), methods=None, epochs=30, batch
             start = time.perf_counter()
             pruned = prune_at_init(model, method, sparsity=sparsity, data=scoring_data, seed=seed, verbose=0)
             prune_seconds = time.perf_counter() - start
-            pruned_masks = get_masks(pruned)
-            kept = int(sum(np.count_nonzero(m) for m in pruned_masks))
-            collapsed = len(masks.collapsed_layers(pruned_masks))
+            kept, _, collapsed = kept_weights(pruned)
             accuracy, seconds = _train_and_test(pruned, train, test, epochs, batch_size)
             record(dict(method=method, sparsity=sparsity, kept=kept, total=total, collapsed=collapsed,
                         accuracy=accuracy, prune_seconds=prune_seconds, train_seconds=seconds))

@@ -25,7 +25,7 @@ from tfprune.pruning import prune_at_init
 from tfprune.targets import is_wrapped, prunable_weights
 from tfprune.wrapping import get_masks
 
-__all__ = ["AccuracySweep", "accuracy_sweep", "COLUMNS"]
+__all__ = ["AccuracySweep", "accuracy_sweep", "kept_weights", "COLUMNS"]
 
 COLUMNS = ("method", "seed", "compression", "log10_compression", "sparsity", "kept", "total", "collapsed",
            "test_accuracy", "test_loss", "prune_seconds", "train_seconds")
@@ -225,7 +225,7 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
                                   data=_scoring_subset(train, samples, seed), include_bias=include_bias, verbose=0,
                                   **scorer_options)
         prune_seconds = time.perf_counter() - start
-        kept, total, collapsed = _count(model, include_bias)
+        kept, total, collapsed = kept_weights(model, include_bias)
         _, train_seconds = training.fit(model, train, recipe)
         accuracy, loss = training.evaluate(model, test)
         row = dict(method=method, seed=seed, compression=compression, log10_compression=math.log10(compression),
@@ -241,9 +241,13 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
     return AccuracySweep(rows)
 
 
-def _count(model, include_bias):
+def kept_weights(model, include_bias=False):
     """``(kept, total, collapsed layers)`` of the prunable weights (a plain model counts as dense);
-    a layer has collapsed when its kernel keeps nothing (biases do not count)."""
+    a layer has collapsed when its kernel keeps nothing (biases do not count).
+
+    Example:
+        >>> kept, total, collapsed = kept_weights(tfprune.prune_at_init(model, "snip", sparsity=0.9, data=d))
+    """
     if not is_wrapped(model):
         total = sum(t.size for t in prunable_weights(model, include_bias=include_bias))
         return total, total, 0

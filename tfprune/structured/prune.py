@@ -119,24 +119,24 @@ def _lowest(relevance, count):
     return chosen
 
 
-def _within_target(model, graph, chosen, measure, target):
-    """``(smaller model, units removed)`` for a prefix of ``chosen``: all of it if the model stays
-    at or above ``target`` even then, else the shortest prefix that reaches ``target`` (bisection)."""
+def _within_target(model, graph, chosen, index, target):
+    """``(smaller model, units removed, its counts)`` for a prefix of ``chosen``: all of it if the
+    model stays at or above ``target`` (in ``counts()[index]``) even then, else the shortest prefix
+    that reaches ``target`` (bisection)."""
     def build(n):
         smaller = remove(model, graph.removal(chosen[:n]))
-        return smaller, measure(smaller)
+        return smaller, n, counts(smaller)
 
-    smaller, value = build(len(chosen))
-    if value >= target or len(chosen) == 1:
-        return smaller, len(chosen)
-    low, high, best = 1, len(chosen), (smaller, len(chosen))
+    best = build(len(chosen))
+    if best[2][index] >= target or len(chosen) == 1:
+        return best
+    low, high = 1, len(chosen)
     while low < high:
-        middle = (low + high) // 2
-        candidate, value = build(middle)
-        if value <= target:
-            high, best = middle, (candidate, middle)
+        candidate = build((low + high) // 2)
+        if candidate[2][index] <= target:
+            high, best = candidate[1], candidate
         else:
-            low = middle + 1
+            low = candidate[1] + 1
     return best
 
 
@@ -214,7 +214,6 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
     index = 0 if target_macs is not None else 1
     name, value = ("target_macs", target_macs) if index == 0 else ("target_params", target_params)
     target = _target(name, value, (macs, params)[index], (min_macs, min_params)[index])
-    measure = (lambda m: counts(m)[index])
 
     def evaluate(m):
         return training.evaluate(m, validation)[0] if validation is not None else None
@@ -226,7 +225,6 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
     _report(log[-1], verbose, callback)
     while (macs, params)[index] > target:
         start = time.perf_counter()
-        graph = dependency_graph(current)
         removable = sum(g.max_removable for g in graph.groups)
         if removable == 0:
             break
@@ -234,12 +232,12 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
         pick = np.sort(rng.choice(len(x), min(samples or len(x), len(x)), replace=False))
         scores = criterion(current, producers, data=(x[pick], y[pick]) if criterion.needs_data else None, **options)
         chosen = _lowest(_relevance(graph, scores, normalize), max(1, math.ceil(step_fraction * removable)))
-        current, removed = _within_target(current, graph, chosen, measure, target)
+        current, removed, (macs, params) = _within_target(current, graph, chosen, index, target)
+        graph = dependency_graph(current)  # fine-tuning changes weights, not the structure or counts
         if finetune_steps:
             training.fit(current, data, between, steps=finetune_steps, seed=int(rng.integers(2 ** 31)))
-        macs, params = counts(current)
-        log.append(PruneStep(len(log), removed, len(dependency_graph(current).units()), macs, params,
-                             evaluate(current), time.perf_counter() - start))
+        log.append(PruneStep(len(log), removed, len(graph.units()), macs, params, evaluate(current),
+                             time.perf_counter() - start))
         _report(log[-1], verbose, callback)
     if final_finetune_epochs:
         training.fit(current, data, recipe)
