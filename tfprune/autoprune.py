@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfprune import distribute, kinds, walk
+from tfprune import _compat, distribute, kinds, walk
 from tfprune.layers import MaskedLayer, SubstitutingWrapper, relative_path
 from tfprune.targets import is_wrapped, prunable_weights, require_keras3
 from tfprune.wrapping import rebuild
@@ -460,25 +460,25 @@ class AuxOptimizer(keras.optimizers.Optimizer):
         self.aux_optimizer = keras.optimizers.get(aux_optimizer)
 
     def build(self, var_list):
-        main, aux = self._split(var_list)  # no aux (e.g. a hardened clone): all goes to optimizer
+        main, aux = self._split_aux(var_list)  # no aux (e.g. a hardened clone): all goes to optimizer
         self.aux_optimizer.exclude_from_weight_decay(var_list=aux)
         self.optimizer.build(main)
         self.aux_optimizer.build(aux)
         super().build(var_list)
 
     @staticmethod
-    def _split(variables):
+    def _split_aux(variables):
         return [v for v in variables if not _is_aux(v)], [v for v in variables if _is_aux(v)]
 
     @property
     def variables(self):
-        return self._variables + self.optimizer.variables + self.aux_optimizer.variables
+        return _compat.optimizer_own_variables(self) + self.optimizer.variables + self.aux_optimizer.variables
 
     def apply(self, grads, trainable_variables=None):
         if trainable_variables is None:
             if not self.built:
                 raise ValueError("AuxOptimizer is not built: pass trainable_variables with the first gradients")
-            trainable_variables = self._trainable_variables
+            trainable_variables = _compat.optimizer_trainable_variables(self)
         elif not self.built:
             self.build(list(trainable_variables))
         pairs = list(zip(grads, trainable_variables))
@@ -500,7 +500,7 @@ class AuxOptimizer(keras.optimizers.Optimizer):
         return self.optimizer.iterations
 
     def finalize_variable_values(self, var_list):
-        main, aux = self._split(var_list)
+        main, aux = self._split_aux(var_list)
         self.optimizer.finalize_variable_values(main)
         self.aux_optimizer.finalize_variable_values(aux)
 

@@ -6,9 +6,7 @@ import inspect
 
 import keras
 from keras import ops
-from keras.src.backend import get_stateless_scope  # no public accessor in Keras 3
-
-from tfprune import kinds
+from tfprune import _compat, kinds
 
 __all__ = ["MaskedLayer"]
 
@@ -86,7 +84,7 @@ class SubstitutingWrapper(keras.layers.Wrapper):
     def _outer_values(self):
         """Values an enclosing StatelessScope gives the wrapped layer's variables (scopes do not
         nest: the inner one must repeat them, or the layer would read the variables themselves)."""
-        outer = get_stateless_scope()
+        outer = _compat.stateless_scope()
         if outer is None:
             return []
         values = [(v, outer.get_current_value(v)) for v in self.layer.variables]

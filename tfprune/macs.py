@@ -18,9 +18,7 @@ import itertools
 import warnings
 
 import keras
-from keras.src import backend  # compute_output_spec: Keras's own symbolic tracing
-
-from tfprune import walk
+from tfprune import _compat, walk
 from tfprune.layers import MaskedLayer
 
 __all__ = ["UnknownShapeError", "size", "owners", "warn_uncounted", "trace_calls", "kernel_macs"]
@@ -226,7 +224,7 @@ def _trace(model, layers, example):
     for layer in layers:  # an instance attribute, past Keras's attribute tracking
         object.__setattr__(layer, "call", _recording(layer.call, calls[id(layer)], counter))
     try:
-        backend.compute_output_spec(lambda x: model(x, training=False), example)
+        _compat.compute_output_spec(lambda x: model(x, training=False), example)
     finally:
         for layer in layers:
             object.__delattr__(layer, "call")
@@ -262,9 +260,9 @@ def _example(model, input_shape):
     if input_shape is not None:
         return keras.tree.map_shape_structure(lambda s: _one_example(model, (None, *s)), input_shape)
     if walk.is_graph_model(model):
-        recorded = model.inputs[0] if isinstance(model, keras.Sequential) else model._inputs_struct
+        recorded = model.inputs[0] if isinstance(model, keras.Sequential) else _compat.inputs_struct(model)
         return keras.tree.map_structure(lambda x: _one_example(model, x.shape, x.dtype), recorded)
-    shapes = model._build_shapes_dict or {}  # what Keras recorded when the model was built
+    shapes = _compat.build_shapes(model)
     if len(shapes) != 1:
         raise UnknownShapeError(
             f"cannot find the input shape of model {model.name!r}: pass input_shape (the shape of "

@@ -88,7 +88,8 @@ class _Matching(Policy):
         if not self.types and not self.names:
             raise ValueError(f"{type(self).__name__} needs layer types or layer names")
 
-    def _matches(self, layer):
+    def matches(self, layer):
+        """Whether ``layer`` is of one of the types or has one of the names."""
         for t in self.types:
             if isinstance(t, str) and any(c.__name__ == t for c in type(layer).__mro__):
                 return True
@@ -99,7 +100,7 @@ class _Matching(Policy):
     def _check_present(self, model):
         present = _all_layers(model)
         for t in self.types:
-            if not any(_Matching(types=[t])._matches(layer) for layer in present):
+            if not any(_Matching(types=[t]).matches(layer) for layer in present):
                 kinds = sorted({type(layer).__name__ for layer in present})
                 raise ValueError(f"{type(self).__name__}: model {model.name!r} has no layer of type {t!r}; its layer types are {kinds}")
         names = {layer.name for layer in present}
@@ -121,7 +122,7 @@ class OnlyLayers(_Matching):
 
     def select(self, layers, model):
         self._check_present(model)
-        return [layer for layer in layers if self._matches(layer)]
+        return [layer for layer in layers if self.matches(layer)]
 
 
 class ExcludeLayers(_Matching):
@@ -134,7 +135,7 @@ class ExcludeLayers(_Matching):
 
     def select(self, layers, model):
         self._check_present(model)
-        return [layer for layer in layers if not self._matches(layer)]
+        return [layer for layer in layers if not self.matches(layer)]
 
 
 _BY_NAME = {"all": AllLayers, "skip_first_last": SkipFirstLast}

@@ -6,25 +6,40 @@ subclassed models are walked into; any other layer (a Dense, an LSTM, a user's c
 one unit. The *leaves* of a unit are the unit and every layer inside it, each owning its own
 variables.
 
-Keras 3 keeps no public list of a layer's own variables or direct sub-layers; this module is the
-one place that reads the private attributes for them.
+Keras 3 keeps no public list of a layer's own variables or direct sub-layers; this module reads
+them through :mod:`tfprune._compat`.
 """
 
 from __future__ import annotations
 
 import keras
-from keras.src.models.functional import Functional
 
-__all__ = ["is_graph_model", "units", "leaves", "own_variables", "check_built"]
+from tfprune import _compat
+
+__all__ = ["is_graph_model", "units", "nested_models", "leaves", "own_variables", "check_built"]
 
 
 def is_graph_model(model):
     """True for functional and Sequential models (those built as a graph of layers)."""
-    return isinstance(model, (Functional, keras.Sequential))
+    return isinstance(model, (_compat.Functional, keras.Sequential))
 
 
-def _direct_sublayers(layer):
-    return layer._flatten_layers(include_self=False, recursive=False)
+def _descend(model):
+    """Yields ``(layer, parent)`` for every layer inside ``model``, a nested model before its own
+    layers, each once however often it is shared."""
+    seen = set()
+
+    def walk(m):
+        children = m.layers if is_graph_model(m) else _compat.direct_sublayers(m)
+        for layer in children:
+            if id(layer) in seen or isinstance(layer, keras.layers.InputLayer):
+                continue
+            seen.add(id(layer))
+            yield layer, m
+            if isinstance(layer, keras.Model):
+                yield from walk(layer)
+
+    yield from walk(model)
 
 
 def units(model):
@@ -33,30 +48,22 @@ def units(model):
     ``parent`` is the model that holds the unit (a nested model for nested units). Each unit is
     yielded once, even when it is shared.
     """
-    seen = set()
+    return ((layer, parent) for layer, parent in _descend(model) if not isinstance(layer, keras.Model))
 
-    def walk(m):
-        children = m.layers if is_graph_model(m) else _direct_sublayers(m)
-        for layer in children:
-            if id(layer) in seen or isinstance(layer, keras.layers.InputLayer):
-                continue
-            seen.add(id(layer))
-            if isinstance(layer, keras.Model):
-                yield from walk(layer)
-            else:
-                yield layer, m
 
-    yield from walk(model)
+def nested_models(model):
+    """The models inside ``model`` (not ``model`` itself), at any depth, each once, in model order."""
+    return [layer for layer, _ in _descend(model) if isinstance(layer, keras.Model)]
 
 
 def leaves(unit):
     """The unit and every layer inside it, in depth-first order."""
-    return unit._flatten_layers(include_self=True, recursive=True)
+    return _compat.nested_layers(unit)
 
 
 def own_variables(layer):
     """Variables created by ``layer`` itself, not by its sub-layers, in creation order."""
-    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+    return _compat.own_variables(layer)
 
 
 def check_built(model):

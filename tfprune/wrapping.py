@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune import distribute, walk
+from tfprune import _compat, distribute, walk
 from tfprune.layers import MaskedLayer, relative_path
 from tfprune.targets import require_keras3, is_wrapped, prunable_weights
 
@@ -46,33 +46,46 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
     for t in targets:
         chosen.setdefault(id(t.unit), []).append(relative_path(t.unit, t.variable))
 
-    wrappers = {}
-
     def replace(layer):
         paths = chosen.get(id(layer))
-        if paths is None:
-            return layer
-        if id(layer) not in wrappers:  # a layer shared by several parents gets one wrapper
-            wrappers[id(layer)] = MaskedLayer(layer, masked_weights=paths)
-        return wrappers[id(layer)]
+        return layer if paths is None else MaskedLayer(layer, masked_weights=paths)
 
     with distribute.creation_scope(model):  # masks mirrored like the weights, if distributed
         return rebuild(model, replace)
 
 
 def rebuild(model, replace):
-    """A model whose units are ``replace(unit)``: a clone for graph models, in place otherwise."""
-    if walk.is_graph_model(model):
-        def clone_function(layer):
-            if isinstance(layer, keras.Model):
-                return rebuild(layer, replace)
-            return replace(layer)
+    """A model whose layers and operations are ``replace(layer)``.
 
-        clone = keras.models.clone_model(model, clone_function=clone_function)
-        clone.name = model.name
-        return clone
-    for layer in model._flatten_layers(include_self=False, recursive=False):
-        new = rebuild(layer, replace) if isinstance(layer, keras.Model) else replace(layer)
+    Graph models (functional, Sequential) are cloned with ``keras.models.clone_model``; every node
+    of the graph, operation nodes (``x + y``, ``keras.ops`` calls, the mask a layer computes)
+    included, is passed to ``replace``, as ``clone_model`` passes it to its ``clone_function``.
+    Subclassed models are changed in place. Nested models are rebuilt the same way. ``replace``
+    is called once per object however many nodes and models share it, so a shared layer gets one
+    replacement and a model used twice one rebuilt model.
+
+    Args:
+        model: A Keras 3 model.
+        replace: ``replace(layer_or_operation) -> layer_or_operation``; nested models never reach it.
+
+    Returns:
+        The rebuilt model: a new model for graph models, ``model`` itself otherwise.
+    """
+    done = {}
+
+    def rebuilt(layer):
+        if id(layer) not in done:
+            done[id(layer)] = _rebuild_model(layer, rebuilt) if isinstance(layer, keras.Model) else replace(layer)
+        return done[id(layer)]
+
+    return _rebuild_model(model, rebuilt)
+
+
+def _rebuild_model(model, rebuilt):
+    if walk.is_graph_model(model):
+        return keras.models.clone_model(model, clone_function=rebuilt)
+    for layer in _compat.direct_sublayers(model):
+        new = rebuilt(layer)
         if new is not layer:
             _replace_sublayer(model, layer, new)
     _forget_compiled_functions(model)
@@ -83,7 +96,7 @@ def _replace_sublayer(parent, old, new):
     """Replaces every reference of ``parent`` to ``old`` (attributes, lists, dicts) by ``new``."""
     attributes, containers = [], []
     for attr, value in vars(parent).items():
-        if attr == "_layers":  # Keras's own list: updated by replace_tracked_value below
+        if attr == _compat.LAYER_LIST_ATTRIBUTE:  # Keras's own list: updated below
             continue
         if value is old:
             attributes.append((attr, new))
@@ -97,7 +110,7 @@ def _replace_sublayer(parent, old, new):
             f"cannot replace layer {old.name!r} inside {parent.name!r}: it is not held in an "
             "attribute, list or dict of that layer"
         )
-    parent._tracker.replace_tracked_value("layers", old, new)
+    _compat.replace_tracked_layer(parent, old, new)
     for attr, value in attributes:
         setattr(parent, attr, value)  # through Keras's and TensorFlow's attribute tracking
     for container, key in containers:
@@ -191,24 +204,27 @@ def strip(model):
     _masked(model)
     if not walk.is_graph_model(model):
         return unwrap(model, zero_masked=True)
+    subclassed = [m.name for m in walk.nested_models(model) if not walk.is_graph_model(m)]
+    if subclassed:
+        raise ValueError(
+            f"cannot strip {model.name!r}: it holds the subclassed model(s) {subclassed}, which have "
+            "no graph to copy; strip those first (in place), then this one"
+        )
 
     copies = []
 
-    def copy_layer(layer):
-        inner = layer.layer if isinstance(layer, MaskedLayer) else layer
-        if isinstance(inner, keras.Model) and not walk.is_graph_model(inner):
-            raise ValueError(
-                f"cannot strip {model.name!r}: it holds the subclassed model {inner.name!r}; strip "
-                "that model first (in place), then this one"
-            )
+    def copy(operation):
+        """A fresh copy from the config, as clone_model makes by default; layers get their weights later."""
+        inner = operation.layer if isinstance(operation, MaskedLayer) else operation
         try:
             new = type(inner).from_config(inner.get_config())
         except Exception as error:  # the layer's own get_config/from_config failed
             raise ValueError(f"cannot copy layer {inner.name!r} of type {type(inner).__name__}: {error}") from error
-        copies.append((layer, new))
+        if isinstance(new, keras.layers.Layer):  # other operations (x + y, keras.ops calls) hold no state
+            copies.append((operation, new))
         return new
 
-    stripped = rebuild(model, copy_layer)
+    stripped = rebuild(model, copy)
     for old, new in copies:
         new.set_weights(_effective_weights(old))
     return stripped

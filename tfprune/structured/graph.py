@@ -42,7 +42,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from tfprune import walk
+from tfprune import _compat, walk
 from tfprune.layers import SubstitutingWrapper
 from tfprune.targets import require_keras3
 
@@ -353,8 +353,9 @@ def dependency_graph(model):
         ('conv1', 'block1_1_conv2', 'block1_2_conv2', 'block1_3_conv2')
     """
     check_model(model)
-    graph = model._functional if isinstance(model, keras.Sequential) else model  # Sequential's own graph
-    nodes = [n for depth in sorted(graph._nodes_by_depth, reverse=True) for n in graph._nodes_by_depth[depth]]
+    graph = _compat.sequential_graph(model) if isinstance(model, keras.Sequential) else model
+    by_depth = _compat.nodes_by_depth(graph)
+    nodes = [n for depth in sorted(by_depth, reverse=True) for n in by_depth[depth]]
     calls = {}
     for node in nodes:
         calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
@@ -385,7 +386,7 @@ def dependency_graph(model):
 
     for t in graph.outputs:
         for s in _spaces_in(layouts[id(t)]):
-            spaces.block(s, f"reaches the model output (layer {t._keras_history.operation.name!r})")
+            spaces.block(s, f"reaches the model output (layer {_compat.keras_history_operation(t).name!r})")
     return _finish(model, spaces, plans, reasons)
 
 
@@ -402,7 +403,7 @@ def check_model(model):
             "weights over with set_weights"
         )
     walk.check_built(model)
-    if isinstance(model, keras.Sequential) and getattr(model, "_functional", None) is None:
+    if isinstance(model, keras.Sequential) and _compat.sequential_graph(model) is None:
         raise ValueError(
             f"Sequential model {model.name!r} has no layer graph: start it with keras.Input(shape) "
             "or call model.build(input_shape)"

@@ -7,6 +7,7 @@ import numbers
 import keras
 import numpy as np
 
+from tfprune import _compat
 from tfprune.structured import graph as graph_lib
 
 __all__ = ["remove"]
@@ -76,7 +77,7 @@ def _inputs(model):
     if isinstance(model, keras.Sequential):
         return None  # Sequential cloning keeps its input layer's name
     return keras.tree.map_structure(
-        lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x._keras_history.operation.name),
+        lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype, name=_compat.keras_history_operation(x).name),
         model.input,
     )
 

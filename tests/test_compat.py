@@ -1,0 +1,154 @@
+"""tfprune/_compat.py is the only place that touches Keras internals, and each access still works.
+
+The first test reads tfprune's source: outside ``_compat.py`` no module imports ``keras.src`` or
+reads a private attribute (``obj._name``) of another object, nor one that Keras defines on its own
+classes (``self._trainable_variables`` in a subclass); private names of tfprune's own objects
+(``self._pairs``, ``_tfprune_*`` attributes) are allowed. The other tests fail loudly on a Keras
+release that changed one of the accessors.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune import _compat
+
+PACKAGE = Path(tfprune.__file__).parent
+L = keras.layers
+
+
+def _keras_private_names():
+    """Every ``self._name`` that Keras's own source assigns or reads."""
+    names = set()
+    for path in Path(keras.__file__).parent.rglob("*.py"):
+        names.update(re.findall(r"self\.(_[A-Za-z]\w*)", path.read_text(errors="ignore")))
+    return {n for n in names if not n.startswith("__")}
+
+
+def _violations(path, keras_private):
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [f"line {node.lineno}: imports {m}" for m in modules if m.startswith("keras.src")]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value.id if isinstance(node.value, ast.Name) else None
+            own = owner in ("self", "cls") and node.attr not in keras_private
+            ours = node.attr.startswith("_tfprune") or owner == "_compat"
+            if not (own or ours):
+                found.append(f"line {node.lineno}: reads {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "setattr", "hasattr"):
+            if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                name = str(node.args[1].value)
+                if name.startswith("_") and not name.startswith(("__", "_tfprune")):
+                    found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_only_compat_touches_keras_internals():
+    keras_private = _keras_private_names()
+    assert "_trainable_variables" in keras_private  # the scan itself works
+    report = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "_compat.py":
+            continue
+        found = _violations(path, keras_private)
+        if found:
+            report[str(path.relative_to(PACKAGE))] = found
+    assert not report, f"Keras internals outside tfprune/_compat.py: {report}"
+
+
+def test_the_scan_catches_a_private_read(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import keras.src.backend\nx = layer._flatten_layers()\ny = self._trainable_variables\n")
+    assert len(_violations(bad, {"_trainable_variables"})) == 3
+
+
+def _mlp():
+    inputs = keras.Input((3,))
+    hidden = L.Dense(4, name="hidden")(inputs)
+    return keras.Model(inputs, L.Dense(2, name="out")(hidden + 1.0), name="mlp")
+
+
+def test_layer_accessors():
+    rnn = L.LSTM(2)
+    rnn.build((None, 5, 3))
+    assert [type(x).__name__ for x in _compat.direct_sublayers(rnn)] == ["LSTMCell"]
+    assert [type(x).__name__ for x in _compat.nested_layers(rnn)] == ["LSTM", "LSTMCell"]
+    assert _compat.own_variables(rnn) == []
+    cell = _compat.direct_sublayers(rnn)[0]
+    assert [v.name for v in _compat.own_variables(cell)] == ["kernel", "recurrent_kernel", "bias"]
+    bn = L.BatchNormalization()
+    bn.build((None, 3))
+    assert [v.name for v in _compat.own_variables(bn)] == ["gamma", "beta", "moving_mean", "moving_variance"]
+
+
+def test_functional_graph_accessors():
+    model = _mlp()
+    assert isinstance(model, _compat.Functional)
+    by_depth = _compat.nodes_by_depth(model)
+    names = {n.operation.name for nodes in by_depth.values() for n in nodes}
+    assert {"hidden", "out"} <= names and len(names) == 4  # input, hidden, the "+ 1" op node, out
+    assert _compat.keras_history_operation(model.outputs[0]).name == "out"
+    assert _compat.inputs_struct(model) is model.inputs[0] or _compat.inputs_struct(model) == model.inputs
+    seq = keras.Sequential([keras.Input((3,)), L.Dense(2)])
+    assert isinstance(_compat.sequential_graph(seq), _compat.Functional)
+    assert _compat.sequential_graph(keras.Sequential([L.Dense(2)])) is None
+
+
+def test_build_shapes_and_symbolic_tracing():
+    dense = L.Dense(2)
+    dense(np.ones((1, 3), "float32"))
+    assert list(_compat.build_shapes(dense).values()) == [(1, 3)]
+    spec = _compat.compute_output_spec(lambda x: _mlp()(x), keras.KerasTensor((1, 3)))
+    assert tuple(spec.shape) == (1, 2)
+
+
+def test_stateless_scope_and_tracking():
+    assert _compat.stateless_scope() is None
+    with keras.StatelessScope() as scope:
+        assert _compat.stateless_scope() is scope
+    class Parent(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.inner = L.Dense(2)
+
+    parent = Parent()
+    old, new = parent.inner, L.Dense(3)
+    assert getattr(parent, _compat.LAYER_LIST_ATTRIBUTE)[0] is old
+    _compat.replace_tracked_layer(parent, old, new)
+    assert getattr(parent, _compat.LAYER_LIST_ATTRIBUTE)[0] is new
+
+
+def test_optimizer_trainable_variables():
+    variable = keras.Variable(np.ones(2, "float32"))
+    optimizer = keras.optimizers.SGD()
+    optimizer.build([variable])
+    assert list(_compat.optimizer_trainable_variables(optimizer)) == [variable]
+
+
+def test_setup_cfg_states_the_tested_keras_range():
+    import configparser
+
+    from packaging.requirements import Requirement
+
+    setup = configparser.ConfigParser()
+    setup.read(PACKAGE.parent / "setup.cfg")
+    lines = setup["options"]["install_requires"].split("\n")
+    keras_req = next(Requirement(line) for line in lines if line.strip().startswith("keras"))
+    operators = {spec.operator for spec in keras_req.specifier}
+    assert operators == {">=", "<"}, f"state a lower and an upper bound for keras, got {keras_req}"
+    assert keras_req.specifier.contains(keras.__version__)
+
+
+def test_optimizer_own_variables():
+    optimizer = keras.optimizers.SGD()
+    optimizer.build([keras.Variable(np.ones(2, "float32"))])
+    own = _compat.optimizer_own_variables(optimizer)
+    assert any(v is optimizer.iterations for v in own)

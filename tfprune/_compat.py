@@ -1,0 +1,100 @@
+"""Every access tfprune makes to Keras internals: private attributes and ``keras.src``.
+
+Keras 3 has no public API for a few things tfprune needs (a layer's own variables, its direct
+sub-layers, a functional model's nodes, the symbolic tracer). Each is read here and only here,
+behind a named function, and ``tests/test_compat.py`` checks every one of them against the
+installed Keras, so that a Keras release that changes one fails loudly in one place. The tested
+range of Keras versions is stated in ``setup.cfg``.
+"""
+
+from __future__ import annotations
+
+from keras.src.backend import compute_output_spec as _compute_output_spec
+from keras.src.backend import get_stateless_scope as _get_stateless_scope
+from keras.src.models.functional import Functional
+
+__all__ = [
+    "Functional",
+    "build_shapes",
+    "compute_output_spec",
+    "direct_sublayers",
+    "inputs_struct",
+    "keras_history_operation",
+    "nested_layers",
+    "nodes_by_depth",
+    "optimizer_own_variables",
+    "optimizer_trainable_variables",
+    "own_variables",
+    "replace_tracked_layer",
+    "sequential_graph",
+    "stateless_scope",
+    "LAYER_LIST_ATTRIBUTE",
+]
+
+# The attribute in which a Keras layer keeps its list of tracked sub-layers.
+LAYER_LIST_ATTRIBUTE = "_layers"
+
+
+def stateless_scope():
+    """The innermost active :class:`keras.StatelessScope`, or ``None``."""
+    return _get_stateless_scope()
+
+
+def compute_output_spec(fn, *args, **kwargs):
+    """Runs ``fn`` symbolically on :class:`keras.KerasTensor` arguments (Keras's own tracer)."""
+    return _compute_output_spec(fn, *args, **kwargs)
+
+
+def direct_sublayers(layer):
+    """The layers tracked directly by ``layer`` (not their sub-layers), in tracking order."""
+    return layer._flatten_layers(include_self=False, recursive=False)
+
+
+def nested_layers(layer):
+    """``layer`` and every layer inside it, depth first."""
+    return layer._flatten_layers(include_self=True, recursive=True)
+
+
+def own_variables(layer):
+    """Variables created by ``layer`` itself, not by its sub-layers, in creation order."""
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def replace_tracked_layer(parent, old, new):
+    """Replaces ``old`` by ``new`` in the list of sub-layers that ``parent`` tracks."""
+    parent._tracker.replace_tracked_value("layers", old, new)
+
+
+def sequential_graph(model):
+    """The functional graph a Sequential model builds once its input is known, else ``None``."""
+    return getattr(model, "_functional", None)
+
+
+def nodes_by_depth(graph):
+    """A functional model's nodes as ``{depth: [node, ...]}`` (depth 0 is the output side)."""
+    return graph._nodes_by_depth
+
+
+def inputs_struct(model):
+    """The nested structure of a functional model's inputs, as it was given to ``keras.Model``."""
+    return model._inputs_struct
+
+
+def build_shapes(model):
+    """The input shapes Keras recorded when ``model`` was built, ``{argument: shape}`` (may be empty)."""
+    return model._build_shapes_dict or {}
+
+
+def keras_history_operation(tensor):
+    """The operation (layer or op node) that produced a symbolic Keras tensor."""
+    return tensor._keras_history.operation
+
+
+def optimizer_trainable_variables(optimizer):
+    """The variables a built Keras optimizer was built for."""
+    return optimizer._trainable_variables
+
+
+def optimizer_own_variables(optimizer):
+    """The variables a Keras optimizer created itself (iterations, learning rate), not its slots' owners."""
+    return optimizer._variables
