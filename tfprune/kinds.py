@@ -14,54 +14,23 @@ Kinds (the ``kind`` attribute of a target):
 ``attention``       query/key/value/output kernels inside ``MultiHeadAttention``
 ``bias``            biases of the layers above (only with ``include_bias=True``)
 ``norm``            γ and β of Batch/Layer/Group normalisation (only with ``include_norm=True``)
+``custom``          a weight a layer lists in its ``prunable_weights()`` that its spec does not name
 ==================  =======================================================================
 
 Biases and normalisation parameters are not prunable by default (as in the SynFlow and GraSP
-reference code; the official SNIP code prunes biases: ``include_bias=True``).
+reference code; the official SNIP code prunes biases: ``include_bias=True``). Which weights each
+layer type has, and their kinds, is in :mod:`tfprune.layer_specs`; a custom layer type is added
+with :func:`tfprune.register_layer` or a ``prunable_weights()`` method.
 """
 
 from __future__ import annotations
 
-import keras
-
-from tfprune import walk
+from tfprune import layer_specs, walk
 
 __all__ = ["KINDS", "candidate_weights"]
 
-L = keras.layers
-_KERNELS = [
-    ((L.Dense, L.EinsumDense), {"kernel": "dense"}),
-    ((L.Conv1D, L.Conv2D, L.Conv3D), {"kernel": "conv"}),
-    ((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), {"kernel": "conv_transpose"}),
-    ((L.DepthwiseConv1D, L.DepthwiseConv2D), {"kernel": "depthwise"}),
-    ((L.SeparableConv1D, L.SeparableConv2D), {"depthwise_kernel": "depthwise", "pointwise_kernel": "pointwise"}),
-    ((L.Embedding,), {"embeddings": "embedding"}),
-    ((L.SimpleRNNCell, L.LSTMCell, L.GRUCell), {"kernel": "rnn", "recurrent_kernel": "rnn_recurrent"}),
-]
-_NORMS = (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization)
-KINDS = ("dense", "conv", "conv_transpose", "depthwise", "pointwise", "embedding", "rnn",
-         "rnn_recurrent", "attention", "bias", "norm")
-
-
-def _kernel_kinds(leaf):
-    for classes, kinds in _KERNELS:
-        if isinstance(leaf, classes):
-            return kinds
-    return None
-
-
-def _kind(unit, leaf, variable, include_bias, include_norm):
-    kinds = _kernel_kinds(leaf)
-    if kinds is not None:
-        kind = kinds.get(variable.name)
-        if kind == "dense" and isinstance(unit, L.MultiHeadAttention):
-            return "attention"
-        if kind is None and include_bias and variable.name == "bias":
-            return "bias"
-        return kind
-    if include_norm and isinstance(leaf, _NORMS) and variable.name in ("gamma", "beta"):
-        return "norm"
-    return None
+KINDS = layer_specs.KINDS
+_ASKED = {"bias": "include_bias", "norm": "include_norm"}  # kinds pruned only when asked
 
 
 def candidate_weights(unit, include_bias=False, include_norm=False):
@@ -75,11 +44,20 @@ def candidate_weights(unit, include_bias=False, include_norm=False):
     Returns:
         A list of ``(leaf, variable, kind)``: the layer that owns the variable, the variable and
         its kind, in the order of the unit's layers and their variables.
+
+    Raises:
+        ValueError, TypeError: if a layer's registered spec or ``prunable_weights()`` does not fit
+            it (see :func:`tfprune.layer_specs.prunable`).
     """
+    asked = {"include_bias": include_bias, "include_norm": include_norm}
+    spec = layer_specs.spec_of(unit)
+    kind_inside = spec.kind_inside if spec is not None else None
     found = []
     for leaf in walk.leaves(unit):
-        for variable in walk.own_variables(leaf):
-            kind = _kind(unit, leaf, variable, include_bias, include_norm)
-            if kind is not None:
-                found.append((leaf, variable, kind))
+        for variable, kind in layer_specs.prunable(leaf):
+            if kind in _ASKED and not asked[_ASKED[kind]]:
+                continue
+            if kind == "dense" and kind_inside is not None and leaf is not unit:
+                kind = kind_inside
+            found.append((leaf, variable, kind))
     return found

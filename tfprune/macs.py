@@ -3,7 +3,8 @@
 Counted for one example (batch 1) and only for multiplications by weights — ``Dense``,
 ``EinsumDense``, convolutions, RNN cells — plus the two activation matmuls of attention layers
 (most pruning papers call these counts "FLOPs"). Bias additions, normalisation, activations,
-pooling, merges and embedding look-ups count zero.
+pooling, merges and embedding look-ups count zero. Each layer type's formula is in its spec
+(:mod:`tfprune.layer_specs`; the formulas themselves in :mod:`tfprune.mac_formulas`).
 
 Shapes come from tracing the model once symbolically on one example — nothing is computed and no
 state changes — so a layer called several times counts every call.
@@ -15,174 +16,90 @@ import dataclasses
 import functools
 import inspect
 import itertools
-import warnings
+import numbers
 
 import keras
-from tfprune import _compat, walk
+from tfprune import _compat, layer_specs, walk
 from tfprune.layers import MaskedLayer
+from tfprune.mac_formulas import no_macs, size
 
-__all__ = ["UnknownShapeError", "size", "owners", "warn_uncounted", "trace_calls", "kernel_macs"]
-
-L = keras.layers
+__all__ = ["UnknownShapeError", "size", "owners", "uncounted", "trace_calls", "kernel_macs"]
 
 
 class UnknownShapeError(ValueError):
     """The shape of an example cannot be found, so MACs cannot be counted: pass ``input_shape``."""
 
 
-def size(variable):
-    """Number of entries of a variable."""
-    return _prod(variable.shape)
+def _counted_inside(layer):
+    """The layers inside ``layer`` with weights, for a layer whose spec counts its sub-layers."""
+    return [sub for sub in walk.leaves(layer)[1:] if walk.own_variables(sub)]
 
 
-# Layer types with weights whose MACs are zero by definition: look-ups and element-wise scaling.
-_NO_MACS = (
-    L.Embedding, L.BatchNormalization, L.LayerNormalization, L.GroupNormalization,
-    L.RMSNormalization, L.Normalization, L.PReLU,
-)
-_ATTENTION = (L.MultiHeadAttention, L.GroupQueryAttention)
-_RNN_CELLS = (L.SimpleRNNCell, L.LSTMCell, L.GRUCell)
+def _formula(spec):
+    return None if spec is None else spec.macs
 
 
 def owners(model):
-    """``(layer, variables)`` for every layer with weights and every attention layer, in model order.
+    """``(layer, variables)`` for every layer with weights and every layer whose own formula
+    counts MACs without weights of its own (attention), in model order.
 
-    An RNN layer owns its cells' weights; a :class:`MaskedLayer`'s masks are not weights (the
-    layer inside it is listed instead).
+    A layer whose spec counts its sub-layers (an RNN) owns their weights; a :class:`MaskedLayer`'s
+    masks are not weights (the layer inside it is listed instead).
     """
-    inside_rnn = set()
+    absorbed = set()
     found = []
     for layer in walk.leaves(model):
-        if id(layer) in inside_rnn or isinstance(layer, MaskedLayer):
+        if id(layer) in absorbed or isinstance(layer, MaskedLayer):
             continue
-        if isinstance(layer, L.RNN):
-            inside = walk.leaves(layer)
-            inside_rnn.update(id(sub) for sub in inside)
-            variables = [v for sub in inside for v in walk.own_variables(sub)]
-        else:
-            variables = walk.own_variables(layer)
-        if variables or isinstance(layer, _ATTENTION):
+        spec = layer_specs.spec_of(layer)
+        variables = walk.own_variables(layer)
+        if spec is not None and spec.counts_sublayers:
+            inside = walk.leaves(layer)[1:]
+            absorbed.update(id(sub) for sub in inside)
+            variables = variables + [v for sub in inside for v in walk.own_variables(sub)]
+        if variables or _formula(spec) not in (None, no_macs):
             found.append((layer, variables))
     return found
 
 
-def warn_uncounted(layer_owners):
-    uncounted = [
-        f"{layer.name} ({type(layer).__name__})"
-        for layer, _ in layer_owners
-        if _formula(layer) is None and not isinstance(layer, _NO_MACS)
-    ]
-    if uncounted:
-        warnings.warn(f"MACs of these layers are not counted (0): {', '.join(uncounted)}", stacklevel=3)
+def _counts(layer):
+    """Whether the MACs of ``layer`` are counted (zero by definition counts)."""
+    spec = layer_specs.spec_of(layer)
+    if spec is not None and spec.counts_sublayers:
+        return all(_counts(sub) for sub in _counted_inside(layer))
+    return _formula(spec) is not None
 
 
-# ---------------------------------------------------------------- MAC formulas, one call each
-# Each takes the layer and one recorded call, and returns [(kernel or None, MACs)]. The example's
-# batch is 1; a layer that sees a larger batch dimension (e.g. time folded into the batch by
-# TimeDistributed) does that much more work, so the batch dimension is counted too.
+def uncounted(layer_owners):
+    """The layers of ``layer_owners`` (from :func:`owners`) whose MACs are not counted: their
+    types have no MAC formula (register one with :func:`tfprune.register_layer`)."""
+    return [layer for layer, _ in layer_owners if not _counts(layer)]
 
 
-def _kernel(layer, name):
-    """The layer's own variable called ``name`` (``layer.kernel`` may be a computed tensor)."""
-    return next(v for v in walk.own_variables(layer) if v.name == name)
+def _parts(layer, call):
+    """``[(kernel or None, MACs)]`` of one call of ``layer`` by its spec's formula."""
+    spec = layer_specs.spec_of(layer)
+    if spec.counts_sublayers:
+        return [part for sub in _counted_inside(layer) for part in _parts(sub, call)]
+    parts = spec.macs(layer, call)
+    if isinstance(parts, numbers.Integral) and not isinstance(parts, bool):
+        return [(_only_kernel(layer), parts)]
+    if not isinstance(parts, (list, tuple)) or not all(isinstance(p, tuple) and len(p) == 2 for p in parts):
+        raise TypeError(
+            f"the MAC formula of {type(layer).__name__} returned {parts!r} for layer {layer.name!r}: a formula "
+            "returns [(variable or None, MACs)] or one integer"
+        )
+    return parts
 
 
-def _prod(dims):
-    out = 1
-    for d in dims:
-        out *= d
-    return out
-
-
-def _positions(shape, data_format):
-    """Positions of a convolution's input or output: all dimensions but the channels."""
-    return _prod(shape[:-1] if data_format == "channels_last" else (shape[0], *shape[2:]))
-
-
-def _dense(layer, call):
-    kernel = _kernel(layer, "kernel")
-    return [(kernel, size(kernel) * _prod(call.input[:-1]))]
-
-
-def _einsum_dense(layer, call):
-    # Every combination of the equation's indices is one multiply-accumulate; "..." stands for
-    # the input's leading (broadcast) dimensions.
-    kernel = _kernel(layer, "kernel")
-    input_spec, rest = layer.equation.split(",")
-    kernel_spec = rest.split("->")[0]
-    before, ellipsis, after = input_spec.partition("...")
-    shape = call.input
-    sizes = dict(zip(before, shape))
-    sizes.update(zip(after[::-1], shape[::-1]))
-    sizes.update(zip(kernel_spec, kernel.shape))
-    broadcast = shape[len(before): len(shape) - len(after)] if ellipsis else ()
-    return [(kernel, _prod(sizes.values()) * _prod(broadcast))]
-
-
-def _conv(layer, call):
-    kernel = _kernel(layer, "kernel")
-    return [(kernel, size(kernel) * _positions(call.output, layer.data_format))]
-
-
-def _separable_conv(layer, call):
-    positions = _positions(call.output, layer.data_format)
-    kernels = (_kernel(layer, "depthwise_kernel"), _kernel(layer, "pointwise_kernel"))
-    return [(kernel, size(kernel) * positions) for kernel in kernels]
-
-
-def _conv_transpose(layer, call):
-    kernel = _kernel(layer, "kernel")
-    return [(kernel, size(kernel) * _positions(call.input, layer.data_format))]
-
-
-def _rnn_cells(layer):
-    return [cell for cell in walk.leaves(layer.cell) if walk.own_variables(cell)]
-
-
-def _rnn(layer, call):
-    steps = call.input[0] * call.input[1]
-    return [
-        (kernel, size(kernel) * steps)
-        for cell in _rnn_cells(layer)
-        for kernel in (_kernel(cell, "kernel"), _kernel(cell, "recurrent_kernel"))
-    ]
-
-
-def _key_shape(call):
-    return call.inputs.get("key", call.inputs["value"])
-
-
-def _multi_head_attention(layer, call):
-    # QKᵀ and AV over the attention axes; the other axes (batch and any extra) are independent.
-    query, key = call.inputs["query"], _key_shape(call)
-    axes = {a % (len(query) + 1) for a in layer.attention_axes}
-    independent = _prod(d for i, d in enumerate(query[:-1]) if i not in axes)
-    pairs = _prod(query[a] for a in axes) * _prod(key[a] for a in axes)
-    return [(None, independent * pairs * layer.num_heads * (layer.key_dim + layer.value_dim))]
-
-
-def _grouped_query_attention(layer, call):
-    query, key = call.inputs["query"], _key_shape(call)
-    return [(None, 2 * query[0] * query[1] * key[1] * layer.num_query_heads * layer.head_dim)]
-
-
-_FORMULAS = [
-    (L.Dense, _dense),
-    (L.EinsumDense, _einsum_dense),
-    ((L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv1D, L.DepthwiseConv2D), _conv),
-    ((L.SeparableConv1D, L.SeparableConv2D), _separable_conv),
-    ((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), _conv_transpose),
-    (L.RNN, _rnn),
-    (L.MultiHeadAttention, _multi_head_attention),
-    (L.GroupQueryAttention, _grouped_query_attention),
-]
-
-
-def _formula(layer):
-    """The MAC formula for ``layer``, or ``None`` if its type is not counted."""
-    if isinstance(layer, L.RNN) and not all(isinstance(c, _RNN_CELLS) for c in _rnn_cells(layer)):
-        return None  # e.g. ConvLSTM2D
-    return next((formula for classes, formula in _FORMULAS if isinstance(layer, classes)), None)
+def _only_kernel(layer):
+    kernels = [v for v, kind in layer_specs.prunable(layer) if kind not in ("bias", "norm")]
+    if len(kernels) != 1:
+        raise TypeError(
+            f"the MAC formula of {type(layer).__name__} returned one integer for layer {layer.name!r}, which has "
+            f"{len(kernels)} prunable kernels: return [(variable, MACs)] for each kernel instead"
+        )
+    return kernels[0]
 
 
 # ---------------------------------------------------------------- shapes, by symbolic tracing
@@ -205,13 +122,12 @@ class _Call:
 
 def kernel_macs(layer, calls):
     """Dense MACs per example of ``layer`` over its ``calls``: ``[(kernel or None, MACs)]``."""
-    formula = _formula(layer)
-    if formula is None:
+    if not _counts(layer):
         return []
     totals = {}
     for call in calls:
         _check_known(layer, call)
-        for kernel, macs in formula(layer, call):
+        for kernel, macs in _parts(layer, call):
             totals[id(kernel)] = (kernel, totals.get(id(kernel), (kernel, 0))[1] + int(macs))
     return list(totals.values())
 

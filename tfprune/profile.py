@@ -13,6 +13,7 @@ MAC formulas and the symbolic pass that finds the shapes are in :mod:`tfprune.ma
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from tfprune import macs as macs_lib
 from tfprune import walk
 from tfprune.macs import UnknownShapeError
-from tfprune.targets import is_wrapped, prunable_weights
+from tfprune.targets import describe_unpruned, is_wrapped, prunable_weights, unpruned_layers, warn_unpruned
 
 __all__ = ["Row", "Report", "report", "LayerProfile", "Profile", "profile", "UnknownShapeError"]
 
@@ -84,6 +85,9 @@ class Report:
 def report(model, verbose=1, input_shape=None):
     """Counts parameters, kept weights and MACs of every prunable weight of ``model``.
 
+    Layers with trainable weights of their own that tfprune does not know (see
+    :func:`tfprune.register_layer`) are named in a ``UserWarning``: their weights are not pruned.
+
     Args:
         model: A wrapped model (kept = mask ones) or a plain one such as a stripped model
             (kept = non-zero entries of the prunable weights).
@@ -100,6 +104,7 @@ def report(model, verbose=1, input_shape=None):
         >>> r.total.density, r.total.effective_macs / r.total.macs
     """
     targets = prunable_weights(model)
+    warn_unpruned(model)
     wrapped = is_wrapped(model)
     owners = macs_lib.owners(model)
     try:
@@ -201,7 +206,8 @@ def profile(model, input_shape=None, verbose=1):
     ``T·(input_dim + units)·units·gates`` (gates 1/4/3); ``MultiHeadAttention`` its four
     projections plus ``heads·T_q·T_k·(key_dim + value_dim)`` for QKᵀ and AV. Embedding look-ups,
     normalisation and bias additions count zero; layers of other types with weights count zero
-    with a warning.
+    with one warning, which also names those whose weights are not pruned and says how to
+    register their types (:func:`tfprune.register_layer`).
 
     Args:
         model: A built Keras 3 model, wrapped (masked weights count ``w * mask``), stripped or
@@ -225,7 +231,7 @@ def profile(model, input_shape=None, verbose=1):
     _build(model, input_shape)
     masks = {id(t.variable): t.mask for t in prunable_weights(model)} if is_wrapped(model) else {}
     owners = macs_lib.owners(model)
-    macs_lib.warn_uncounted(owners)
+    _warn_unknown(model, owners)
     calls = macs_lib.trace_calls(model, [layer for layer, _ in owners], input_shape)
     rows = [
         _layer_profile(layer, variables, calls[id(layer)], masks)
@@ -236,6 +242,24 @@ def profile(model, input_shape=None, verbose=1):
     if verbose:
         print(result)
     return result
+
+
+def _warn_unknown(model, owners):
+    """One warning naming the layers whose MACs are not counted, and those that are not pruned either."""
+    uncounted = macs_lib.uncounted(owners)
+    unpruned = unpruned_layers(model)
+    parts = []
+    if uncounted:
+        names = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in uncounted)
+        parts.append(
+            f"MACs of these layers are not counted (0): {names}. To count a layer type, give it a MAC "
+            "formula: tfprune.register_layer(LayerType, ..., macs=formula)"
+        )
+    if unpruned:
+        parts.append(describe_unpruned(unpruned))
+    if parts:
+        text = ". Also, ".join(parts) if uncounted else parts[0][0].upper() + parts[0][1:]
+        warnings.warn(text, UserWarning, stacklevel=3)
 
 
 def _table(head, lines, left_columns, footer):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import keras
 from keras import ops
 
-from tfprune import kinds, policies, walk
-from tfprune.layers import MaskedLayer
+from tfprune import kinds, layer_specs, policies, walk
+from tfprune.layers import MaskedLayer, SubstitutingWrapper
 
-__all__ = ["Target", "prunable_weights", "is_wrapped"]
+__all__ = ["Target", "prunable_weights", "is_wrapped", "unpruned_layers", "describe_unpruned", "warn_unpruned"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -51,6 +52,21 @@ class Target:
         return n
 
     @property
+    def reduction_axis(self):
+        """The axis the layer sums over (its input axis), non-negative, or ``None``.
+
+        0 for a ``Dense`` kernel, the input-channel axis of a convolution kernel; ``None`` for
+        biases, normalisation parameters, depthwise kernels and weights of kind ``"custom"``
+        (see :class:`tfprune.layer_specs.WeightSpec`).
+        """
+        return _axes(self)[0]
+
+    @property
+    def unit_axis(self):
+        """The axis of the layer's units (its output axis), non-negative, or ``None``."""
+        return _axes(self)[1]
+
+    @property
     def mask(self):
         """The mask variable in a wrapped model, else ``None``."""
         return None if self.wrapper is None else self.wrapper.mask_of(self.variable)
@@ -60,6 +76,12 @@ class Target:
         """The weight as the forward pass sees it: ``variable * mask`` when masked."""
         mask = self.mask
         return self.variable.value if mask is None else ops.multiply(self.variable.value, mask.value)
+
+
+def _axes(target):
+    """``(reduction axis, unit axis)`` of a target by its layer's spec, non-negative or ``None``."""
+    spec = layer_specs.weight_spec(target.layer, target.variable)
+    return (None, None) if spec is None else spec.axes(len(target.shape))
 
 
 def is_wrapped(model):
@@ -129,6 +151,46 @@ def prunable_weights(model, policy=None, include_bias=False, include_norm=False)
             f"Supported kinds: {', '.join(kinds.KINDS)}"
         )
     return targets
+
+
+def unpruned_layers(model):
+    """The layers of ``model`` with trainable weights of their own that tfprune does not know.
+
+    Their type has no spec (:func:`tfprune.register_layer`) and they have no ``prunable_weights()``
+    method, so none of their weights is pruned. tfprune's own wrappers are left out.
+    """
+    return [
+        leaf
+        for unit, _ in walk.units(model)
+        for leaf in walk.leaves(unit)
+        if not isinstance(leaf, SubstitutingWrapper)
+        and any(v.trainable for v in walk.own_variables(leaf))
+        and not layer_specs.is_known(leaf)
+    ]
+
+
+def describe_unpruned(layers):
+    """A sentence naming ``layers`` (from :func:`unpruned_layers`) and saying how to opt them in."""
+    names = ", ".join(
+        f"{layer.name} ({type(layer).__name__}: {[v.name for v in walk.own_variables(layer) if v.trainable]})"
+        for layer in layers
+    )
+    first = layers[0]
+    weight = next(v.name for v in walk.own_variables(first) if v.trainable)
+    return (
+        f"the weights of these layers are not pruned, because tfprune does not know their types: {names}. "
+        f"To prune them, register the type, e.g. tfprune.register_layer({type(first).__name__}, "
+        f"weights={{{weight!r}: 'dense'}}), "
+        "or give the layer a prunable_weights() method that returns the variables to prune"
+    )
+
+
+def warn_unpruned(model, stacklevel=3):
+    """Warns (``UserWarning``) naming the layers of :func:`unpruned_layers`, if there are any."""
+    layers = unpruned_layers(model)
+    if layers:
+        text = describe_unpruned(layers)
+        warnings.warn(text[0].upper() + text[1:], UserWarning, stacklevel=stacklevel)
 
 
 def _masked_candidates(wrapper):
