@@ -1,9 +1,14 @@
 """Unit relevance criteria for structured pruning: which neurons and filters matter.
 
-A *unit* is one output channel of a producer layer: a ``Dense`` column, a ``Conv1D/2D/3D`` or
-``Conv1D/2D/3DTranspose`` filter, or an output channel of a ``SeparableConv1D/2D`` (its pointwise
-kernel). Its weights ``W_n`` are the kernel slice along the output axis (``[..., n]``; ``[..., n, :]``
-for a transposed convolution) and the bias entry ``[n]`` when the layer has a bias.
+A *unit* is what a producer layer of the dependency graph removes (role ``"producer"``,
+``"recurrent"`` or ``"attention"`` in its spec, :mod:`tfprune.layer_specs`): a ``Dense`` column, a
+``Conv1D/2D/3D`` or ``Conv1D/2D/3DTranspose`` filter, an output channel of a ``SeparableConv1D/2D``
+(its pointwise kernel), a ``SimpleRNN``/``LSTM``/``GRU`` unit, a ``MultiHeadAttention`` head, or a
+unit of a type registered as a producer. Its weights ``W_n`` are its slice of every weight with a
+unit axis: the kernel slice along the kernel's unit axis (``[..., n]``; ``[..., n, :]`` for a
+transposed convolution) and the bias entry ``[n]``; for a recurrent unit its column of every gate
+in the kernel, recurrent kernel and bias; for a head its ``[:, n, :]`` slices of the query, key
+and value kernels, ``[n, :]`` of their biases and ``[n, :, :]`` of the output kernel.
 
 A criterion is ``fn(model, layers, data=None, **options) -> {layer name: scores}``: one float64
 array per layer, one score per unit, higher = more relevant.
@@ -38,7 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprune import walk
+from tfprune import layer_specs, walk
 from tfprune.scores.gradients import (batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
                                       substitute)
 from tfprune.targets import is_wrapped
@@ -46,14 +51,6 @@ from tfprune.targets import is_wrapped
 __all__ = ["Criterion", "register", "get", "available", "producer_layers", "unit_weights", "riemann_path", "l1", "l2",
            "taylor", "singe", "integrated_gradients"]
 
-L = keras.layers
-# (layer classes, name of the kernel variable, output axis of that kernel)
-_PRODUCERS = [
-    ((L.Dense,), "kernel", -1),
-    ((L.Conv1D, L.Conv2D, L.Conv3D), "kernel", -1),
-    ((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), "kernel", -2),
-    ((L.SeparableConv1D, L.SeparableConv2D), "pointwise_kernel", -1),
-]
 PATHS = ("uniform", "midpoint", "geometric")
 MODES = ("layer", "unit")
 DEFAULT_STEPS = 8
@@ -150,39 +147,66 @@ def available():
 # producers and their units
 
 
+_UNIT_ROLES = ("producer", "recurrent", "attention")
+_UNIT_SIDES = ("out", "gates")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Producer:
+    """A layer's units and the weights they are slices of.
+
+    ``parts``: ``((variable, unit axis), ...)``; along the (non-negative) unit axis a variable holds
+    the units once, or once per gate, gate-major (index ``g·units + n``).
+    """
+
     layer: keras.layers.Layer
-    kernel: keras.Variable
-    bias: keras.Variable | None
-    axis: int  # output axis of the kernel, non-negative
+    units: int
+    parts: tuple
 
     @property
     def variables(self):
-        return [self.kernel] if self.bias is None else [self.kernel, self.bias]
-
-    @property
-    def units(self):
-        return int(self.kernel.shape[self.axis])
+        return [v for v, _ in self.parts]
 
     def rows(self, arrays):
-        """``arrays`` (kernel-shaped and bias-shaped) as an (units, weights per unit) float64 matrix."""
-        kernel = np.moveaxis(np.asarray(arrays[0], np.float64), self.axis, 0).reshape(self.units, -1)
-        if len(arrays) == 1:
-            return kernel
-        return np.concatenate([kernel, np.asarray(arrays[1], np.float64).reshape(self.units, 1)], axis=1)
+        """``arrays`` (shaped like :attr:`variables`) as a (units, weights per unit) float64 matrix."""
+        out = []
+        for (_, axis), array in zip(self.parts, arrays):
+            array = np.moveaxis(np.asarray(array, np.float64), axis, 0)
+            gates = array.shape[0] // self.units
+            out.append(array.reshape(gates, self.units, -1).transpose(1, 0, 2).reshape(self.units, -1))
+        return np.concatenate(out, axis=1)
 
     def weights(self):
         return self.rows([keras.ops.convert_to_numpy(v.value) for v in self.variables])
 
+    def scaled(self, scale):
+        """The variables' values with unit ``n``'s slices multiplied by ``scale[n]`` (a tensor)."""
+        values = []
+        for v, axis in self.parts:
+            shape = [1] * len(v.shape)
+            shape[axis] = -1
+            per_entry = tf.tile(tf.cast(scale, v.dtype), [int(v.shape[axis]) // self.units])
+            values.append(v.value * tf.reshape(per_entry, shape))
+        return values
+
 
 def _producer(layer):
-    for classes, kernel_name, axis in _PRODUCERS:
-        if isinstance(layer, classes):
-            own = {v.name: v for v in walk.own_variables(layer)}
-            kernel = own[kernel_name]
-            return _Producer(layer, kernel, own.get("bias"), axis % len(kernel.shape))
-    return None
+    """The :class:`_Producer` of a layer whose spec gives it units, else ``None``."""
+    spec = layer_specs.spec_of(layer)
+    if spec is None or spec.role not in _UNIT_ROLES:
+        return None
+    if spec.groups_key is not None and getattr(layer, spec.groups_key) != 1:
+        return None  # a grouped layer is followed per channel, its units go with its inputs'
+    own = layer_specs.weights_of(layer)
+    weights = [(v, own[v.name]) for v in walk.own_variables(layer) if v.name in own]
+    weights += list(spec.inner_weights(layer)) if spec.inner_weights is not None else []
+    parts = []
+    for v, w in weights:
+        unit_axis = w.axes(len(v.shape))[1]
+        sides = [side for axis, side in w.channel_axes if unit_axis is not None and axis % len(v.shape) == unit_axis]
+        if sides and sides[0] in _UNIT_SIDES:
+            parts.append((v, unit_axis))
+    return _Producer(layer, int(layer.get_config()[spec.unit_key]), tuple(parts))
 
 
 def _producers(model, layers):
@@ -218,7 +242,8 @@ def _producers(model, layers):
         if producer is None:
             raise ValueError(
                 f"layer {layer.name!r} ({type(layer).__name__}) is not a producer: units are scored for "
-                "Dense, Conv1D/2D/3D, Conv1D/2D/3DTranspose and SeparableConv1D/2D layers"
+                "Dense, Conv1D/2D/3D, Conv1D/2D/3DTranspose, SeparableConv1D/2D, SimpleRNN/LSTM/GRU and "
+                'MultiHeadAttention layers, and the types registered with tfprune.register_layer(..., role="producer")'
             )
         if any(p.layer is layer for p in found):
             raise ValueError(f"layer {layer.name!r} is listed twice")
@@ -294,14 +319,7 @@ def _gradient_step(model, producers, loss_fn):
 
     @tf.function(reduce_retracing=True)
     def step(x, y, global_size, scales, weight):
-        values = []
-        for p, scale in zip(producers, scales):
-            shape = [1] * len(p.kernel.shape)
-            shape[p.axis] = -1
-            scale = tf.cast(scale, p.kernel.dtype)
-            values.append(p.kernel.value * tf.reshape(scale, shape))
-            if p.bias is not None:
-                values.append(p.bias.value * tf.cast(scale, p.bias.dtype))
+        values = [value for p, scale in zip(producers, scales) for value in p.scaled(scale)]
         with tf.GradientTape() as tape:
             tape.watch(values)
             with substitute((), (), others=zip(variables, values)):
@@ -494,8 +512,10 @@ def integrated_gradients(model, layer, unit, data, steps=DEFAULT_STEPS, path="un
         samples, batch_size, loss, from_logits, strategy: As for :func:`taylor`.
 
     Returns:
-        ``{variable name: float64 array}``: the kernel's slice (the kernel's shape without its
-        output axis) and, when the layer has a bias, ``"bias"`` (a 0-d array).
+        ``{variable name: float64 array}``: the unit's slice of each of its weights (the weight's
+        shape without its unit axis, with a leading gate axis for a recurrent layer's), e.g.
+        ``"kernel"`` and, when the layer has a bias, ``"bias"`` (a 0-d array); the weights of
+        layers inside it are named by their path below it (``"query/kernel"``).
 
     Example:
         >>> a = criteria.integrated_gradients(model, "hidden", 3, (x, y), steps=64)
@@ -515,12 +535,20 @@ def integrated_gradients(model, layer, unit, data, steps=DEFAULT_STEPS, path="un
         scale[unit] = m
         mean = mean + w * gradients([scale])[0][unit]
     row = p.weights()[unit] * mean
-    kernel_shape = [d for i, d in enumerate(p.kernel.shape) if i != p.axis]
-    size = int(np.prod(kernel_shape))
-    out = {p.kernel.name: row[:size].reshape(kernel_shape)}
-    if p.bias is not None:
-        out[p.bias.name] = np.asarray(row[size])
+    out, start = {}, 0
+    for v, axis in p.parts:
+        gates = int(v.shape[axis]) // p.units
+        shape = [gates] * (gates > 1) + [d for i, d in enumerate(v.shape) if i != axis]
+        size = int(np.prod(shape))
+        out[_relative_path(p.layer, v)] = row[start:start + size].reshape(shape)
+        start += size
     return out
+
+
+def _relative_path(layer, variable):
+    """``variable``'s path below ``layer`` (``"kernel"``, ``"query/kernel"``)."""
+    head, sep, tail = variable.path.partition(f"{layer.name}/")
+    return tail if sep and not head else variable.name
 
 
 register("l1", l1)

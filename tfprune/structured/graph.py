@@ -7,30 +7,47 @@ share one *channel space* — channel ``i`` of every branch is summed into one c
 channel ``i`` goes together. A :class:`Group` is one such space: the layers that produce it, its
 size, and whether it may be pruned.
 
-The graph is read from the nodes of a functional or Sequential model. Layers of these types are
-understood (exact types, not subclasses; channels last):
+The graph is read from the nodes of a functional or Sequential model. Each layer is followed by
+the role its spec gives it (:mod:`tfprune.layer_specs`; a subclass takes its base type's unless
+registered itself, and a custom type gets one with :func:`tfprune.register_layer`); channels last.
+The built-in roles:
 
 * producers (their output channel ``i`` is channel ``i`` of a new space; their kernel's input
   slice is removed with the channels they read): ``Dense``, ``Conv1D/2D/3D`` with ``groups=1``,
-  ``SeparableConv1D/2D`` (the pointwise part), ``Conv1D/2D/3DTranspose``;
+  ``SeparableConv1D/2D`` (the pointwise part), ``Conv1D/2D/3DTranspose``, ``Embedding`` (its
+  output dimensions);
+* recurrent producers (``SimpleRNN``, ``LSTM``, ``GRU``): a unit takes its column of every gate in
+  the kernel, recurrent kernel and bias, and its recurrent-kernel row;
+* ``MultiHeadAttention``: a producer of its heads (the head slices of the query, key and value
+  kernels and biases and of the output kernel; ``num_heads`` drops); the channels it reads and
+  writes are not pruned, and heads whose attention scores it returns are not either;
 * per-channel pass-through (channel ``i`` in is channel ``i`` out, the channel's weights go with
   it): ``BatchNormalization`` and ``LayerNormalization`` over the last axis, ``DepthwiseConv1D/2D``
-  (input channel ``c`` becomes outputs ``c·m … c·m + m − 1`` for depth multiplier ``m``);
+  and convolutions with one input channel per group (input channel ``c`` becomes outputs
+  ``c·m … c·m + m − 1`` for depth multiplier ``m``), ConvNeXt's ``LayerScale``;
 * weightless pass-through: activations (``Activation``, ``ReLU``, ``LeakyReLU``, ``ELU``,
   ``Softmax``), dropout and noise, ``Identity``, pooling (local, global, adaptive), padding,
-  cropping, up-sampling, ``Reshape`` that keeps the last axis, and ``Flatten``, which orders an
-  ``(H, W, C)`` tensor position-major: feature ``p·C + c`` is channel ``c`` at position ``p``;
+  cropping, up-sampling, ``Reshape`` whose target keeps the channels last (removal rewrites its
+  ``target_shape``), and ``Flatten``, which orders an ``(H, W, C)`` tensor position-major: feature
+  ``p·C + c`` is channel ``c`` at position ``p``;
 * merges: ``Add``, ``Subtract``, ``Multiply``, ``Maximum``, ``Minimum``, ``Average`` join the
-  spaces of their inputs (an input of one channel that broadcasts is left alone);
+  spaces of their inputs, also a broadcast ``(1, 1, C)`` gate with the ``(H, W, C)`` tensor it
+  scales (an input of one channel that broadcasts is left alone);
   ``Concatenate`` on the last axis lays its inputs' channels side by side (a channel of the
   output belongs to the space it came from, at that input's offset), on another axis it joins
-  them like an add.
+  them like an add;
+* operation nodes (``keras.ops`` calls and operators on Keras tensors): element-wise ones pass
+  channels through (``relu6(s + 3.0) * (1 / 6)``: a constant operand is left alone) or join them
+  like the merge layers;
+* nested functional and Sequential models: followed layer by layer, as if their layers were
+  called directly (their layers keep their names).
 
 Layer normalisation and softmax over the channels renormalise over the channels that are left,
 so removing a channel there is not exact even when its consumers ignore it.
 
-Any other layer or operation is *unsupported*: the graph names it, and no channel it reads may be
-removed. Channels that reach a model output are never removed.
+Any other layer (no spec, or a spec without a role) or operation is *unsupported*: the graph
+names it, and no channel it reads or writes may be removed. Channels that reach a model output
+are never removed.
 """
 
 from __future__ import annotations
@@ -42,54 +59,13 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from tfprune import _compat, walk
+from tfprune import _compat, layer_specs, walk
 from tfprune.layers import SubstitutingWrapper
 from tfprune.targets import require_keras3
 
 __all__ = ["Group", "DependencyGraph", "dependency_graph"]
 
 L = keras.layers
-
-# Which axis of each weight follows which channels: "in" the channels read, "mid" those read
-# after a depthwise step multiplied them (a separable convolution's pointwise input), "out" the
-# channels written.
-_CONV_AXES = {"kernel": ((-2, "in"), (-1, "out")), "bias": ((0, "out"),)}
-_WEIGHT_AXES = {
-    L.Dense: {"kernel": ((0, "in"), (1, "out")), "bias": ((0, "out"),)},
-    **dict.fromkeys((L.Conv1D, L.Conv2D, L.Conv3D), _CONV_AXES),
-    **dict.fromkeys(
-        (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose),
-        {"kernel": ((-1, "in"), (-2, "out")), "bias": ((0, "out"),)},
-    ),
-    **dict.fromkeys(
-        (L.SeparableConv1D, L.SeparableConv2D),
-        {"depthwise_kernel": ((-2, "in"),), "pointwise_kernel": ((-2, "mid"), (-1, "out")),
-         "bias": ((0, "out"),)},
-    ),
-    **dict.fromkeys((L.DepthwiseConv1D, L.DepthwiseConv2D), {"kernel": ((-2, "in"),), "bias": ((0, "out"),)}),
-    L.BatchNormalization: dict.fromkeys(("gamma", "beta", "moving_mean", "moving_variance"), ((0, "in"),)),
-    L.LayerNormalization: dict.fromkeys(("gamma", "beta"), ((0, "in"),)),
-}
-PRODUCERS = (
-    L.Dense, L.Conv1D, L.Conv2D, L.Conv3D, L.SeparableConv1D, L.SeparableConv2D,
-    L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose,
-)
-_DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
-_ELEMENTWISE = (
-    L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.Identity, L.ActivityRegularization,
-    L.Dropout, L.AlphaDropout, L.GaussianDropout, L.GaussianNoise,
-    L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
-)
-_SPATIAL = (
-    L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
-    L.AveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
-    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
-    L.AdaptiveMaxPooling1D, L.AdaptiveMaxPooling2D, L.AdaptiveMaxPooling3D,
-    L.AdaptiveAveragePooling1D, L.AdaptiveAveragePooling2D, L.AdaptiveAveragePooling3D,
-    L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
-    L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
-)
-_MERGES = (L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum, L.Average)
 
 
 # ---------------------------------------------------------------- layouts of a tensor's last axis
@@ -209,7 +185,7 @@ class _Unsupported(Exception):
 class _Plan:
     """How removal changes one layer with weights: the layouts of the channels each axis follows."""
 
-    kind: str  # "producer" or "pass-through"
+    kind: str  # "producer", "pass-through", "reshape" or "model" (a nested model: "input0", … its inputs)
     layouts: dict  # "in" / "mid" / "out" -> layout
     space: int | None = None  # a producer's output space
 
@@ -225,7 +201,7 @@ class Group:
         index: Position in :attr:`DependencyGraph.groups`.
         producers: Names of the layers whose output channel ``i`` is channel ``i`` of this space,
             in model order (several when a residual add joins branches).
-        size: Number of channels.
+        size: Number of channels (units of a recurrent layer, heads of an attention layer).
         prunable: Whether channels may be removed.
         reason: Why not, as a verb phrase: ``"reaches the model output (layer 'fc')"``, ``"is read
             by unsupported layer 'lam' (...)"``; empty if prunable.
@@ -260,7 +236,7 @@ class DependencyGraph:
 
     def __init__(self, model, groups, unsupported, reasons, plans, spaces, roots):
         self.model_name = model.name
-        self._types = {layer.name: type(layer).__name__ for layer in model.layers}
+        self._types = {layer.name: type(layer).__name__ for layer, _ in walk.units(model)}
         self.groups = groups
         self.unsupported = unsupported
         self.reasons = reasons
@@ -336,8 +312,8 @@ def dependency_graph(model):
     """Finds which output channels of a model's layers must be removed together.
 
     Args:
-        model: A built functional or Sequential Keras 3 model, without tfprune wrappers and
-            without nested models.
+        model: A built functional or Sequential Keras 3 model, without tfprune wrappers; nested
+            functional and Sequential models are followed through.
 
     Returns:
         A :class:`DependencyGraph`: its ``groups`` (channel spaces, with their producers, size and
@@ -345,7 +321,7 @@ def dependency_graph(model):
 
     Raises:
         ValueError: for a subclassed model, a wrapped model (call :func:`tfprune.strip` first),
-            a nested model, or an unbuilt one.
+            an unbuilt one, or one whose nested models repeat a layer name.
 
     Example:
         >>> graph = dependency_graph(tfprune.models.resnet_cifar(20))
@@ -353,41 +329,65 @@ def dependency_graph(model):
         ('conv1', 'block1_1_conv2', 'block1_2_conv2', 'block1_3_conv2')
     """
     check_model(model)
-    graph = _compat.sequential_graph(model) if isinstance(model, keras.Sequential) else model
+    spaces, plans, reasons = _Spaces(), {}, {}
+    outputs = _trace(model, None, spaces, plans, reasons)
+    for t, layout in outputs:
+        for s in _spaces_in(layout):
+            spaces.block(s, f"reaches the model output (layer {_compat.keras_history_operation(t).name!r})")
+    return _finish(model, spaces, plans, reasons)
+
+
+def _layer_graph(model):
+    """The functional graph of a functional or Sequential model."""
+    return _compat.sequential_graph(model) if isinstance(model, keras.Sequential) else model
+
+
+def _trace(model, input_layouts, spaces, plans, reasons):
+    """Follows ``model``'s nodes, inputs before the layers that read them, recording each layer's
+    plan and each unsupported one's reason; returns ``[(output tensor, layout)]``.
+
+    ``input_layouts``: the layouts of the inputs of a nested model, in the order of its inputs;
+    ``None`` for the outer model, whose inputs are new spaces that may not be pruned.
+    """
+    graph = _layer_graph(model)
     by_depth = _compat.nodes_by_depth(graph)
     nodes = [n for depth in sorted(by_depth, reverse=True) for n in by_depth[depth]]
     calls = {}
     for node in nodes:
         calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
 
-    spaces, layouts, plans, reasons = _Spaces(), {}, {}, {}
-    for node in nodes:  # inputs before the layers that read them
+    layouts = {}
+    if input_layouts is not None:
+        layouts = {id(t): layout for t, layout in zip(keras.tree.flatten(graph.inputs), input_layouts)}
+    for node in nodes:
         op = node.operation
         if node.is_input or isinstance(op, L.InputLayer):
             for t in node.outputs:
-                why = f"is joined with the model input {op.name!r}"
-                layouts[id(t)] = _channels(spaces.new(t.shape[-1], reason=why), t.shape[-1])
+                if id(t) not in layouts:
+                    why = f"is joined with the model input {op.name!r}"
+                    layouts[id(t)] = _channels(spaces.new(t.shape[-1], reason=why), t.shape[-1])
             continue
         inputs = [layouts[id(t)] for t in node.input_tensors]
+        what = "layer" if isinstance(op, L.Layer) else "operation"
         try:
             if calls[id(op)] > 1 and getattr(op, "weights", None):
-                raise _Unsupported(f"a layer with weights called {calls[id(op)]} times (shared)")
-            out, plan = _follow(op, node, inputs, spaces)
-            if plan is not None:
-                plans[op.name] = plan
+                raise _Unsupported(f"a {what} with weights called {calls[id(op)]} times (shared)")
+            if isinstance(op, keras.Model) and walk.is_graph_model(op):
+                out = [layout for _, layout in _trace(op, inputs, spaces, plans, reasons)]
+                plans[op.name] = _Plan("model", {f"input{i}": layout for i, layout in enumerate(inputs)})
+            else:
+                out, plan = _follow(op, node, inputs, spaces)
+                if plan is not None:
+                    plans[op.name] = plan
         except _Unsupported as e:
             reasons[op.name] = str(e)
-            what = "layer" if isinstance(op, L.Layer) else "operation"
             for s in (s for layout in inputs for s in _spaces_in(layout)):
                 spaces.block(s, f"is read by unsupported {what} {op.name!r} ({e})")
-            out = [_channels(spaces.new(t.shape[-1]), t.shape[-1]) for t in node.outputs]
+            why = f"is written by unsupported {what} {op.name!r} ({e})"
+            out = [_channels(spaces.new(t.shape[-1], reason=why), t.shape[-1]) for t in node.outputs]
         for t, layout in zip(node.outputs, out):
             layouts[id(t)] = layout
-
-    for t in graph.outputs:
-        for s in _spaces_in(layouts[id(t)]):
-            spaces.block(s, f"reaches the model output (layer {_compat.keras_history_operation(t).name!r})")
-    return _finish(model, spaces, plans, reasons)
+    return [(t, layouts[id(t)]) for t in keras.tree.flatten(graph.outputs)]
 
 
 def check_model(model):
@@ -415,13 +415,14 @@ def check_model(model):
                 f"{type(unit).__name__}): call tfprune.strip(model) first and remove channels from "
                 "the plain model it returns"
             )
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
+    seen = {}
+    for layer, parent in walk.units(model):
+        if layer.name in seen and seen[layer.name] is not layer:
             raise ValueError(
-                f"model {model.name!r} holds the nested model {layer.name!r}: structured removal reads "
-                "one flat layer graph; rebuild the model with the nested model's layers called "
-                "directly (e.g. x = layer(x) for each of its layers)"
+                f"model {model.name!r} has two layers named {layer.name!r} (one in {parent.name!r}): structured "
+                "removal names layers across nested models, so give them distinct names"
             )
+        seen[layer.name] = layer
 
 
 # ---------------------------------------------------------------- following one layer
@@ -433,17 +434,33 @@ def _data_format(layer):
 
 
 def weight_axes(layer):
-    """``{weight name: ((axis, side), ...)}``: which axes of ``layer``'s weights follow which channels
-    (``"in"`` those read, ``"mid"`` those read after a separable convolution's depthwise step,
-    ``"out"`` those written)."""
-    return _WEIGHT_AXES.get(type(layer), {})
+    """``{variable path: ((axis, side), ...)}``: which axes of ``layer``'s weights (its own and those
+    its spec's ``inner_weights`` names) follow which channels (``"in"`` those read, ``"mid"`` those
+    read after a separable convolution's depthwise step, ``"out"`` those written or its units,
+    ``"gates"`` its units once per gate), from the layer's spec."""
+    spec = layer_specs.spec_of(layer)
+    own = layer_specs.weights_of(layer)
+    axes = {v.path: own[v.name].channel_axes for v in walk.own_variables(layer) if v.name in own}
+    if spec is not None and spec.inner_weights is not None:
+        axes.update((v.path, w.channel_axes) for v, w in spec.inner_weights(layer))
+    return axes
 
 
 def _check_weights(layer):
     known = weight_axes(layer)
-    unknown = [v.name for v in walk.own_variables(layer) if v.name not in known]
+    unknown = [v.path for v in layer.weights if v.path not in known]
     if unknown:
         raise _Unsupported(f"weights {unknown} that removal cannot slice")
+
+
+def _check_constants(node):
+    """Raises _Unsupported if an operation has a constant operand with a channel axis (it would keep
+    the removed channels); scalars and operands that broadcast over the channels are fine."""
+    args = node.arguments
+    for value in keras.tree.flatten((args.args, args.kwargs)):
+        shape = getattr(value, "shape", ())
+        if not isinstance(value, keras.KerasTensor) and len(shape) and shape[-1] != 1:
+            raise _Unsupported(f"a constant operand of shape {tuple(shape)}, whose channels removal cannot slice")
 
 
 def _single(inputs, node):
@@ -457,64 +474,147 @@ def _last_axis(axis, rank):
 
 
 def _follow(op, node, inputs, spaces):
-    """The layouts of ``op``'s outputs and its removal plan (``None`` for weightless layers).
+    """The layouts of ``op``'s outputs and its removal plan (``None`` for weightless layers), by the
+    role its spec gives it.
 
     Raises:
         _Unsupported: for what the graph cannot follow.
     """
-    kind = type(op)
-    name = op.name
+    spec = layer_specs.spec_of(op)
     if not isinstance(op, L.Layer):
-        raise _Unsupported(f"{kind.__name__} operations are not supported; use a Keras layer")
-    if kind in PRODUCERS:
-        _data_format(op)
-        _check_weights(op)
-        if getattr(op, "groups", 1) != 1:
-            raise _Unsupported(f"groups={op.groups}; only groups=1 is supported")
-        layout = _single(inputs, node)
-        size = op.units if kind is L.Dense else op.filters
-        space = spaces.new(size, producer=name)
-        layouts = {"in": layout, "out": _channels(space, size)}
-        if kind in (L.SeparableConv1D, L.SeparableConv2D):
-            layouts["mid"] = _expand(layout, op.depth_multiplier)
-        return [layouts["out"]], _Plan("producer", layouts, space)
-    if kind in _DEPTHWISE:
-        _data_format(op)
-        _check_weights(op)
-        layout = _single(inputs, node)
-        out = _expand(layout, op.depth_multiplier)
-        return [out], _Plan("pass-through", {"in": layout, "out": out})
-    if kind in (L.BatchNormalization, L.LayerNormalization):
-        _check_weights(op)
-        layout = _single(inputs, node)
-        if not _last_axis(op.axis, len(node.outputs[0].shape)):
-            raise _Unsupported(f"axis={op.axis}; only the last axis is supported")
-        return [layout], _Plan("pass-through", {"in": layout})
-    if kind in _ELEMENTWISE or kind in _SPATIAL:
-        _data_format(op)
-        return [_single(inputs, node)], None
-    if kind is L.Reshape:
-        layout = _single(inputs, node)
-        if node.input_tensors[0].shape[-1] != node.outputs[0].shape[-1] or any(b.positions != 1 for b in layout):
-            raise _Unsupported("a reshape that changes the last axis; only reshapes that keep it are supported")
-        return [layout], None
-    if kind is L.Flatten:
-        _data_format(op)
-        layout = _single(inputs, node)
-        shape = node.input_tensors[0].shape
-        if len(shape) > 2:
-            if any(d is None for d in shape[1:]):
-                raise _Unsupported(f"input shape {shape} is not fully known")
-            (block,) = layout  # a tensor of rank > 2 has one block without positions
-            layout = (_Block(math.prod(shape[1:-1]), block.segments),)
-        return [layout], None
-    if kind is L.Concatenate and _last_axis(op.axis, len(node.outputs[0].shape)):
-        if any(t.shape[-1] is None for t in node.input_tensors):
-            raise _Unsupported("an input with an unknown number of channels")
-        return [_concat(inputs)], None
-    if kind in _MERGES or kind is L.Concatenate:
-        return [_join(node, inputs, spaces)], None
-    raise _Unsupported(f"{kind.__name__} layers are not supported")
+        if spec is None or spec.role is None:
+            raise _Unsupported(f"{type(op).__name__} operations are not supported; use a Keras layer")
+        _check_constants(node)
+        return _ROLES[spec.role](op, spec, node, inputs, spaces)
+    if spec is None or spec.role is None:
+        raise _Unsupported(f"{type(op).__name__} layers are not supported")
+    _data_format(op)
+    _check_weights(op)
+    return _ROLES[spec.role](op, spec, node, inputs, spaces)
+
+
+def _producer(op, spec, node, inputs, spaces):
+    groups = 1 if spec.groups_key is None else getattr(op, spec.groups_key)
+    if groups != 1:
+        return _channelwise(op, spec, node, inputs, groups)
+    layout = _single(inputs, node)
+    size = _unit_count(op)
+    space = spaces.new(size, producer=op.name)
+    layouts = {"in": layout, "out": _channels(space, size)}
+    if spec.multiplier_key is not None:
+        layouts["mid"] = _expand(layout, getattr(op, spec.multiplier_key))
+    return [layouts["out"]], _Plan("producer", layouts, space)
+
+
+def _channelwise(op, spec, node, inputs, groups):
+    """A grouped producer with one input channel per group: channel ``c`` in becomes channels
+    ``c·m … c·m + m − 1`` out (``m`` = units / groups), like a depthwise convolution."""
+    layout = _single(inputs, node)
+    units = _unit_count(op)
+    if node.input_tensors[0].shape[-1] != groups or units % groups:
+        raise _Unsupported(
+            f"{spec.groups_key}={groups} with {node.input_tensors[0].shape[-1]} input channels and {units} units; "
+            "only one input channel per group (a depthwise layer) is supported"
+        )
+    out = _expand(layout, units // groups)
+    return [out], _Plan("pass-through", {"in": layout, "out": out})
+
+
+def _unit_count(layer):
+    """The number of units of a producer: its config's value under its spec's ``unit_key``.
+
+    Raises:
+        ValueError: if the config has no such key.
+    """
+    key = layer_specs.spec_of(layer).unit_key
+    config = layer.get_config()
+    if key not in config:
+        raise ValueError(
+            f"layer {layer.name!r} ({type(layer).__name__}) has no {key!r} in its config, the unit_key its "
+            f"spec names; its config keys: {sorted(config)}. Fix the unit_key given to tfprune.register_layer"
+        )
+    return config[key]
+
+
+def _pass_through(op, spec, node, inputs, spaces):
+    layout = _single(inputs, node)
+    if spec.axis_key is not None:
+        axis = getattr(op, spec.axis_key)
+        if not _last_axis(axis, len(node.outputs[0].shape)):
+            raise _Unsupported(f"{spec.axis_key}={axis}; only the last axis is supported")
+    out = layout if spec.multiplier_key is None else _expand(layout, getattr(op, spec.multiplier_key))
+    has_state = isinstance(op, L.Layer) and (walk.own_variables(op) or spec.unit_key is not None)
+    return [out], _Plan("pass-through", {"in": layout, "out": out}) if has_state else None
+
+
+def _reshape(op, spec, node, inputs, spaces):
+    layout = _single(inputs, node)
+    if node.input_tensors[0].shape[-1] != node.outputs[0].shape[-1] or any(b.positions != 1 for b in layout):
+        raise _Unsupported("a reshape that changes the last axis; only reshapes that keep it are supported")
+    return [layout], _Plan("reshape", {"in": layout})
+
+
+def _recurrent(op, spec, node, inputs, spaces):
+    """A recurrent layer: its units are a new space; the gate-major columns of its kernels and bias
+    hold each unit once per gate."""
+    mask = node.arguments.kwargs.get("mask")
+    masks = {id(t) for t in keras.tree.flatten(mask) if t is not None}
+    if any(id(t) not in masks for t in node.input_tensors[1:]):
+        raise _Unsupported("inputs besides the sequence and its mask (initial states); call it on the sequence alone")
+    if getattr(op, "stateful", False):
+        raise _Unsupported("stateful=True; only stateless recurrent layers are supported")
+    units = _unit_count(op)
+    space = spaces.new(units, producer=op.name)
+    v, axis = next((v, a) for v, w in spec.inner_weights(op) for a, side in w.channel_axes if side == "gates")
+    gates = v.shape[axis] // units
+    out = _channels(space, units)
+    layouts = {"in": inputs[0], "out": out, "gates": (_Block(1, (_Segment(space, units),) * gates),)}
+    return [out] * len(node.outputs), _Plan("producer", layouts, space)
+
+
+def _attention(op, spec, node, inputs, spaces):
+    """An attention layer: its heads are a new space, kept inside it; the channels it reads and
+    writes are not pruned."""
+    kind = type(op).__name__
+    for s in (s for layout in inputs for s in _spaces_in(layout)):
+        spaces.block(s, f"is read by {kind} {op.name!r} (its input width is not pruned, its heads are)")
+    heads = _unit_count(op)
+    space = spaces.new(heads, producer=op.name)
+    if len(node.outputs) > 1:
+        spaces.block(space, "returns its attention scores (return_attention_scores=True), whose head axis "
+                            "would change; call it without them to prune heads")
+    why = f"is written by {kind} {op.name!r} (its output width is not pruned, its heads are)"
+    out = [_channels(spaces.new(t.shape[-1], reason=why), t.shape[-1]) for t in node.outputs]
+    return out, _Plan("producer", {"out": _channels(space, heads)}, space)
+
+
+def _flatten(op, spec, node, inputs, spaces):
+    layout = _single(inputs, node)
+    shape = node.input_tensors[0].shape
+    if len(shape) > 2:
+        if any(d is None for d in shape[1:]):
+            raise _Unsupported(f"input shape {shape} is not fully known")
+        (block,) = layout  # a tensor of rank > 2 has one block without positions
+        layout = (_Block(math.prod(shape[1:-1]), block.segments),)
+    return [layout], None
+
+
+def _concatenate(op, spec, node, inputs, spaces):
+    if not _last_axis(op.axis, len(node.outputs[0].shape)):
+        return _merge(op, spec, node, inputs, spaces)
+    if any(t.shape[-1] is None for t in node.input_tensors):
+        raise _Unsupported("an input with an unknown number of channels")
+    return [_concat(inputs)], None
+
+
+def _merge(op, spec, node, inputs, spaces):
+    return [_join(node, inputs, spaces)], None
+
+
+_ROLES = {
+    "producer": _producer, "pass-through": _pass_through, "merge": _merge, "concatenate": _concatenate,
+    "flatten": _flatten, "reshape": _reshape, "recurrent": _recurrent, "attention": _attention,
+}
 
 
 def _join(node, inputs, spaces):
@@ -537,14 +637,14 @@ def _join(node, inputs, spaces):
 
 def _finish(model, spaces, plans, reasons):
     """The groups, in model order, and the graph."""
-    order = {layer.name: i for i, layer in enumerate(model.layers)}
+    order = {layer.name: i for i, (layer, _) in enumerate(walk.units(model))}
     roots = {}
     for name in sorted((n for n, p in plans.items() if p.kind == "producer"), key=order.get):
         roots.setdefault(spaces.find(plans[name].space), None)
     readers = {root: ([], []) for root in roots}
-    for name in sorted(plans, key=order.get):
+    for name in sorted((n for n, p in plans.items() if p.kind in ("producer", "pass-through")), key=order.get):
         plan = plans[name]
-        for root in dict.fromkeys(spaces.find(s) for s in _spaces_in(plan.layouts["in"])):
+        for root in dict.fromkeys(spaces.find(s) for s in _spaces_in(plan.layouts.get("in", ()))):
             if root in readers:
                 readers[root][0 if plan.kind == "pass-through" else 1].append(name)
     groups = []

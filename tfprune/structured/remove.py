@@ -7,7 +7,7 @@ import numbers
 import keras
 import numpy as np
 
-from tfprune import _compat
+from tfprune import _compat, layer_specs, walk
 from tfprune.structured import graph as graph_lib
 
 __all__ = ["remove"]
@@ -20,13 +20,18 @@ def remove(model, units):
     every other producer of the same group (see :func:`dependency_graph`); pass-through layers
     lose the channels' weights (batch-norm γ, β and moving statistics, depthwise kernels); layers
     that read the channels lose the matching input slice of their kernel (through Flatten, the
-    features ``p·C + c`` of every position ``p``; through Concatenate, at the input's offset).
-    The other weights are copied; layer names and the compile configuration are kept.
+    features ``p·C + c`` of every position ``p``; through Concatenate, at the input's offset);
+    a ``Reshape`` that keeps the channels last gets the new count in its ``target_shape``.
+    A recurrent layer's units go with their column of every gate and their recurrent-kernel row;
+    an attention layer's heads with their query, key, value and output slices (``num_heads``
+    drops). Nested models are rebuilt with their layers' names. The other weights are copied;
+    layer names and the compile configuration are kept.
 
     Args:
         model: A built functional or Sequential Keras 3 model; it is not changed.
-        units: ``{layer name: [output channel indices]}`` for producers (Dense, convolutions).
-            Channels of one group given through several of its producers are merged.
+        units: ``{layer name: [unit indices]}`` for producers (Dense and convolution channels,
+            recurrent units, attention heads). Channels of one group given through several of its
+            producers are merged.
 
     Returns:
         A new model of the same kind (functional or Sequential) with fresh, independent weights.
@@ -48,16 +53,35 @@ def remove(model, units):
     dropped = graph.dropped(removal)
 
     def clone_function(layer):
-        config = layer.get_config()
+        if isinstance(layer, keras.Model):  # nested (the graph refused any other kind)
+            inputs = _inputs(layer, dropped.get(layer.name, {}))
+            return keras.models.clone_model(layer, input_tensors=inputs, clone_function=clone_function)
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # an operation node: stateless, and it computes on whatever shapes it gets
         drops = dropped.get(layer.name)
-        if drops is not None and type(layer) in graph_lib.PRODUCERS:
-            config["units" if type(layer) is keras.layers.Dense else "filters"] -= len(drops["out"])
-        return _rebuilt(layer, config)
+        return _rebuilt(layer, layer.get_config() if drops is None else _smaller_config(layer, drops))
 
-    smaller = keras.models.clone_model(model, input_tensors=_inputs(model), clone_function=clone_function)
-    for layer in model.layers:
-        _copy_weights(layer, smaller.get_layer(layer.name), dropped.get(layer.name))
+    inputs = None if isinstance(model, keras.Sequential) else _inputs(model)  # Sequential keeps its input's name
+    smaller = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_function)
+    new = {layer.name: layer for layer, _ in walk.units(smaller)}
+    for layer, _ in walk.units(model):
+        _copy_weights(layer, new[layer.name], dropped.get(layer.name))
     return smaller
+
+
+def _smaller_config(layer, drops):
+    """``layer``'s config with its unit count (or a reshape's channel count) lowered by what ``drops`` removes."""
+    config = layer.get_config()
+    spec = layer_specs.spec_of(layer)
+    if spec.role == "reshape":
+        *rest, channels = config["target_shape"]
+        if channels != -1:
+            config["target_shape"] = (*rest, channels - len(drops["in"]))
+    elif spec.unit_key is not None:
+        config[spec.unit_key] -= len(drops["out"])
+    if spec.groups_key is not None and config[spec.groups_key] != 1:  # one input channel per group
+        config[spec.groups_key] -= len(drops["in"])
+    return config
 
 
 def _rebuilt(layer, config):
@@ -72,14 +96,15 @@ def _rebuilt(layer, config):
         return layer
 
 
-def _inputs(model):
-    """Fresh inputs named like the model's (clone_model would name them after the tensors)."""
-    if isinstance(model, keras.Sequential):
-        return None  # Sequential cloning keeps its input layer's name
-    return keras.tree.map_structure(
-        lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype, name=_compat.keras_history_operation(x).name),
-        model.input,
-    )
+def _inputs(model, drops=None):
+    """Fresh inputs named like the model's (clone_model would name them after the tensors), each
+    narrower by the channels ``drops`` (``{"input0": indices, ...}``) removes from it."""
+    fresh = []
+    for i, x in enumerate(keras.tree.flatten(model.input)):
+        removed = len((drops or {}).get(f"input{i}", ()))
+        shape = (*x.shape[:-1], x.shape[-1] - removed) if removed else x.shape
+        fresh.append(keras.Input(batch_shape=shape, dtype=x.dtype, name=_compat.keras_history_operation(x).name))
+    return keras.tree.pack_sequence_as(model.input, fresh)
 
 
 def _check_units(graph, units):
@@ -131,7 +156,7 @@ def _copy_weights(old, new, drops):
     axes = graph_lib.weight_axes(old)
     for source, target in zip(old.weights, new.weights):
         value = source.numpy()
-        for axis, side in axes[source.name]:
+        for axis, side in axes[source.path]:
             value = np.delete(value, drops.get(side, []), axis=axis)
         if tuple(value.shape) != tuple(target.shape):
             raise AssertionError(
