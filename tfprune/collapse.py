@@ -154,7 +154,8 @@ def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, s
                     max_compression = sum(t.size for t in targets) / len(targets)
                 start = time.perf_counter()
                 pruned = prune_at_init(model, method, compression=compression, data=data, rounds=rounds,
-                                       scope=scope, policy=policy, seed=seed, verbose=0, **scorer_options)
+                                       scope=scope, policy=policy, seed=seed, verbose=0, on_collapse="ignore",
+                                       **scorer_options)
                 kept = masks_lib.densities(get_masks(pruned))
                 row = dict(method=getattr(method, "__name__", method), seed=seed, compression=float(compression),
                            log10_compression=math.log10(compression),

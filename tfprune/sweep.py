@@ -223,7 +223,7 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
         if method != DENSE:
             model = prune_at_init(model, method, compression=compression, scope=scope, rounds=rounds, seed=seed,
                                   data=_scoring_subset(train, samples, seed), include_bias=include_bias, verbose=0,
-                                  **scorer_options)
+                                  on_collapse="ignore", **scorer_options)
         prune_seconds = time.perf_counter() - start
         kept, total, collapsed = kept_weights(model, include_bias)
         _, train_seconds = training.fit(model, train, recipe)

@@ -23,7 +23,9 @@ def force(model, targets, data, samples=None, batch_size=None, loss=None, from_l
         samples: Examples to use per round; default 10 × the number of classes.
         batch_size: Batch size for arrays; default all samples in one batch.
         loss: A Keras loss or callable; default sparse categorical cross-entropy.
-        from_logits: Whether the model outputs logits (for the default loss).
+        from_logits: For the default loss: score on the logits (``True``; a final softmax or
+            sigmoid of the model is skipped for the score) or on the outputs taken as
+            probabilities (``False``).
         strategy: A ``tf.distribute`` strategy to score under; default the one the model was
             built under. Each batch is split across its replicas and the gradients all-reduced,
             so every replica and worker gets the global batch's scores.

@@ -11,7 +11,10 @@
   at pruned weights: SNIP multiplies it by ``w``, FORCE by ``θ``).
 
 All forward passes run in inference mode (``training=False``: batch norm uses its moving
-statistics).
+statistics). With the default loss and ``from_logits=True``, a final softmax or sigmoid of the
+model is skipped for the score (:func:`tfprune.linearized.without_output_activation`), so the
+loss sees the logits it expects rather than probabilities taken for logits; with
+``from_logits=False`` or a loss of your own the outputs are used as they are.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ import tensorflow as tf
 from keras import ops
 
 from tfprune import distribute
+from tfprune.linearized import without_output_activation
 
 __all__ = [
     "scoring_batches",
     "batch_sum",
     "example_share",
     "loss_key",
+    "on_logits",
+    "check_logits",
     "loss_function",
     "substitute",
     "effective_values",
@@ -115,6 +121,11 @@ def loss_function(loss=None, from_logits=True):
     return keras.losses.get(loss) if isinstance(loss, str) else loss
 
 
+def on_logits(loss, from_logits):
+    """Whether the score must see logits: the default loss with ``from_logits=True``."""
+    return loss is None and bool(from_logits)
+
+
 def loss_key(loss, from_logits):
     """What identifies a loss across rounds: the user's object, or the default's setting."""
     return ("default", bool(from_logits)) if loss is None else ("given", id(loss))
@@ -142,9 +153,41 @@ def substitute(targets, values, others=()):
         yield
 
 
-def _loss_at(model, targets, loss_fn, temperature, x, y, values):
-    """The loss of the network whose effective weights are ``values`` (inference mode)."""
-    with substitute(targets, values):
+def check_logits(model, batches, loss, from_logits):
+    """Raises if the score should see logits but ``model``'s outputs are probabilities.
+
+    With the default loss and ``from_logits=True``, a final softmax found in the model's graph is
+    skipped (see the module docstring); one the graph does not show (a subclassed model's ``call``,
+    a ``Lambda``) is caught here: every output row of the first batch in [0, 1] and summing to 1.
+    Checked once per model and loss.
+
+    Raises:
+        ValueError: naming the model and saying what to pass instead.
+    """
+    if not on_logits(loss, from_logits):
+        return
+
+    def check():
+        with without_output_activation(model):
+            outputs = tf.nest.flatten(model(batches[0][0], training=False))
+        rows = [np.asarray(o, dtype=np.float64).reshape(-1, o.shape[-1]) for o in outputs]
+        if any(r.shape[-1] > 1 and (r >= 0).all() and np.allclose(r.sum(axis=1), 1.0, atol=1e-5) for r in rows):
+            raise ValueError(
+                f"model {model.name!r} outputs probabilities (each output row is in [0, 1] and sums to 1), but "
+                "from_logits=True scores the loss on logits, and its final softmax is not one tfprune can skip "
+                "(it looks through functional and Sequential graphs): pass from_logits=False, or a loss of "
+                "your own"
+            )
+        return True
+
+    compiled(model, ("logits_checked",), check)
+
+
+def _loss_at(model, targets, loss_fn, temperature, logits, x, y, values):
+    """The loss of the network whose effective weights are ``values`` (inference mode), on its
+    logits (a final softmax or sigmoid skipped) when ``logits``."""
+    head = without_output_activation(model) if logits else contextlib.nullcontext()
+    with substitute(targets, values), head:
         outputs = model(x, training=False)
     return loss_fn(y, outputs / temperature)
 
@@ -155,12 +198,13 @@ def example_share(x, global_size):
     return tf.cast(tf.shape(x)[0], tf.float32) / global_size
 
 
-def _gradient_step(model, targets, loss_fn, temperature):
+def _gradient_step(model, targets, loss_fn, temperature, logits):
     @tf.function(reduce_retracing=True)
     def step(x, y, global_size, values):
         with tf.GradientTape() as tape:
             tape.watch(values)
-            loss = _loss_at(model, targets, loss_fn, temperature, x, y, values) * example_share(x, global_size)
+            loss = _loss_at(model, targets, loss_fn, temperature, logits, x, y, values)
+            loss = loss * example_share(x, global_size)
         return tape.gradient(loss, values)
 
     return step
@@ -191,7 +235,8 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
         batches: From :func:`scoring_batches`.
         loss: A Keras loss, its name or a callable ``(y_true, y_pred)``; default sparse
             categorical cross-entropy.
-        from_logits: For the default loss: whether the model outputs logits.
+        from_logits: For the default loss: whether to score on logits (a final softmax or
+            sigmoid of the model is then skipped; see the module docstring).
         values: The effective weights to differentiate at; default ``θ ⊙ m``.
         temperature: Outputs are divided by it before the loss (GraSP's T).
         strategy: The ``tf.distribute`` strategy to score under; default the one holding the
@@ -199,21 +244,28 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
 
     Returns:
         A list of gradient tensors (the signed sum over batches), one per target.
+
+    Raises:
+        ValueError: if the score should see logits but the model outputs probabilities (see
+            :func:`check_logits`).
     """
+    check_logits(model, batches, loss, from_logits)
     values = effective_values(targets) if values is None else values
     key = ("gradient", loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
-    step = compiled(model, key, lambda: _gradient_step(model, targets, loss_function(loss, from_logits), temperature))
+    step = compiled(model, key, lambda: _gradient_step(model, targets, loss_function(loss, from_logits), temperature,
+                                                      on_logits(loss, from_logits)))
     return batch_sum(model, step, batches, strategy, values)
 
 
-def _hessian_step(model, targets, loss_fn, temperature):
+def _hessian_step(model, targets, loss_fn, temperature, logits):
     @tf.function(reduce_retracing=True)
     def step(x, y, global_size, values, direction):
         with tf.GradientTape() as outer:
             outer.watch(values)
             with tf.GradientTape() as inner:
                 inner.watch(values)
-                loss = _loss_at(model, targets, loss_fn, temperature, x, y, values) * example_share(x, global_size)
+                loss = _loss_at(model, targets, loss_fn, temperature, logits, x, y, values)
+                loss = loss * example_share(x, global_size)
             grads = inner.gradient(loss, values)
             inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
         return outer.gradient(inner_product, values)
@@ -233,9 +285,11 @@ def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=
     Returns:
         A list of tensors ``H v``, one per target.
     """
+    check_logits(model, batches, loss, from_logits)
     values = effective_values(targets) if values is None else values
     key = ("hessian", loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
-    step = compiled(model, key, lambda: _hessian_step(model, targets, loss_function(loss, from_logits), temperature))
+    step = compiled(model, key, lambda: _hessian_step(model, targets, loss_function(loss, from_logits), temperature,
+                                                     on_logits(loss, from_logits)))
     direction = [tf.stop_gradient(d) for d in direction]
     return batch_sum(model, step, batches, strategy, values, direction)
 

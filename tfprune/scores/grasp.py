@@ -29,8 +29,10 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
         samples: Examples to use; default 10 × the number of classes.
         batch_size: Batch size for arrays; default all samples in one batch.
         loss: A Keras loss or callable; default sparse categorical cross-entropy.
-        from_logits: Whether the model outputs logits (for the default loss). The temperature
-            divides logits, so a model with softmax outputs needs ``temperature=1``.
+        from_logits: For the default loss: score on the logits (``True``; a final softmax or
+            sigmoid of the model is skipped for the score) or on the outputs taken as
+            probabilities (``False``).
+            The temperature divides logits: with ``from_logits=False`` it must be 1.
         temperature: Logits are divided by it before the loss (the authors' 200).
         reinit_dense: Score with Glorot-normal Dense kernels, as the authors' code does.
         seed: Seed of that re-initialisation.

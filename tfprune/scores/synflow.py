@@ -6,6 +6,21 @@ and ``s = w ⊙ ∂R/∂w`` for the effective weights ``w = |θ| ⊙ m`` (alread
 values are substituted for the forward pass only (a ``keras.StatelessScope``): the model's weights
 and signs never change, also on error.
 
+What is scored is the network the paper defines, for any model:
+
+* non-linearities that are not positively homogeneous are made so for the score (ReLU6 becomes
+  ReLU; sigmoid, hard-sigmoid, swish, hard-swish, gelu, tanh, softmax — also a softmax head, so
+  ``R`` is taken on the logits, and the softmax inside ``MultiHeadAttention`` — become the
+  identity; see :mod:`tfprune.linearized`). ReLU networks are scored exactly as before;
+* an ``Embedding`` reads the paper's all-ones *one-hot* input, every token at once: each lookup
+  returns the sum of all rows, so every row gets a score (``|E[i, j]| · ∂R/∂h_j``), not only the
+  row of token 1.
+
+Where a prunable tensor still gets the same score for all its kept weights (no flow reaches it,
+or its gradient is constant), :func:`synflow` warns and names it: its mask is then decided by
+ties, not by the criterion. Activations a subclassed model computes inline in ``call`` are not
+reached and run unchanged.
+
 Numerics: ``R`` is a product over layers and overflows float32 on deep networks. Rescaling
 multiplies each pruned kernel by a positive constant ``c_l`` that makes its mean fan-in sum of
 ``|w|`` equal to 1, which keeps ``R`` near the number of outputs. For a chain of positively
@@ -17,12 +32,24 @@ and rescales only when the exact scores are not finite (and keeps rescaling for 
 then on); ``True`` and ``False`` force either.
 """
 
+import contextlib
+import warnings
+
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfprune import _compat
+from tfprune.linearized import linearized
 from tfprune.scores.gradients import compiled, substitute
 from tfprune.scores.registry import register
+
+__all__ = ["synflow", "flow_network", "ones_inputs", "rescaled"]
+
+# Variables that shift a layer's output rather than scale it (zero in :func:`flow_network`'s
+# ``zero_shifts`` mode): biases, normalisation β, batch-norm and ``Normalization`` means.
+_SHIFTS = ("bias", "beta", "moving_mean", "mean")
 
 
 @register("synflow", default_rounds=100)
@@ -41,42 +68,107 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
     Returns:
         One float32 array per target (non-negative).
 
+    Warns:
+        UserWarning: naming the targets whose kept weights all get the same score (their masks
+            are then decided by ties).
+
     Example:
         >>> pruned = tfprune.prune_at_init(model, "synflow", compression=100)  # 100 rounds
     """
     if rescale not in ("auto", True, False):
         raise ValueError(f"rescale must be 'auto', True or False, got {rescale!r}")
-    inputs = _ones_inputs(model, input_shape)
+    inputs = ones_inputs(model, input_shape)
     key = tuple(id(t.variable) for t in targets)
     overflowed = compiled(model, ("synflow_overflowed", key), lambda: [False])
+    scores = None
     if rescale is not True and not (rescale == "auto" and overflowed[0]):
         step = compiled(model, ("synflow", key, False), lambda: _synflow_step(model, targets, False))
         scores = [np.asarray(s) for s in step(inputs)]
-        if rescale is False or all(np.isfinite(s).all() for s in scores):
-            return scores
-        overflowed[0] = True
-    step = compiled(model, ("synflow", key, True), lambda: _synflow_step(model, targets, True))
-    return [np.asarray(s) for s in step(inputs)]
+        if rescale == "auto" and not all(np.isfinite(s).all() for s in scores):
+            overflowed[0] = True
+            scores = None
+    if scores is None:
+        step = compiled(model, ("synflow", key, True), lambda: _synflow_step(model, targets, True))
+        scores = [np.asarray(s) for s in step(inputs)]
+    _warn_unranked(targets, scores)
+    return scores
+
+
+@contextlib.contextmanager
+def flow_network(model, targets, values, zero_shifts=False):
+    """Runs the enclosed calls of ``model`` as the network SynFlow scores.
+
+    Non-linearities are made positively homogeneous (:func:`tfprune.linearized.linearized`), the
+    targets' effective weights are ``values``, every other float variable is its absolute value,
+    and every embedding lookup returns the sum of all rows of its (substituted) matrix — the
+    all-ones one-hot input. No variable changes.
+
+    Args:
+        model: The model.
+        targets: The targets whose values are given.
+        values: One non-negative tensor per target (gradients flow to them).
+        zero_shifts: Make biases, normalisation β and means zero instead of ``|·|``: then an output
+            is non-zero exactly when a path of non-zero weights leads to it from the input.
+    """
+    embeddings = {id(layer.embeddings) for layer in _compat.nested_layers(model)
+                  if isinstance(layer, keras.layers.Embedding)}
+    substituted = {id(t.variable) for t in targets} | {id(t.mask) for t in targets if t.mask is not None}
+    others = []
+    for v in model.variables:
+        if id(v) in substituted or not v.dtype.startswith("float"):
+            continue
+        value = ops.zeros(v.shape, v.dtype) if zero_shifts and v.name in _SHIFTS else ops.abs(v.value)
+        others.append((v, _every_token(value) if id(v) in embeddings else value))
+    values = [_every_token(v) if id(t.variable) in embeddings else v for t, v in zip(targets, values)]
+    with linearized(model), substitute(targets, values, others):
+        yield
+
+
+def _every_token(matrix):
+    """An embedding matrix whose every row is the sum of all rows: a lookup of any token then reads
+    the all-ones one-hot input, and gradients reach every row."""
+    return ops.broadcast_to(ops.sum(matrix, axis=0, keepdims=True), matrix.shape)
+
+
+def rescaled(values, targets):
+    """Each value times :func:`_fan_in_scale` (a positive constant per tensor)."""
+    return [v * _fan_in_scale(v, t.kind) for v, t in zip(values, targets)]
 
 
 def _synflow_step(model, targets, rescale):
     """A compiled step: the scores of the network with every parameter made non-negative."""
-    substituted = {id(t.variable) for t in targets} | {id(t.mask) for t in targets if t.mask is not None}
-    others = [v for v in model.variables if id(v) not in substituted and v.dtype.startswith("float")]
 
     @tf.function(reduce_retracing=True)
     def step(inputs):
         values = [ops.abs(t.value) for t in targets]
         if rescale:
-            values = [v * _fan_in_scale(v, t.kind) for v, t in zip(values, targets)]
+            values = rescaled(values, targets)
         with tf.GradientTape() as tape:
             tape.watch(values)
-            with substitute(targets, values, [(v, ops.abs(v.value)) for v in others]):
+            with flow_network(model, targets, values):
                 outputs = model(inputs, training=False)
             flow = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(outputs)])
         return [v * g for v, g in zip(values, tape.gradient(flow, values))]
 
     return step
+
+
+def _warn_unranked(targets, scores):
+    """Warns naming the targets whose kept weights (two or more) all have the same score."""
+    unranked = []
+    for t, s in zip(targets, scores):
+        kept = s if t.mask is None else s[np.asarray(t.mask.numpy()) != 0]
+        if kept.size >= 2 and np.isfinite(kept.max()) and kept.max() == kept.min():  # non-finite: masks.check_scores
+            unranked.append(f"{t.name} (all {kept.size} kept weights score {kept.max():.3g})")
+    if unranked:
+        warnings.warn(
+            f"SynFlow cannot rank the weights of {len(unranked)} tensor(s): {', '.join(unranked)}. Their "
+            "masks are decided by ties (the earliest weights are kept), not by synaptic flow: no flow "
+            "from the all-ones input reaches them, or it is the same for every weight. Prune these "
+            "tensors by another criterion, or leave them out with a policy.",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _fan_in_scale(value, kind):
@@ -87,7 +179,19 @@ def _fan_in_scale(value, kind):
     return ops.where(mean_sum > 0, 1.0 / ops.maximum(mean_sum, 1e-30), 1.0)
 
 
-def _ones_inputs(model, input_shape):
+def ones_inputs(model, input_shape=None):
+    """One all-ones example for each input of ``model`` (a batch of 1).
+
+    Args:
+        model: The model; its ``inputs`` give the shapes and dtypes unless ``input_shape`` is given.
+        input_shape: One example's shape without the batch axis, or a list for several inputs.
+
+    Returns:
+        A tensor, or a list of tensors for several inputs.
+
+    Raises:
+        ValueError: if the model does not know its input shape and none is given.
+    """
     if input_shape is not None:
         shapes = input_shape if isinstance(input_shape[0], (tuple, list)) else [input_shape]
         ones = [tf.ones((1, *shape)) for shape in shapes]
@@ -100,4 +204,3 @@ def _ones_inputs(model, input_shape):
         )
     ones = [tf.ones((1, *x.shape[1:]), dtype=x.dtype) for x in inputs]
     return ones[0] if len(ones) == 1 else ones
-
