@@ -1,8 +1,9 @@
-"""Putting masks into a model and taking them out: wrap, apply_masks, get_masks, strip.
+"""Putting masks into a model and taking them out: wrap, apply_masks, get_masks, strip, unwrap.
 
 Functional and Sequential models are cloned around the *same* layer objects (so the wrapped and
-the original model share weights, and the original stays usable). Subclassed models have no graph
-to clone: their tracked sub-layers are replaced in place, and the same model object is returned.
+the original model share weights, and the original stays usable); operation nodes, nested models
+and shared layers are carried over (see :func:`rebuild`). Subclassed models have no graph to
+clone: their tracked sub-layers are replaced in place, and the same model object is returned.
 """
 
 from __future__ import annotations
@@ -189,13 +190,24 @@ def apply_masks(model, masks):
 def strip(model):
     """A plain Keras model with the masked weights written as zeros and no tfprune layers.
 
+    Works on any functional graph: operation nodes (``x + y``, ``keras.ops`` calls, the mask an
+    ``Embedding(mask_zero=True)`` computes), nested functional and Sequential models, shared
+    layers (one copy however many nodes call them) and several inputs and outputs.
+
     Args:
         model: A wrapped model.
 
     Returns:
-        For functional and Sequential models, a new, independent model (the wrapped model keeps
-        its dense weights and masks). For subclassed models, ``model`` itself, changed in place:
-        each MaskedLayer is replaced by its layer, whose masked weights are set to zero.
+        For functional and Sequential models, a new model with weights of its own: every layer
+        with variables is copied from its config and given its weights, masked ones as zeros;
+        nodes without variables (operations, activations, pooling, ``Lambda``) hold no state and
+        are shared with ``model``. The wrapped model keeps its dense weights and masks. For
+        subclassed models, ``model`` itself, changed in place: each MaskedLayer is replaced by
+        its layer, whose masked weights are set to zero.
+
+    Raises:
+        ValueError: if ``model`` has no masks, a graph model holds a subclassed model (strip
+            that one first), or a layer with variables cannot be copied from its config.
 
     Example:
         >>> plain = tfprune.strip(wrapped)
@@ -213,15 +225,18 @@ def strip(model):
 
     copies = []
 
-    def copy(operation):
-        """A fresh copy from the config, as clone_model makes by default; layers get their weights later."""
-        inner = operation.layer if isinstance(operation, MaskedLayer) else operation
+    def copy(node):
+        inner = node.layer if isinstance(node, MaskedLayer) else node
+        if not (isinstance(inner, keras.layers.Layer) and inner.variables):
+            return inner  # no state to separate: shared
         try:
             new = type(inner).from_config(inner.get_config())
         except Exception as error:  # the layer's own get_config/from_config failed
-            raise ValueError(f"cannot copy layer {inner.name!r} of type {type(inner).__name__}: {error}") from error
-        if isinstance(new, keras.layers.Layer):  # other operations (x + y, keras.ops calls) hold no state
-            copies.append((operation, new))
+            raise ValueError(
+                f"cannot copy layer {inner.name!r} of type {type(inner).__name__} from its config "
+                f"({error}); give it a get_config() that from_config() accepts"
+            ) from error
+        copies.append((node, new))
         return new
 
     stripped = rebuild(model, copy)
