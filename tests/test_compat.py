@@ -152,3 +152,36 @@ def test_optimizer_own_variables():
     optimizer.build([keras.Variable(np.ones(2, "float32"))])
     own = _compat.optimizer_own_variables(optimizer)
     assert any(v is optimizer.iterations for v in own)
+
+
+def test_explicit_attention_scores_goes_through_the_softmax_layer():
+    layer = L.MultiHeadAttention(num_heads=2, key_dim=3)
+    x = np.random.default_rng(0).normal(size=(2, 4, 5)).astype("float32")
+    fused = np.asarray(layer(x, x))
+    softmax = next(sub for sub in _compat.nested_layers(layer) if isinstance(sub, L.Softmax))
+    calls = []
+    original = softmax.call
+    object.__setattr__(softmax, "call", lambda *a, **k: calls.append(1) or original(*a, **k))
+    try:
+        with _compat.explicit_attention_scores(layer):
+            explicit = np.asarray(layer(x, x))
+    finally:
+        object.__delattr__(softmax, "call")
+    assert calls, "the explicit path did not call the Softmax sub-layer"
+    np.testing.assert_allclose(explicit, fused, rtol=1e-5, atol=1e-6)
+    assert "_compute_attention" not in vars(layer)  # restored
+
+
+def test_operation_classes_are_the_classes_of_graph_nodes():
+    inputs = keras.Input((4,))
+    outputs = keras.ops.sigmoid(inputs + 3.0) * 2.0
+    model = keras.Model(inputs, outputs)
+    node_classes = {type(op) for op in model.operations if not isinstance(op, keras.layers.InputLayer)}
+    found = _compat.operation_classes(["Add", "Sigmoid", "Multiply", "NoSuchOperation"])
+    assert len(found) == 3 and set(found) == node_classes
+
+
+def test_convnext_layer_scale_is_what_convnext_uses():
+    model = keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), classes=10)
+    layer_scale = _compat.convnext_layer_scale()
+    assert sum(isinstance(layer, layer_scale) for layer in model.layers) == 18  # one per block: 3+3+9+3

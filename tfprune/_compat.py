@@ -9,19 +9,26 @@ range of Keras versions is stated in ``setup.cfg``.
 
 from __future__ import annotations
 
+import contextlib
+
 from keras.src.backend import compute_output_spec as _compute_output_spec
 from keras.src.backend import get_stateless_scope as _get_stateless_scope
 from keras.src.models.functional import Functional
+from keras.src.ops import nn as _ops_nn
+from keras.src.ops import numpy as _ops_numpy
 
 __all__ = [
     "Functional",
     "build_shapes",
     "compute_output_spec",
+    "convnext_layer_scale",
     "direct_sublayers",
+    "explicit_attention_scores",
     "inputs_struct",
     "keras_history_operation",
     "nested_layers",
     "nodes_by_depth",
+    "operation_classes",
     "optimizer_own_variables",
     "optimizer_trainable_variables",
     "own_variables",
@@ -90,6 +97,21 @@ def keras_history_operation(tensor):
     return tensor._keras_history.operation
 
 
+def operation_classes(names):
+    """The classes of the operation nodes that ``keras.ops`` functions and operators on Keras
+    tensors add to a functional graph (``x + 3.0`` adds an ``Add``), by class name, from
+    ``keras.src.ops.numpy`` and ``keras.src.ops.nn``; a name neither module defines is left out."""
+    found = (getattr(module, name, None) for name in names for module in (_ops_numpy, _ops_nn))
+    return list(dict.fromkeys(c for c in found if isinstance(c, type)))
+
+
+def convnext_layer_scale():
+    """The per-channel ``LayerScale`` layer of ``keras.applications`` ConvNeXt models (not exported)."""
+    from keras.src.applications.convnext import LayerScale
+
+    return LayerScale
+
+
 def optimizer_trainable_variables(optimizer):
     """The variables a built Keras optimizer was built for."""
     return optimizer._trainable_variables
@@ -98,3 +120,29 @@ def optimizer_trainable_variables(optimizer):
 def optimizer_own_variables(optimizer):
     """The variables a Keras optimizer created itself (iterations, learning rate), not its slots' owners."""
     return optimizer._variables
+
+
+@contextlib.contextmanager
+def explicit_attention_scores(layer):
+    """Runs the enclosed calls of a ``MultiHeadAttention`` layer through its explicit score path.
+
+    Keras computes attention with the fused ``ops.dot_product_attention`` (its softmax built in)
+    unless attention scores are asked for; asking for them makes the layer compute
+    ``query·key``, apply its ``Softmax`` sub-layer, then ``scores·value``, so that a change to
+    that sub-layer takes effect. The layer's outputs are the same; its ``_compute_attention``
+    (the method Keras documents for overriding) is restored on exit, also on error.
+    """
+    compute = layer._compute_attention
+    overridden = "_compute_attention" in vars(layer)  # a user's own override on the instance
+
+    def explicit(query, key, value, attention_mask=None, training=None, return_attention_scores=False, **kwargs):
+        return compute(query, key, value, attention_mask, training, True, **kwargs)
+
+    object.__setattr__(layer, "_compute_attention", explicit)
+    try:
+        yield
+    finally:
+        if overridden:
+            object.__setattr__(layer, "_compute_attention", compute)
+        else:
+            object.__delattr__(layer, "_compute_attention")

@@ -142,8 +142,13 @@ def _parser():
     _add_data_arguments(prune)
     _add_pruning_arguments(prune)
     prune.add_argument("--seed", type=int, default=0, help="seed of --model's weights, the sample and random scores")
-    prune.add_argument("--block", type=_block, default=None, metavar="1xB",
-                       help="keep or remove weights in blocks of 1xB (e.g. 1x4, for TFLite's block-sparse Dense)")
+    prune.add_argument("--pattern", default=None, metavar="PATTERN",
+                       help="sparsity pattern: unstructured (default), 1xB blocks along the input axis (e.g. 1x4, "
+                            "for TFLite's block-sparse Dense) or N:M (e.g. 2:4: every 4 inputs keep 2)")
+    prune.add_argument("--block", type=_block, default=None, metavar="1xB", help="the older spelling of --pattern 1xB")
+    prune.add_argument("--on-collapse", choices=("warn", "raise", "ignore"), default="warn",
+                       help="when a tensor is emptied or the output cut off from the input: warn (default), "
+                            "raise (exit 1, save nothing) or ignore")
     prune.add_argument("--strip", action="store_true", help="save a plain model with zeros (no masks)")
     prune.add_argument("--out", required=True, metavar="OUT.keras", help="where to save the pruned model")
     prune.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -285,7 +290,9 @@ def _prune(args):
     if (args.model_file is None) == (args.model_name is None):
         raise ValueError("give either MODEL.keras or --model NAME (exactly one)")
     scorer = tfprune.scores.get(args.method)
-    tfprune.masks.resolve_density(sparsity=args.sparsity, compression=args.compression)
+    density = tfprune.masks.resolve_density(sparsity=args.sparsity, compression=args.compression)
+    pattern = tfprune.patterns.resolve(args.pattern, args.block)
+    pattern.check_sparsity(1.0 - density)
     if scorer.needs_data and args.data is None:
         raise ValueError(f"method {scorer.name!r} scores with data: pass --data NAME")
     keras.utils.set_random_seed(args.seed)
@@ -296,7 +303,7 @@ def _prune(args):
         _check_data_fits(model, data[0], f"--data {args.data}")
     pruned = tfprune.prune_at_init(model, scorer.name, sparsity=args.sparsity, compression=args.compression,
                                    data=data, rounds=args.rounds, scope=args.scope, seed=args.seed,
-                                   block=args.block, include_bias=args.include_bias,
+                                   pattern=pattern, include_bias=args.include_bias, on_collapse=args.on_collapse,
                                    verbose=0 if args.quiet else 1)
     result = tfprune.strip(pruned) if args.strip else pruned
     _save_model(result, args.out)

@@ -10,7 +10,8 @@ removes it. Three numbers describe how much is kept, and each name means one thi
 Selection is exact: keeping a density ``d`` of ``N`` weights keeps ``kept_count(d, N)`` =
 ``floor(d·N + 1/2)`` weights, also when many scores tie. Ties are broken by flat index (the
 earlier entry of the concatenated, row-major flattened scores wins), so the same scores always give
-the same mask.
+the same mask. Which entries may be kept together — any, whole blocks, N of every M — is the
+sparsity pattern's business (:mod:`tfprune.patterns`); a :class:`Budget` ranks the units it gives.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
+from tfprune import patterns
+
 __all__ = [
+    "Budget",
     "from_scores",
     "resolve_density",
     "kept_count",
@@ -199,6 +203,86 @@ def _local_counts(sizes, layer_densities, total):
     return [int(c) for c in counts]
 
 
+class Budget:
+    """How many weights to keep and how they are shared out: an amount, a scope, an allocation.
+
+    Called on score tensors, it keeps their highest entries under that budget with the exact
+    top-k rule of this module. A sparsity pattern (:mod:`tfprune.patterns`) calls it on the units
+    it ranks: entries, blocks.
+
+    Args:
+        sparsity: Fraction of all weights to remove, in [0, 1); or give ``compression``, or
+            neither when a pattern fixes the amount or ``allocation`` gives per-tensor densities.
+        compression: Ratio of all weights to kept weights (>= 1).
+        scope: ``"global"`` or ``"local"`` (see :func:`from_scores`).
+        allocation: ``"uniform"``, ``"erk"`` or a sequence of per-tensor densities (local scope).
+
+    Attributes:
+        density: The kept fraction asked for, or ``None`` when no amount was given.
+        scope: As given.
+        allocation: As given; per-tensor densities as a tuple of floats.
+
+    Raises:
+        ValueError: on a bad amount, scope or allocation, or an amount given together with
+            per-tensor densities.
+
+    Example:
+        >>> Budget(sparsity=0.5)([np.array([3., 1.]), np.array([2., 0.])])[0]
+        array([ True, False])
+    """
+
+    def __init__(self, sparsity=None, compression=None, scope="global", allocation="uniform"):
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        if isinstance(allocation, str):
+            if allocation not in ALLOCATIONS:
+                raise ValueError(
+                    f"allocation must be one of {ALLOCATIONS} or a sequence of densities, got {allocation!r}")
+        else:
+            if sparsity is not None or compression is not None:
+                raise ValueError("per-tensor densities in `allocation` replace sparsity/compression; give only one")
+            allocation = tuple(float(d) for d in allocation)
+            for i, d in enumerate(allocation):
+                if not 0.0 <= d <= 1.0:
+                    raise ValueError(f"density of tensor {i} in allocation must be in [0, 1], got {d}")
+        if scope == "global" and allocation != "uniform":
+            raise ValueError(f"allocation={allocation!r} sets per-tensor budgets: use it with scope='local'")
+        given = sparsity is not None or compression is not None
+        self.density = resolve_density(sparsity, compression) if given else None
+        self.scope, self.allocation = scope, allocation
+
+    def __call__(self, scores, candidates=None, names=None):
+        """Masks keeping the highest ``scores`` (NumPy arrays) within ``candidates`` (boolean arrays)."""
+        per_tensor = isinstance(self.allocation, tuple)
+        if per_tensor and len(self.allocation) != len(scores):
+            raise ValueError(f"allocation has {len(self.allocation)} densities for {len(scores)} score tensors")
+        if self.density is None and not per_tensor:
+            resolve_density(sparsity=None, compression=None)  # raises: no amount was given
+        target = self.density
+        sizes = [a.size for a in scores]
+        if self.scope == "global":
+            flat = np.concatenate([a.ravel() for a in scores])
+            cand = None if candidates is None else np.concatenate([c.ravel() for c in candidates])
+            k = kept_count(target, flat.size)
+            _check_enough(k, cand, "all tensors")
+            keep = _top_k(flat, k, cand)
+            return [m.reshape(a.shape) for m, a in zip(np.split(keep, np.cumsum(sizes)[:-1]), scores)]
+
+        if per_tensor:
+            counts = _local_counts(sizes, self.allocation, None)
+        elif self.allocation == "erk":
+            erk = erk_densities([a.shape for a in scores], target)
+            counts = _local_counts(sizes, erk, kept_count(target, sum(sizes)))
+        else:
+            counts = _local_counts(sizes, [target] * len(scores), None)
+        masks = []
+        for i, (a, k) in enumerate(zip(scores, counts)):
+            cand = None if candidates is None else candidates[i].ravel()
+            _check_enough(k, cand, names[i] if names is not None else f"tensor {i}")
+            masks.append(_top_k(a.ravel(), k, cand).reshape(a.shape))
+        return masks
+
+
 def from_scores(
     scores,
     *,
@@ -208,13 +292,17 @@ def from_scores(
     allocation="uniform",
     candidates=None,
     names=None,
+    pattern=None,
     block=None,
+    reduction_axes=None,
 ):
     """Keeps the highest scores: one boolean mask per score tensor.
 
     Args:
         scores: Sequence of score tensors (array-likes), one per prunable weight; higher is kept.
-        sparsity: Fraction of all weights to remove, in [0, 1). Give this or ``compression``.
+        sparsity: Fraction of all weights to remove, in [0, 1). Give this or ``compression``
+            (neither with per-tensor densities in ``allocation``, or with a pattern that fixes the
+            density, such as ``"2:4"``).
         compression: Ratio of all weights to kept weights (>= 1). Give this or ``sparsity``.
         scope: ``"global"`` ranks all weights together (the papers' default); ``"local"`` gives
             every tensor its own budget, as set by ``allocation``.
@@ -225,20 +313,22 @@ def from_scores(
         candidates: Optional masks (same shapes); weights they remove are never kept, so
             pruning continues from them (iterative pruning).
         names: Optional names of the tensors for error messages.
-        block: ``(1, b)`` keeps or removes whole blocks of ``b`` consecutive entries along the
-            input axis of each kernel (axis -2 of a Keras kernel: ``b`` inputs of one output
-            unit), TFLite's 1×4 (float) and 1×16 (int8) blocks for fully connected layers. A
-            block's score is the sum of its members' scores and the exact-count rule applies to
-            blocks: ``kept_count(d, number of blocks)`` of them are kept. A kernel whose input
-            axis is not a multiple of ``b`` ends in a shorter block; 1-D tensors (biases) stay
-            element-wise. With candidates, a block is a candidate only if all its members are.
+        pattern: The sparsity pattern (:mod:`tfprune.patterns`): ``None``/``"unstructured"``,
+            ``"1x4"`` or ``(1, 4)`` (whole blocks of 4 consecutive inputs, ranked by their summed
+            scores), ``"2:4"`` (every 4 consecutive inputs keep their 2 best; the density is
+            then 1/2 and ``scope`` does not matter), or a :class:`tfprune.patterns.Pattern`.
+        block: The older spelling of ``pattern=(1, b)``; give one of the two.
+        reduction_axes: Optional reduction (input) axis of each tensor, an int or ``None``, along
+            which patterns group entries; default axis -2 of tensors with two or more axes and
+            none for 1-D tensors (see :func:`tfprune.patterns.reduction_axes`).
 
     Returns:
         A list of boolean NumPy arrays shaped like ``scores``.
 
     Raises:
-        ValueError: on a bad amount, scope, allocation or block, NaN/inf scores, mismatched
-            candidates, or when the candidates keep fewer weights than asked for.
+        ValueError: on a bad amount, scope, allocation, pattern, block or axis, NaN/inf scores,
+            mismatched candidates, a sparsity the pattern contradicts, or when the candidates
+            keep fewer weights than asked for.
 
     Example:
         >>> masks = from_scores([np.array([3., 1.]), np.array([2., 0.])], sparsity=0.5)
@@ -246,35 +336,8 @@ def from_scores(
         [[True, False], [True, False]]
     """
     arrays = check_scores(scores, names)
-    if block is not None:
-        size = _block_size(block)
-        block_candidates = None if candidates is None else [
-            _to_blocks(np.asarray(c, dtype=bool), size, np.all, True) for c in candidates]
-        kept = from_scores([_to_blocks(a, size, np.sum, 0) for a in arrays], sparsity=sparsity,
-                           compression=compression, scope=scope, allocation=allocation,
-                           candidates=block_candidates, names=names)
-        return [_from_blocks(m, a.shape, size) for m, a in zip(kept, arrays)]
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-    per_tensor = not isinstance(allocation, str)
-    if not per_tensor and allocation not in ALLOCATIONS:
-        raise ValueError(f"allocation must be one of {ALLOCATIONS} or a sequence of densities, got {allocation!r}")
-    if scope == "global" and allocation != "uniform":
-        raise ValueError(
-            f"allocation={allocation!r} sets per-tensor budgets: use it with scope='local'"
-        )
-    if per_tensor:
-        if sparsity is not None or compression is not None:
-            raise ValueError("per-tensor densities in `allocation` replace sparsity/compression; give only one")
-        layer_densities = [float(d) for d in allocation]
-        if len(layer_densities) != len(arrays):
-            raise ValueError(f"allocation has {len(layer_densities)} densities for {len(arrays)} score tensors")
-        for i, d in enumerate(layer_densities):
-            if not 0.0 <= d <= 1.0:
-                raise ValueError(f"density of tensor {i} in allocation must be in [0, 1], got {d}")
-    else:
-        target = resolve_density(sparsity, compression)
-
+    chosen = patterns.resolve(pattern, block)
+    budget = Budget(sparsity, compression, scope, allocation)
     if candidates is not None:
         candidates = [np.asarray(c).astype(bool, copy=False) for c in candidates]
         if len(candidates) != len(arrays) or any(c.shape != a.shape for c, a in zip(candidates, arrays)):
@@ -282,61 +345,8 @@ def from_scores(
                 "candidates must be one mask per score tensor with the same shapes; got shapes "
                 f"{[c.shape for c in candidates]} for scores {[a.shape for a in arrays]}"
             )
-
-    sizes = [a.size for a in arrays]
-    if scope == "global":
-        flat = np.concatenate([a.ravel() for a in arrays])
-        cand = None if candidates is None else np.concatenate([c.ravel() for c in candidates])
-        k = kept_count(target, flat.size)
-        _check_enough(k, cand, "all tensors")
-        keep = _top_k(flat, k, cand)
-        return [m.reshape(a.shape) for m, a in zip(np.split(keep, np.cumsum(sizes)[:-1]), arrays)]
-
-    if per_tensor:
-        counts = _local_counts(sizes, layer_densities, None)
-    elif allocation == "erk":
-        counts = _local_counts(sizes, erk_densities([a.shape for a in arrays], target), kept_count(target, sum(sizes)))
-    else:
-        counts = _local_counts(sizes, [target] * len(arrays), None)
-    masks = []
-    for i, (a, k) in enumerate(zip(arrays, counts)):
-        cand = None if candidates is None else candidates[i].ravel()
-        _check_enough(k, cand, names[i] if names is not None else f"tensor {i}")
-        masks.append(_top_k(a.ravel(), k, cand).reshape(a.shape))
-    return masks
-
-
-def _block_size(block):
-    """The ``b`` of a ``(1, b)`` block."""
-    if not (isinstance(block, (tuple, list)) and len(block) == 2 and block[0] == 1
-            and isinstance(block[1], (int, np.integer)) and block[1] >= 1):
-        raise ValueError(
-            f"block must be (1, b): b consecutive input entries of one output unit, as TFLite's "
-            f"(1, 4) and (1, 16) blocks; got {block!r}"
-        )
-    return int(block[1])
-
-
-def _to_blocks(a, size, reduce, fill):
-    """Groups axis -2 of ``a`` into blocks of ``size`` (padding with ``fill``), reduced by ``reduce``."""
-    if a.ndim < 2:
-        return a
-    axis = a.ndim - 2
-    pad = -a.shape[axis] % size
-    if pad:
-        widths = [(0, 0)] * a.ndim
-        widths[axis] = (0, pad)
-        a = np.pad(a, widths, constant_values=fill)
-    grouped = a.reshape(a.shape[:axis] + (a.shape[axis] // size, size) + a.shape[axis + 1:])
-    return reduce(grouped, axis=axis + 1)
-
-
-def _from_blocks(mask, shape, size):
-    """Expands a block mask back to the weight's ``shape``."""
-    if len(shape) < 2:
-        return mask
-    axis = len(shape) - 2
-    return np.repeat(mask, size, axis=axis)[(slice(None),) * axis + (slice(0, shape[axis]),)]
+    axes = patterns.reduction_axes([a.shape for a in arrays], reduction_axes)
+    return chosen.select(arrays, budget, candidates=candidates, reduction_axes=axes, names=names)
 
 
 def _check_enough(k, candidates, where):

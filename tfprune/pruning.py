@@ -6,8 +6,9 @@ import keras
 import numpy as np
 
 from tfprune import masks as masks_lib
-from tfprune import schedules, scores
-from tfprune.targets import require_keras3, is_wrapped, prunable_weights
+from tfprune import patterns, schedules, scores
+from tfprune.connectivity import check_collapse, check_on_collapse
+from tfprune.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
 from tfprune.walk import check_built
 from tfprune.wrapping import apply_masks, get_masks, unwrap, wrap
 
@@ -30,7 +31,9 @@ def prune_at_init(
     allocation="uniform",
     include_bias=False,
     include_norm=False,
+    pattern=None,
     block=None,
+    on_collapse="warn",
     **scorer_options,
 ):
     """Prunes a model before training: scores its weights and keeps the highest.
@@ -51,16 +54,26 @@ def prune_at_init(
         scope: ``"global"`` (one ranking over all weights) or ``"local"`` (a budget per tensor).
         rounds: Number of score-and-mask rounds; default the method's own (SynFlow 100,
             iterative SNIP and FORCE 60, the others 1).
-        schedule: ``"exponential"`` or ``"linear"`` density schedule over the rounds.
+        schedule: ``"exponential"`` or ``"linear"`` density schedule over the rounds, or a round
+            schedule object (:class:`tfprune.schedules.Exponential`, :class:`~tfprune.schedules.Linear`),
+            which sets the final sparsity and the rounds itself: then leave out ``sparsity``,
+            ``compression`` and ``rounds``.
         policy: Which layers to prune (see :func:`tfprune.prunable_weights`); plain models only.
         seed: Seed passed to scorers that take one (``"random"``): same seed, same masks.
         verbose: 1 shows a progress bar over the rounds (when there are several), 0 is silent.
         allocation: Per-tensor budgets for ``scope="local"`` (see :func:`tfprune.masks.from_scores`).
         include_bias: Prune biases too (plain models only).
         include_norm: Prune normalisation γ and β too (plain models only).
-        block: ``(1, b)`` prunes whole blocks of ``b`` consecutive inputs per output unit, e.g.
-            ``(1, 4)`` for TFLite's fast sparse fully connected kernels (see
-            :func:`tfprune.masks.from_scores`).
+        pattern: The sparsity pattern (see :mod:`tfprune.patterns`): ``None``/``"unstructured"``,
+            ``"1x4"`` (whole blocks of 4 consecutive inputs per output unit, for TFLite's fast
+            sparse fully connected kernels), ``"2:4"`` (every 4 consecutive inputs keep their 2
+            best: the density is 1/2, so the amount may be left out, and pruning takes one
+            round), or a :class:`tfprune.patterns.Pattern`.
+        block: The older spelling of ``pattern=(1, b)``; give one of the two.
+        on_collapse: What to do when the masks empty a tensor or cut the output off from the
+            input (see :mod:`tfprune.connectivity`): ``"warn"`` (a
+            :class:`tfprune.CollapseWarning` naming the tensors), ``"raise"`` (a
+            :class:`tfprune.CollapseError`; the model is left as it was) or ``"ignore"``.
         **scorer_options: Passed to the scorer.
 
     Returns:
@@ -69,8 +82,10 @@ def prune_at_init(
         the model is restored and the error is raised.
 
     Raises:
-        ValueError: on a bad amount, scope, schedule or method name, missing data, a model
-            without prunable weights, or scores that are NaN or infinite (naming the weight).
+        ValueError: on a bad amount, scope, schedule, pattern or method name, missing data, a
+            model without prunable weights, a pattern whose fixed density the amount or the
+            rounds contradict, or scores that are NaN or infinite (naming the weight).
+        CollapseError: with ``on_collapse="raise"``, naming the emptied tensors.
 
     Example:
         >>> pruned = tfprune.prune_at_init(model, "magnitude", sparsity=0.9)
@@ -78,18 +93,18 @@ def prune_at_init(
     """
     require_keras3(model)
     check_built(model)
-    density = masks_lib.resolve_density(sparsity, compression)
     scorer = scores.get(method)
-    steps = schedules.round_densities(density, scorer.default_rounds if rounds is None else rounds, schedule)
+    chosen_pattern = patterns.resolve(pattern, block)
+    round_schedule = _round_schedule(schedule, sparsity, compression, rounds, scorer.default_rounds, chosen_pattern)
     if scorer.needs_data and data is None:
         raise ValueError(f"method {scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches")
     if scorer.accepts("seed"):
         scorer_options.setdefault("seed", seed)
     if scope not in masks_lib.SCOPES:
         raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
-    if block is not None:
-        masks_lib.from_scores([np.zeros((1, 1))], sparsity=0.0, block=block)  # checks the block early
+    check_on_collapse(on_collapse)
 
+    warn_unpruned(model)
     variables = list(model.weights)
     before = [v.numpy() for v in variables]
     was_wrapped = is_wrapped(model)
@@ -99,23 +114,27 @@ def prune_at_init(
             raise ValueError(f"model {model.name!r} is already wrapped: policy and include_* apply when wrapping")
         targets = prunable_weights(wrapped)
         names = [t.name for t in targets]
+        axes = [t.reduction_axis for t in targets]
         current = get_masks(wrapped)
-        progress = keras.utils.Progbar(len(steps), unit_name="round") if verbose and len(steps) > 1 else None
-        for step, round_density in enumerate(steps):
+        total = round_schedule.rounds
+        progress = keras.utils.Progbar(total, unit_name="round") if verbose and total > 1 else None
+        for step in range(total):
             round_scores = scorer(wrapped, targets, data, **scorer_options)
             _check_shapes(round_scores, targets, scorer.name)
             current = masks_lib.from_scores(
                 round_scores,
-                sparsity=1.0 - round_density,
+                sparsity=round_schedule(step)[1],
                 scope=scope,
                 allocation=allocation,
                 candidates=current if scorer.keeps_pruned else None,
                 names=names,
-                block=block,
+                pattern=chosen_pattern,
+                reduction_axes=axes,
             )
             apply_masks(wrapped, current)
             if progress is not None:
                 progress.update(step + 1, values=[("density", masks_lib.density(current))])
+        check_collapse(wrapped, on_collapse, scorer_options.get("input_shape"))
     except BaseException:
         for variable, value in zip(variables, before):
             variable.assign(value)
@@ -123,6 +142,34 @@ def prune_at_init(
             unwrap(model)
         raise
     return wrapped
+
+
+def _round_schedule(schedule, sparsity, compression, rounds, default_rounds, pattern):
+    """The round schedule to follow: a given round-schedule object, or one built from a name.
+
+    Checks it against ``pattern`` before any work: a pattern that fixes the density (N:M) prunes
+    in one round (the default then, whatever the method's), to its own sparsity (the default
+    amount).
+    """
+    if isinstance(schedule, schedules.RoundSchedule):
+        if sparsity is not None or compression is not None or rounds is not None:
+            raise ValueError(f"schedule={schedule!r} sets the final sparsity and the rounds: leave out "
+                             "sparsity, compression and rounds")
+    elif isinstance(schedule, str) and schedule in schedules.SCHEDULES:
+        if sparsity is None and compression is None and pattern.density is not None:
+            sparsity = 1.0 - pattern.density
+        density = masks_lib.resolve_density(sparsity, compression)
+        if rounds is None:
+            rounds = 1 if pattern.density is not None else default_rounds
+        schedule = schedules.get(schedule, final_sparsity=1.0 - density, rounds=rounds)
+    else:
+        raise ValueError(f"schedule must be one of {schedules.SCHEDULES} or a tfprune.schedules.RoundSchedule "
+                         f"(Exponential, Linear), got {schedule!r}")
+    pattern.check_sparsity(schedule.final_sparsity)
+    if pattern.density is not None and schedule.rounds > 1:
+        raise ValueError(f"pattern {pattern} fixes the density at every round, so it prunes in one round: "
+                         f"pass rounds=1 (got {schedule.rounds})")
+    return schedule
 
 
 def _check_shapes(round_scores, targets, name):

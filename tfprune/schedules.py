@@ -1,18 +1,286 @@
-"""Density schedules for iterative pruning: the density kept after each round.
+"""Pruning schedules: when to prune, and to which sparsity.
 
-Round ``t`` of ``T`` (``t = 0 … T-1``) keeps
+A schedule is called with a step and returns ``(should_prune, sparsity)``: whether the masks are
+updated at that step, and the sparsity (removed fraction) they then get. Two kinds share the
+:class:`PruningSchedule` base:
 
-* ``"exponential"`` (default): ``d_t = d^((t+1)/T)`` — the same fraction is removed every round;
-* ``"linear"``: ``d_t = 1 - (1 - d)(t+1)/T`` — the same number of weights is removed every round.
+* training-step schedules for pruning during ``fit`` (step = the optimizer's iteration count),
+  with TF-MOT's semantics — its schedules of the same names and arguments return the same values
+  at every step: :class:`PolynomialDecay` and :class:`ConstantSparsity`;
+* round schedules for :func:`tfprune.prune_at_init` (step = the round index ``t`` of ``T``), which
+  end at the final density ``d`` in the last round: :class:`Exponential` (``"exponential"``) keeps
+  ``d^((t+1)/T)`` after round ``t``, removing the same fraction of the remaining weights every
+  round; :class:`Linear` (``"linear"``) keeps ``1 - (1 - d)(t+1)/T``, removing the same number.
 
-The last round always ends at the final density ``d``.
+Every schedule saves with ``keras.saving.serialize_keras_object`` and loads with
+``keras.saving.deserialize_keras_object`` (or :func:`get`).
 """
 
 from __future__ import annotations
 
-SCHEDULES = ("exponential", "linear")
+import abc
 
-__all__ = ["SCHEDULES", "round_densities"]
+import keras
+import numpy as np
+
+__all__ = [
+    "PruningSchedule",
+    "PolynomialDecay",
+    "ConstantSparsity",
+    "RoundSchedule",
+    "Exponential",
+    "Linear",
+    "SCHEDULES",
+    "get",
+    "round_densities",
+]
+
+
+class PruningSchedule(abc.ABC):
+    """Base of tfprune's schedules: ``schedule(step)`` returns ``(should_prune, sparsity)``.
+
+    A subclass implements ``__call__`` and ``get_config`` (its constructor's arguments) and sets
+    ``final_sparsity``, the sparsity it ends at. Register it with
+    ``keras.saving.register_keras_serializable`` to load it by name.
+    """
+
+    final_sparsity: float
+
+    @abc.abstractmethod
+    def __call__(self, step):
+        """Whether to prune at ``step`` (an int), and the sparsity to prune to: ``(bool, float)``."""
+
+    @abc.abstractmethod
+    def get_config(self):
+        """The constructor's arguments, as a dict of plain Python values."""
+
+    @classmethod
+    def from_config(cls, config):
+        """The schedule ``cls(**config)``: the inverse of :meth:`get_config`."""
+        return cls(**config)
+
+    def __repr__(self):
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+class _StepSchedule(PruningSchedule):
+    """Prunes every ``frequency`` steps from ``begin_step`` to ``end_step`` (inclusive; -1: no end)."""
+
+    def __init__(self, begin_step, end_step, frequency, endless):
+        self.begin_step = _check_int("begin_step", begin_step, 0)
+        self.end_step = _check_int("end_step", end_step)
+        if self.end_step < self.begin_step and not (endless and self.end_step == -1):
+            never = " or -1 (prune until training ends)" if endless else ""
+            raise ValueError(f"end_step must be >= begin_step ({self.begin_step}){never}, got {self.end_step}")
+        self.frequency = _check_int("frequency", frequency, 1)
+
+    def _due(self, step):
+        in_range = self.begin_step <= step and (step <= self.end_step or self.end_step == -1)
+        return in_range and (step - self.begin_step) % self.frequency == 0
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class PolynomialDecay(_StepSchedule):
+    """Sparsity rising from ``initial_sparsity`` to ``final_sparsity`` along a polynomial, as TF-MOT's.
+
+    At step ``s`` the sparsity is ``f + (i - f)(1 - p)^power`` with ``p = (s - begin_step) /
+    (end_step - begin_step)`` clipped to [0, 1], computed in float32 as TF-MOT does, so the value
+    is the one TF-MOT's ``PolynomialDecay`` returns (called eagerly) bit for bit. Masks are
+    updated at ``begin_step``, every ``frequency`` steps after it, up to ``end_step``. The
+    sparsity rises fast at first and flattens towards the end (Zhu & Gupta 2017).
+
+    Args:
+        initial_sparsity: Sparsity at ``begin_step``, in [0, 1).
+        final_sparsity: Sparsity from ``end_step`` on, in [0, 1).
+        begin_step: First step that prunes, an int >= 0.
+        end_step: Step at which ``final_sparsity`` is reached, an int > ``begin_step``.
+        power: Exponent of the decay, a number > 0 (3: fast at first; 1: linear).
+        frequency: Prune every this many steps, an int >= 1.
+
+    Raises:
+        ValueError: on a sparsity outside [0, 1), a step that is not an int, ``begin_step < 0``,
+            ``end_step <= begin_step`` (TF-MOT returns NaN when they are equal), ``power <= 0``
+            or ``frequency < 1``.
+
+    Example:
+        >>> schedule = PolynomialDecay(0.5, 0.8, begin_step=0, end_step=1000, frequency=100)
+        >>> schedule(0), schedule(50), schedule(1000)
+        ((True, 0.5), (False, 0.5427875518798828), (True, 0.800000011920929))
+    """
+
+    def __init__(self, initial_sparsity, final_sparsity, begin_step, end_step, power=3, frequency=100):
+        super().__init__(begin_step, end_step, frequency, endless=False)
+        if self.end_step == self.begin_step:
+            raise ValueError(f"PolynomialDecay needs end_step > begin_step to rise over, got both {self.end_step}; "
+                             "to prune once, use ConstantSparsity(sparsity, step, end_step=step)")
+        self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
+        self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
+        number = isinstance(power, (int, float, np.integer, np.floating)) and not isinstance(power, bool)
+        if not (number and 0 < power < np.inf):
+            raise ValueError(f"power must be a number > 0, got {power!r}")
+        self.power = power
+
+    def __call__(self, step):
+        step = _step(step)
+        f32 = np.float32
+        progress = f32(step - self.begin_step) / f32(self.end_step - self.begin_step)
+        progress = min(f32(1.0), max(f32(0.0), progress))
+        rise = f32(self.initial_sparsity - self.final_sparsity) * (f32(1.0) - progress) ** f32(self.power)
+        return self._due(step), float(rise + f32(self.final_sparsity))
+
+    def get_config(self):
+        return {"initial_sparsity": self.initial_sparsity, "final_sparsity": self.final_sparsity,
+                "begin_step": self.begin_step, "end_step": self.end_step, "power": self.power,
+                "frequency": self.frequency}
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class ConstantSparsity(_StepSchedule):
+    """One sparsity, applied every ``frequency`` steps from ``begin_step`` to ``end_step``, as TF-MOT's.
+
+    The sparsity returned is ``target_sparsity`` rounded to float32, as TF-MOT returns it.
+
+    Args:
+        target_sparsity: The sparsity, in [0, 1).
+        begin_step: First step that prunes, an int >= 0.
+        end_step: Last step that may prune, an int >= ``begin_step``, or -1 (the default) to
+            prune until training ends.
+        frequency: Prune every this many steps, an int >= 1.
+
+    Raises:
+        ValueError: on a sparsity outside [0, 1), a step that is not an int, ``begin_step < 0``,
+            ``end_step`` neither -1 nor >= ``begin_step``, or ``frequency < 1``.
+
+    Example:
+        >>> schedule = ConstantSparsity(0.5, begin_step=200, frequency=100)
+        >>> schedule(100), schedule(300), schedule(350)
+        ((False, 0.5), (True, 0.5), (False, 0.5))
+    """
+
+    def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
+        super().__init__(begin_step, end_step, frequency, endless=True)
+        self.target_sparsity = _check_sparsity("target_sparsity", target_sparsity)
+
+    @property
+    def final_sparsity(self):
+        """The sparsity the schedule ends at: ``target_sparsity``."""
+        return self.target_sparsity
+
+    def __call__(self, step):
+        step = _step(step)
+        return self._due(step), float(np.float32(self.target_sparsity))
+
+    def get_config(self):
+        return {"target_sparsity": self.target_sparsity, "begin_step": self.begin_step,
+                "end_step": self.end_step, "frequency": self.frequency}
+
+
+class RoundSchedule(PruningSchedule):
+    """Base of the round schedules of :func:`tfprune.prune_at_init`: step ``t`` is a round index.
+
+    ``schedule(t)`` is ``(True, sparsity after round t)`` for ``t = 0 … rounds-1``, the last one
+    ``final_sparsity`` exactly; before round 0 it is ``(False, 0.0)`` and after the last round
+    ``(False, final_sparsity)``. A subclass defines the curve in :meth:`density_after`.
+
+    Args:
+        final_sparsity: Sparsity after the last round, in [0, 1).
+        rounds: Number of rounds, an int >= 1.
+
+    Raises:
+        ValueError: on a sparsity outside [0, 1) or ``rounds`` not an int >= 1.
+    """
+
+    def __init__(self, final_sparsity, rounds):
+        self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
+        self.rounds = _check_int("rounds", rounds, 1)
+
+    @staticmethod
+    @abc.abstractmethod
+    def density_after(final_density, progress):
+        """Density kept once a fraction ``progress`` in (0, 1] of the rounds is done."""
+
+    def __call__(self, step):
+        step = _step(step)
+        if step < 0:
+            return False, 0.0
+        if step >= self.rounds - 1:
+            return step == self.rounds - 1, self.final_sparsity
+        return True, 1.0 - self.density_after(1.0 - self.final_sparsity, (step + 1) / self.rounds)
+
+    def get_config(self):
+        return {"final_sparsity": self.final_sparsity, "rounds": self.rounds}
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class Exponential(RoundSchedule):
+    """Every round removes the same fraction of the remaining weights: round t keeps ``d^((t+1)/T)``.
+
+    Example:
+        >>> Exponential(0.75, rounds=2)(0)  # keeps 0.25 ** (1/2)
+        (True, 0.5)
+    """
+
+    @staticmethod
+    def density_after(final_density, progress):
+        return final_density**progress
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class Linear(RoundSchedule):
+    """Every round removes the same number of weights: round t keeps ``1 - (1 - d)(t+1)/T``.
+
+    Example:
+        >>> Linear(0.5, rounds=2)(0)
+        (True, 0.25)
+    """
+
+    @staticmethod
+    def density_after(final_density, progress):
+        return 1.0 - (1.0 - final_density) * progress
+
+
+_ROUND_SCHEDULES = {"exponential": Exponential, "linear": Linear}
+SCHEDULES = tuple(_ROUND_SCHEDULES)
+_BY_NAME = {"polynomial_decay": PolynomialDecay, "constant_sparsity": ConstantSparsity, **_ROUND_SCHEDULES}
+
+
+def get(identifier, **arguments):
+    """A schedule from a schedule object, a config dict or a name.
+
+    Args:
+        identifier: A :class:`PruningSchedule` (returned as it is); a dict from
+            ``keras.saving.serialize_keras_object`` (or ``{"class_name": "PolynomialDecay",
+            "config": {...}}``); or a name — ``"polynomial_decay"``, ``"constant_sparsity"``,
+            ``"exponential"``, ``"linear"`` — built with ``arguments``.
+        **arguments: The constructor's arguments, with a name only.
+
+    Returns:
+        A :class:`PruningSchedule`.
+
+    Raises:
+        ValueError: on an unknown name, a dict that is not a schedule's config, or arguments
+            given with an object or a dict.
+
+    Example:
+        >>> get("exponential", final_sparsity=0.99, rounds=2)
+        Exponential(final_sparsity=0.99, rounds=2)
+    """
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier](**arguments)
+    if arguments:
+        raise ValueError(f"constructor arguments {sorted(arguments)} go with a schedule name "
+                         f"({', '.join(_BY_NAME)}), not with {identifier!r}")
+    if isinstance(identifier, PruningSchedule):
+        return identifier
+    if isinstance(identifier, dict):
+        classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+        schedule = keras.saving.deserialize_keras_object(identifier, custom_objects=classes)
+        if not isinstance(schedule, PruningSchedule):
+            raise ValueError(f"the config {identifier!r} gives a {type(schedule).__name__}, not a pruning schedule")
+        return schedule
+    raise ValueError(f"unknown schedule {identifier!r}: give a tfprune.schedules.PruningSchedule, its config "
+                     f"dict, or one of the names {', '.join(_BY_NAME)}")
 
 
 def round_densities(final_density, rounds, schedule="exponential"):
@@ -21,13 +289,14 @@ def round_densities(final_density, rounds, schedule="exponential"):
     Args:
         final_density: Kept fraction after the last round, in (0, 1].
         rounds: Number of rounds, an int >= 1.
-        schedule: ``"exponential"`` or ``"linear"``.
+        schedule: ``"exponential"`` or ``"linear"`` (the curves of :class:`Exponential` and
+            :class:`Linear`).
 
     Returns:
         A list of ``rounds`` floats, non-increasing, the last equal to ``final_density``.
 
     Raises:
-        ValueError: on an unknown schedule, ``rounds < 1`` or a density outside (0, 1].
+        ValueError: on an unknown schedule, ``rounds`` not an int >= 1 or a density outside (0, 1].
 
     Example:
         >>> round_densities(0.01, 2)
@@ -35,16 +304,33 @@ def round_densities(final_density, rounds, schedule="exponential"):
         >>> round_densities(0.5, 2, "linear")
         [0.75, 0.5]
     """
-    if schedule not in SCHEDULES:
+    if not isinstance(schedule, str) or schedule not in _ROUND_SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    rounds = _check_int("rounds", rounds, 1)
     if not 0.0 < final_density <= 1.0:
         raise ValueError(f"final density must be in (0, 1], got {final_density}")
-    steps = [(t + 1) / rounds for t in range(rounds)]
-    if schedule == "exponential":
-        out = [final_density**f for f in steps]
-    else:
-        out = [1.0 - (1.0 - final_density) * f for f in steps]
-    out[-1] = final_density
-    return out
+    curve = _ROUND_SCHEDULES[schedule].density_after
+    return [curve(final_density, (t + 1) / rounds) for t in range(rounds - 1)] + [final_density]
+
+
+def _check_int(name, value, minimum=None):
+    at_least = "" if minimum is None else f" >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an int{at_least}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int{at_least}, got {value}")
+    return int(value)
+
+
+def _check_sparsity(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _step(step):
+    """``step`` as a Python int; it may be a NumPy or TensorFlow integer scalar."""
+    value = np.asarray(step)
+    if value.shape != () or not np.issubdtype(value.dtype, np.integer):
+        raise TypeError(f"a schedule's step must be an integer, got {step!r}")
+    return int(value)

@@ -1,0 +1,227 @@
+"""GradualPruning: raises the sparsity of a wrapped model during ``fit``, on a schedule.
+
+The step is the optimizer's iteration count, read at the beginning of each training batch, as
+TF-MOT's ``UpdatePruningStep`` does: a run resumed from a checkpoint (``BackupAndRestore``)
+continues the schedule where it was. On a step where the schedule prunes, the current weights are
+scored and every mask is set to exactly the schedule's sparsity through
+:func:`tfprune.prune_at_init` (one round on the already wrapped model): the same scorers, the same
+exact-count selection (:func:`tfprune.masks.from_scores`) and the same rollback on failure. On
+every other step the callback reads the step and calls the schedule, nothing else.
+
+*Stay pruned.* A wrapped layer keeps its dense weights; a masked weight gets zero gradient, so its
+dense value is the one it had when it was pruned. Scoring that stale value would bring it back,
+so for every criterion whose :attr:`~tfprune.scores.Scorer.keeps_pruned` is true (all but
+``"force"``) the selection only chooses among the weights the current masks keep
+(``candidates``); ``"magnitude"`` scores ``|w ⊙ m|`` anyway, which is 0 for a masked weight.
+A criterion that may revive weights (FORCE) ranks all weights, and a revived weight comes back
+with its stale dense value. A mask never grows under a keeps-pruned criterion: an update whose
+sparsity is below a tensor's current sparsity raises (naming the step) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+
+import keras
+
+from tfprune import masks as masks_lib
+from tfprune import patterns, schedules, scores
+from tfprune.pruning import prune_at_init
+from tfprune.targets import is_wrapped, prunable_weights
+from tfprune.wrapping import get_masks
+
+__all__ = ["GradualPruning", "MaskUpdate", "active_pruning", "measured_sparsities", "training_step"]
+
+_ACTIVE = weakref.WeakKeyDictionary()  # model -> the GradualPruning training it now
+
+
+def active_pruning(model):
+    """The :class:`GradualPruning` callback currently training ``model``, or ``None``.
+
+    Lets other callbacks (e.g. :class:`tfprune.callbacks.PruningSummaries`) read its updates
+    whatever their order in the callback list.
+    """
+    return _ACTIVE.get(model)
+
+
+def training_step(model):
+    """The optimizer's iteration count of a compiled model, as a Python int (one host read)."""
+    return int(model.optimizer.iterations.numpy())
+
+
+def measured_sparsities(model):
+    """The removed fraction of each mask of a wrapped model, and of all of them together.
+
+    Returns:
+        ``({weight path: sparsity}, model sparsity)``, in :func:`tfprune.prunable_weights` order.
+    """
+    masks = get_masks(model)
+    names = [t.name for t in prunable_weights(model)]
+    return {name: 1.0 - d for name, d in zip(names, masks_lib.densities(masks))}, 1.0 - masks_lib.density(masks)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskUpdate:
+    """One mask update made by :class:`GradualPruning`.
+
+    Attributes:
+        step: The optimizer's iteration count when the masks were set (before that step trains).
+        target_sparsity: The sparsity the schedule asked for at ``step``.
+        sparsities: Removed fraction of each prunable weight, measured on the new masks, keyed by
+            the weight's path in :func:`tfprune.prunable_weights` order.
+        model_sparsity: Removed fraction over all prunable weights together.
+    """
+
+    step: int
+    target_sparsity: float
+    sparsities: dict
+    model_sparsity: float
+
+
+class GradualPruning(keras.callbacks.Callback):
+    """Prunes a wrapped model during ``fit`` to the sparsity a schedule gives at each step.
+
+    At every training step where ``schedule(step)`` returns ``(True, s)`` the current weights are
+    scored with ``method`` and every mask is set to sparsity ``s``: with ``scope="local"`` each
+    tensor of ``N`` weights keeps ``tfprune.masks.kept_count(1 - s, N)`` (as TF-MOT), with
+    ``"global"`` one ranking over all prunable weights keeps ``kept_count(1 - s, total)``.
+    Weights pruned earlier stay pruned unless the criterion may revive them (see the module
+    docstring). Works with ``jit_compile=True``, under ``tf.distribute.MirroredStrategy`` (masks
+    are chosen once on the host and assigned in cross-replica context, so every replica gets the
+    same values), and with ``keras.callbacks.BackupAndRestore``: with epoch backups (its default
+    ``save_freq="epoch"``) a killed and restarted run ends bit-identical to an uninterrupted one.
+    Keras resumes a step-frequency backup at the start of its epoch, replaying steps the saved
+    weights have already trained on, so those runs do not.
+
+    With an ``NByM(n, m)`` pattern the density can only be ``n/m``: the schedule's final sparsity
+    must be ``1 - n/m`` (checked here), and every update the schedule makes applies the full
+    pattern, from the first one on; the schedule's intermediate sparsities are not used. With a
+    criterion that keeps pruned weights pruned the first update fixes the masks, so
+    ``ConstantSparsity(1 - n/m, begin_step)`` says the same thing more directly.
+
+    The model must be compiled with ``steps_per_execution=1``: masks change between steps, and
+    Keras calls callbacks once per execution.
+
+    Args:
+        schedule: A :class:`tfprune.schedules.PruningSchedule`, ``step -> (should_prune,
+            sparsity)``: :class:`~tfprune.schedules.PolynomialDecay`,
+            :class:`~tfprune.schedules.ConstantSparsity` or a subclass of your own.
+        method: A registered scorer name (``tfprune.scores.available()``) or a callable
+            ``(model, targets, data) -> list of score tensors`` (higher is kept).
+        scope: ``"local"`` (per tensor, as TF-MOT) or ``"global"``.
+        pattern: A sparsity pattern (``tfprune.patterns.get``): ``None``/``"unstructured"``,
+            ``"1x4"``, ``"2:4"``, or a pattern object.
+        data: Scoring data for the criteria that need it (``(x, y)`` or a dataset of batches).
+        **scorer_options: Passed to the scorer.
+
+    Attributes:
+        updates: The :class:`MaskUpdate` of every update made, over all ``fit`` calls, oldest first.
+
+    Raises:
+        ValueError: on an unknown method, scope or pattern, a data-driven method without
+            ``data``, an ``NByM`` pattern whose density the schedule's final sparsity
+            contradicts; when ``fit`` starts, before anything changes, on a model that is not
+            wrapped or is compiled with ``steps_per_execution > 1``; at an update, naming the
+            step, if the scorer fails or a mask would have to grow (nothing is changed then).
+        TypeError: on a schedule that is not a ``PruningSchedule``, or a scorer option the
+            scorer does not take.
+
+    Example:
+        >>> wrapped = tfprune.wrap(model)
+        >>> wrapped.compile("adam", loss)
+        >>> schedule = tfprune.schedules.PolynomialDecay(0.0, 0.9, begin_step=0, end_step=1000)
+        >>> wrapped.fit(x, y, epochs=5, callbacks=[tfprune.callbacks.GradualPruning(schedule)])
+        >>> plain = tfprune.strip(wrapped)
+    """
+
+    def __init__(self, schedule, method="magnitude", *, scope="local", pattern=None, data=None, **scorer_options):
+        super().__init__()
+        _check_schedule(schedule)
+        self.scorer = scores.get(method)
+        if scope not in masks_lib.SCOPES:
+            raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
+        if self.scorer.needs_data and data is None:
+            raise ValueError(
+                f"method {self.scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches"
+            )
+        unknown = sorted(k for k in scorer_options if not self.scorer.accepts(k))
+        if unknown:
+            raise TypeError(f"scorer {self.scorer.name!r} takes no option {unknown}")
+        self.pattern = patterns.get(pattern)
+        self._fixed_sparsity = _fixed_sparsity(self.pattern, schedule)
+        self.schedule = schedule
+        self.scope = scope
+        self.data = data
+        self.scorer_options = scorer_options
+        self.updates = []
+        self._fit_start = 0
+
+    @property
+    def last_update(self):
+        """The latest :class:`MaskUpdate`, or ``None`` before the first."""
+        return self.updates[-1] if self.updates else None
+
+    @property
+    def fit_updates(self):
+        """The :class:`MaskUpdate` of the current ``fit`` call (or of the last one, after it)."""
+        return self.updates[self._fit_start:]
+
+    def set_model(self, model):
+        if not is_wrapped(model):
+            raise ValueError(
+                f"GradualPruning needs a wrapped model, and {model.name!r} has no masks: call "
+                "tfprune.wrap(model) (or tfprune.prune_at_init) and compile and fit the result"
+            )
+        if model.steps_per_execution != 1:
+            raise ValueError(
+                f"GradualPruning sets masks between training steps, but {model.name!r} was compiled "
+                f"with steps_per_execution={model.steps_per_execution}, which runs several steps "
+                "per callback call: compile it with steps_per_execution=1"
+            )
+        super().set_model(model)
+
+    def on_train_begin(self, logs=None):
+        self._fit_start = len(self.updates)
+        _ACTIVE[self.model] = self
+
+    def on_train_end(self, logs=None):
+        _ACTIVE.pop(self.model, None)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = training_step(self.model)
+        due, sparsity = self.schedule(step)
+        if due:
+            self._update(step, float(sparsity))
+
+    def _update(self, step, sparsity):
+        applied = sparsity if self._fixed_sparsity is None else self._fixed_sparsity
+        try:
+            prune_at_init(self.model, self.scorer, sparsity=applied, data=self.data, scope=self.scope,
+                          rounds=1, pattern=self.pattern, verbose=0, **self.scorer_options)
+        except ValueError as error:
+            raise ValueError(f"GradualPruning update at step {step} (sparsity {sparsity:.6g}): {error}") from error
+        self.updates.append(MaskUpdate(step, sparsity, *measured_sparsities(self.model)))
+
+
+def _check_schedule(schedule):
+    if not isinstance(schedule, schedules.PruningSchedule):
+        raise TypeError(
+            "schedule must be a tfprune.schedules.PruningSchedule, e.g. "
+            f"tfprune.schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000); got {schedule!r}"
+        )
+
+
+def _fixed_sparsity(pattern, schedule):
+    """The sparsity a pattern such as N:M fixes (checked against the schedule's final one), else ``None``."""
+    if pattern.density is None:
+        return None
+    try:
+        pattern.check_sparsity(schedule.final_sparsity)
+    except ValueError:
+        raise ValueError(
+            f"the schedule ends at sparsity {schedule.final_sparsity:g}, but pattern {pattern} fixes the "
+            f"sparsity at {1.0 - pattern.density:g}: use a schedule that ends there, e.g. "
+            f"ConstantSparsity({1.0 - pattern.density:g}, begin_step)"
+        ) from None
+    return 1.0 - pattern.density
