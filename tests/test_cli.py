@@ -105,7 +105,8 @@ def test_prune_refuses_data_of_another_shape_and_missing_data(tmp_path, capsys):
     out = str(tmp_path / "p.keras")
     code, _, err = run(["prune", "--model", "lenet_300_100", "--data", "digits", "--input-shape", "28,28,1",
                         "--method", "snip", "--compression", "10", "--out", out], capsys)
-    assert_one_line_error(code, err, "examples of shape (8, 8, 1) but the model takes (28, 28, 1)")
+    assert_one_line_error(code, err, "x has examples of shape (8, 8, 1), but model 'lenet_300_100' takes inputs of "
+                                     "shape (28, 28, 1)")
     code, _, err = run(["prune", "--model", "lenet_300_100", "--method", "snip", "--compression", "10",
                         "--out", out], capsys)
     assert_one_line_error(code, err, "method 'snip' scores with data: pass --data NAME")

@@ -4,7 +4,8 @@ The data flows one way — model → prunable weights → scores → masks → m
 strip → export — and each arrow is one module. This file only re-exports the public API.
 """
 
-from tfprune import autoprune, callbacks, data, export, masks, models, patterns, policies, schedules, scores, structured
+from tfprune import (autoprune, callbacks, data, export, masks, models, patterns, policies, schedules, scores,
+                     structured, sweep, training)
 from tfprune.collapse import collapse_sweep
 from tfprune.connectivity import CollapseError, CollapseWarning
 from tfprune.layer_specs import register_layer
@@ -42,6 +43,8 @@ __all__ = [
     "scores",
     "strip",
     "structured",
+    "sweep",
+    "training",
     "unwrap",
     "wrap",
 ]

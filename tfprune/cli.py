@@ -2,12 +2,14 @@
 
 Every subcommand checks its arguments before any work, prints one line ``tfprune <command>:
 error: ...`` and exits with 1 on failure (``--debug`` shows the traceback), and writes its outputs
-only once they are complete: a failed run leaves nothing at the output path.
+only once they are complete: a failed run leaves nothing at the output path, and removes an output
+folder it created.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -56,7 +58,7 @@ def _compressions(text):
 
 
 def _seeds(text):
-    """``3`` → seeds 0, 1, 2; ``4,7`` → seeds 4 and 7."""
+    """``3`` → seeds 0, 1, 2; ``4,7`` → seeds 4 and 7 (checked with the grid, before any work)."""
     values = _ints(text)
     if len(values) == 1 and "," not in text:
         if values[0] < 1:
@@ -85,12 +87,13 @@ def _add_model_arguments(parser, file_too=True):
                         help="outputs of --model (default: those of --data, else 10)")
 
 
-def _add_data_arguments(parser, required=False, samples_help="training examples the scorers see"):
+def _add_data_arguments(parser, required=False, samples_help="training examples the scorers see",
+                        samples_default="10 per class"):
     parser.add_argument("--data", required=required, metavar="NAME",
                         help="data set: digits (embedded), mnist, fashion_mnist, cifar10")
     parser.add_argument("--data-dir", default=None, help="folder of .npz files (see tfprune.data); "
                         "default $TFPRUNE_DATA_DIR, then tensorflow_datasets")
-    parser.add_argument("--samples", type=int, default=None, help=f"{samples_help} (default 10 per class)")
+    parser.add_argument("--samples", type=int, default=None, help=f"{samples_help} (default {samples_default})")
 
 
 def _add_pruning_arguments(parser, bias=True):
@@ -194,7 +197,8 @@ def _parser():
     export.add_argument("--block", type=_block, default=None, metavar="RxC",
                         help="the block the masks were made with, e.g. 1x4 (checked in the file)")
     export.add_argument("--quantize", choices=("dynamic",), default=None, help="dynamic-range int8 weights")
-    _add_data_arguments(export, samples_help="test examples to check the file on (default 8 random inputs)")
+    _add_data_arguments(export, samples_help="test examples to check the file on",
+                        samples_default="256 with --data, else 8 random inputs")
     export.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     demo = sub.add_parser(
@@ -221,21 +225,60 @@ def _load_data(args, split):
     return data.load(args.data, split, args.data_dir)
 
 
-def _subset(arrays, count, what):
-    if count is None:
-        return arrays
-    if count < 1:
-        raise ValueError(f"{what} must be >= 1, got {count}")
-    return arrays[0][:count], arrays[1][:count]
+def _subset(arrays, count):
+    """The first ``count`` examples of ``(x, y)``; all of them when ``count`` is None."""
+    return arrays if count is None else (arrays[0][:count], arrays[1][:count])
 
 
-def _check_output_folder(path):
-    """Creates ``path`` (a folder) if missing; refuses a file there."""
+# Count options that would otherwise take 0 silently (as "the default" or "nothing").
+_COUNTS = ("classes", "samples", "rounds", "train_samples", "test_samples")
+
+
+def _check_numbers(args):
+    """Every count option given is >= 1, and ``--seed`` is a seed NumPy and Keras accept."""
+    from tfprune.grid import MAX_SEED
+
+    for name in _COUNTS:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"--seed must be in [0, 2**32 - 1], got {seed}")
+
+
+def _methods(args):
+    """The scorer names of ``--methods``, each known."""
+    from tfprune import scores
+
+    methods = [scores.get(m.strip()).name for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ValueError(f"--methods {args.methods!r} names no method: give comma-separated scorers such as "
+                         "snip,synflow")
+    return methods
+
+
+@contextlib.contextmanager
+def _output_folder(path, names):
+    """Yields ``--out`` as a folder (created if missing) in which each of ``names`` can be written;
+    if the command fails, the folders it created are removed again while they are empty."""
+    from tfprune.files import check_output_path
+
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {str(path)!r} exists and is not a folder")
+    created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        for name in names:
+            check_output_path(path / name, "--out file")
+        yield path
+    except BaseException:
+        for folder in created:
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
+        raise
 
 
 def _model_builder(args):
@@ -249,22 +292,53 @@ def _model_builder(args):
     input_shape, classes = args.input_shape, args.classes
     if args.data is not None:
         input_shape = input_shape or data.input_shape(args.data)
-        classes = classes or data.num_classes(args.data)
-    return lambda: models.build(args.model_name, input_shape, classes or 10)
+        if classes is None:
+            classes = data.num_classes(args.data)
+        elif classes < data.num_classes(args.data):
+            raise ValueError(f"--classes {classes} is fewer than the {data.num_classes(args.data)} classes of "
+                             f"--data {args.data}: leave --classes out to take the data's")
+    return lambda: models.build(args.model_name, input_shape, 10 if classes is None else classes)
 
 
 def _load_model(path):
+    """The ``keras.Model`` saved at ``path``; a clear error for a missing, unreadable or non-model file."""
     import keras  # tfprune's own layers are registered for loading when the package is imported
 
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not a model file: give a .keras file (Keras 3 does not load "
+                                "SavedModel folders)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file {path!r}")
-    return keras.models.load_model(path, compile=False)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable Keras 3 model: {_unreadable_because(path, error)}") from error
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{path} holds a {type(model).__name__}, not a keras.Model: save the whole model "
+                        "(keras.Model, Sequential or functional), not one of its layers")
+    return model
 
 
-def _check_data_fits(model, x, what):
-    expected = tuple(model.input_shape[1:])
-    if tuple(x.shape[1:]) != tuple(d if d is not None else x.shape[1 + i] for i, d in enumerate(expected)):
-        raise ValueError(f"{what} has examples of shape {tuple(x.shape[1:])} but the model takes {expected}")
+def _unreadable_because(path, error):
+    """Why Keras could not load ``path``, in words that fit the file (Keras says "File not found")."""
+    import zipfile
+
+    if path.endswith(".h5"):
+        return str(error)
+    if not zipfile.is_zipfile(path):
+        return "it is not a zip archive, as a .keras file is (truncated, or another format)"
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            return ("the archive has no config.json (a .keras file holds config.json, metadata.json and "
+                    "model.weights.h5)")
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _check_data_fits(model, arrays, args, split, class_ids=True):
+    """``(x, y)`` of ``--data`` fit the model: shapes, lengths, labels, finite values (:mod:`tfprune.datachecks`)."""
+    from tfprune import datachecks
+
+    datachecks.check_data(model, arrays, class_ids=class_ids, name=f"--data {args.data} ({split})")
 
 
 def _save_model(model, path):
@@ -284,9 +358,11 @@ def _prune(args):
     import keras
 
     import tfprune
+    from tfprune.files import check_output_path
 
     if not args.out.endswith(".keras"):
         raise ValueError(f"--out must end in .keras, got {args.out!r}")
+    check_output_path(args.out, "--out")
     if (args.model_file is None) == (args.model_name is None):
         raise ValueError("give either MODEL.keras or --model NAME (exactly one)")
     scorer = tfprune.scores.get(args.method)
@@ -299,8 +375,8 @@ def _prune(args):
     model = _load_model(args.model_file) if args.model_file else _model_builder(args)()
     data = None
     if args.data is not None:
-        data = _subset(_load_data(args, "train"), args.samples, "--samples")
-        _check_data_fits(model, data[0], f"--data {args.data}")
+        data = _subset(_load_data(args, "train"), args.samples)
+        _check_data_fits(model, data, args, "train")
     pruned = tfprune.prune_at_init(model, scorer.name, sparsity=args.sparsity, compression=args.compression,
                                    data=data, rounds=args.rounds, scope=args.scope, seed=args.seed,
                                    pattern=pattern, include_bias=args.include_bias, on_collapse=args.on_collapse,
@@ -313,26 +389,34 @@ def _prune(args):
 
 
 def _sweep(args):
-    from tfprune import scores, sweep, training
+    from tfprune import sweep, training
+    from tfprune._optional import require
+    from tfprune.files import replacing_text
+    from tfprune.grid import check_grid
 
-    methods = [scores.get(m.strip()).name for m in args.methods.split(",") if m.strip()]
+    require("matplotlib", "tfprune sweep (for sweep.png)")
+
+    methods, _, _ = check_grid(_methods(args), args.compressions, args.seeds)
     recipe = training.Recipe(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                              learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                              schedule=args.schedule)
     model_fn = _model_builder(args)
-    train = _subset(_load_data(args, "train"), args.train_samples, "--train-samples")
-    test = _subset(_load_data(args, "test"), args.test_samples, "--test-samples")
-    _check_data_fits(model_fn(), train[0], f"--data {args.data}")
-    out = _check_output_folder(args.out)
-    result = sweep.accuracy_sweep(
-        model_fn, train, test, methods, args.compressions, recipe=recipe, seeds=args.seeds, samples=args.samples,
-        rounds=args.rounds, scope=args.scope, include_dense=not args.no_dense, csv_path=str(out / "sweep.csv"),
-        include_bias=args.include_bias,
-        describe=dict(model=args.model_name, data=args.data, input_shape=args.input_shape, classes=args.classes),
-        verbose=0 if args.quiet else 1)
-    _write_text(out / "sweep.md", result.table() + "\n")
-    title = f"{args.model_name} on {args.data}, {recipe.epochs} epochs, {len(args.seeds)} seed(s)"
-    _write(out / "sweep.png", lambda path: result.plot(path, title))
+    with _output_folder(args.out, ("sweep.csv", "sweep.csv.json", "sweep.md", "sweep.png")) as out:
+        train = _subset(_load_data(args, "train"), args.train_samples)
+        test = _subset(_load_data(args, "test"), args.test_samples)
+        model = model_fn()
+        _check_data_fits(model, train, args, "train")
+        _check_data_fits(model, test, args, "test")
+        result = sweep.accuracy_sweep(
+            model_fn, train, test, methods, args.compressions, recipe=recipe, seeds=args.seeds,
+            samples=args.samples, rounds=args.rounds, scope=args.scope, include_dense=not args.no_dense,
+            csv_path=str(out / "sweep.csv"), include_bias=args.include_bias,
+            describe=dict(model=args.model_name, data=args.data, input_shape=args.input_shape, classes=args.classes),
+            verbose=0 if args.quiet else 1)
+        with replacing_text(out / "sweep.md") as f:
+            f.write(result.table() + "\n")
+        title = f"{args.model_name} on {args.data}, {recipe.epochs} epochs, {len(args.seeds)} seed(s)"
+        _write(out / "sweep.png", lambda path: result.plot(path, title))
     print(result.table())
 
 
@@ -344,35 +428,31 @@ def _write(path, write):
         write(tmp)
 
 
-def _write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-
-    _write(path, write)
-
-
 def _collapse(args):
     import numpy as np
 
     import tfprune
+    from tfprune._optional import require
+    from tfprune.grid import check_grid
 
-    methods = [tfprune.scores.get(m.strip()).name for m in args.methods.split(",") if m.strip()]
+    require("matplotlib", "tfprune collapse (for collapse.png)")
+
+    methods, _, _ = check_grid(_methods(args), args.compressions, args.seeds)
     model_fn = _model_builder(args)
-    model = model_fn()
-    count = args.samples or 10 * int(model.output_shape[-1])
-    if args.data is not None:
-        data = _subset(_load_data(args, "train"), count, "--samples")
-        _check_data_fits(model, data[0], f"--data {args.data}")
-    else:
-        rng = np.random.default_rng(0)
-        data = (rng.random((count, *model.input_shape[1:]), dtype=np.float32),
-                rng.integers(0, int(model.output_shape[-1]), count))
-    out = _check_output_folder(args.out)
-    result = tfprune.collapse_sweep(model_fn, methods, args.compressions, data=data, rounds=args.rounds,
-                                    seeds=args.seeds, scope=args.scope, verbose=0 if args.quiet else 1)
-    _write(out / "collapse.csv", result.to_csv)
-    _write(out / "collapse.png", lambda path: result.plot(path, compression=min(max(args.compressions), 10 ** 3)))
+    with _output_folder(args.out, ("collapse.csv", "collapse.png")) as out:
+        model = model_fn()
+        count = 10 * int(model.output_shape[-1]) if args.samples is None else args.samples
+        if args.data is not None:
+            data = _subset(_load_data(args, "train"), count)
+            _check_data_fits(model, data, args, "train")
+        else:
+            rng = np.random.default_rng(0)
+            data = (rng.random((count, *model.input_shape[1:]), dtype=np.float32),
+                    rng.integers(0, int(model.output_shape[-1]), count))
+        result = tfprune.collapse_sweep(model_fn, methods, args.compressions, data=data, rounds=args.rounds,
+                                        seeds=args.seeds, scope=args.scope, verbose=0 if args.quiet else 1)
+        result.to_csv(out / "collapse.csv")
+        _write(out / "collapse.png", lambda path: result.plot(path, compression=min(max(args.compressions), 10 ** 3)))
     print(f"N/K = 10^{math.log10(result.max_compression):.2f}")
     for method, critical in result.critical.items():
         print(f"critical compression of {method}: {_log10_text(critical)}")
@@ -391,16 +471,17 @@ def _profile(args):
 
 def _export(args):
     import tfprune
+    from tfprune.files import check_output_path
 
     if not args.tflite.endswith(".tflite"):
         raise ValueError(f"--tflite must end in .tflite, got {args.tflite!r}")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.tflite))):
-        raise ValueError(f"the folder of --tflite {args.tflite!r} does not exist")
+    check_output_path(args.tflite, "--tflite")
     model = _load_model(args.model_file)
     check_data = None
     if args.data is not None:
-        check_data = _subset(_load_data(args, "test"), args.samples or 256, "--samples")[0]
-        _check_data_fits(model, check_data, f"--data {args.data}")
+        test = _subset(_load_data(args, "test"), 256 if args.samples is None else args.samples)
+        _check_data_fits(model, test, args, "test", class_ids=False)  # only the inputs are used
+        check_data = test[0]
     if tfprune.is_wrapped(model):
         model = tfprune.strip(model)
     report = tfprune.export.tflite(model, args.tflite, block=args.block, quantize=args.quantize,
@@ -437,6 +518,7 @@ def main(argv=None):
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        _check_numbers(args)
         _COMMANDS[args.command](args)
     except Exception as error:
         if args.debug:

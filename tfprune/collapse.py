@@ -18,6 +18,9 @@ import keras
 import numpy as np
 
 from tfprune import masks as masks_lib
+from tfprune.files import replacing_text
+from tfprune.grid import check_grid
+from tfprune._optional import require
 from tfprune.pruning import prune_at_init
 from tfprune.targets import prunable_weights
 from tfprune.wrapping import get_masks
@@ -45,9 +48,10 @@ class CollapseSweep:
     max_compression: float
 
     def to_csv(self, path):
-        """Writes one line per row; the per-layer kept fractions become columns ``kept:<name>``."""
+        """Writes one line per row; the per-layer kept fractions become columns ``kept:<name>``
+        (atomically: a failed write leaves the old file)."""
         columns = ["method", "seed", "compression", "log10_compression", "layers_alive", "layers_total", "seconds"]
-        with open(path, "w", newline="") as f:
+        with replacing_text(path, newline="") as f:
             writer = csv.writer(f)
             writer.writerow(columns + [f"kept:{name}" for name in self.layer_names])
             for row in self.rows:
@@ -61,13 +65,11 @@ class CollapseSweep:
             path: Where to write the PNG.
             compression: The compression of the left panel; default the largest one swept.
         """
-        import matplotlib
-
-        matplotlib.use("Agg")
+        require("matplotlib", "CollapseSweep.plot").use("Agg")
         import matplotlib.pyplot as plt
 
         methods = list(dict.fromkeys(r["method"] for r in self.rows))
-        compression = compression or max(r["compression"] for r in self.rows)
+        compression = max(r["compression"] for r in self.rows) if compression is None else compression
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
         for method in methods:
             at = [r for r in self.rows if r["method"] == method and math.isclose(r["compression"], compression)]
@@ -127,7 +129,7 @@ def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, s
         compressions: Compressions to try (each ``>= 1``), e.g. ``10 ** np.arange(0, 6.25, 0.25)``.
         data: Data for the methods that need it.
         rounds: Rounds for every method; default each method's own (SynFlow 100).
-        seeds: Seeds to repeat the sweep with.
+        seeds: Seeds to repeat the sweep with (whole numbers in ``[0, 2**32 - 1]``).
         scope, policy: As for :func:`tfprune.prune_at_init`.
         verbose: 1 prints a line per (method, seed, compression), 0 is silent.
         **scorer_options: Passed to the scorers.
@@ -135,17 +137,20 @@ def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, s
     Returns:
         A :class:`CollapseSweep`.
 
+    Raises:
+        ValueError: before any model is built, for an empty or repeated method, compression or
+            seed, a compression below 1 or a seed outside ``[0, 2**32 - 1]``.
+
     Example:
         >>> sweep = tfprune.collapse_sweep(lambda: tfprune.models.vgg(16), ["magnitude", "synflow"],
         ...                                10 ** np.arange(1, 6.5, 0.5))
         >>> sweep.critical, sweep.plot("collapse.png")
     """
-    for c in compressions:
-        masks_lib.resolve_density(compression=c)
+    methods, compressions, seeds = check_grid(methods, compressions, seeds)
     rows, layer_names, max_compression = [], None, None
     for method in methods:
         for seed in seeds:
-            for compression in sorted(compressions):
+            for compression in compressions:
                 keras.utils.set_random_seed(seed)
                 model = model_fn()
                 if layer_names is None:

@@ -14,15 +14,16 @@
 For MNIST, Fashion-MNIST and CIFAR-10, sources are tried in this order:
 
 1. A folder of ``.npz`` files: the ``data_dir`` argument, else the environment variable
-   ``TFPRUNE_DATA_DIR``. It may hold ``mnist.npz`` / ``fashion_mnist.npz`` (keys ``x_train``,
+   ``TFPRUNE_DATA_DIR``; a folder that does not exist is an error (nothing is created). It may
+   hold ``mnist.npz`` / ``fashion_mnist.npz`` (keys ``x_train``,
    ``y_train``, ``x_test``, ``y_test``; uint8 images (N, 28, 28)) and, for CIFAR-10, either
    ``cifar10_jpeg_full.npz`` (JPEG streams ``jpeg_<split>`` with offsets ``off_<split>`` and
    labels ``y_<split>``; tried first) or ``cifar10.npz`` (``x_train`` (N, 32, 32, 3) etc.).
    The JPEG file is sorted by class, so after decoding each split is put in the fixed order
    ``numpy.random.default_rng(0).permutation(N)``; the other files keep their own order.
    Files read are cached in memory per (path, split) for the life of the process.
-2. ``tensorflow_datasets``, with the same folder (or its default one) as its ``data_dir``;
-   it downloads the data when ``download=True``.
+2. ``tensorflow_datasets`` (the ``[datasets]`` extra), with the same folder (or its default one)
+   as its ``data_dir``; it downloads the data when ``download=True``.
 3. Otherwise :class:`DataUnavailableError` says what was tried and how to provide the data.
 """
 
@@ -30,11 +31,15 @@ from __future__ import annotations
 
 import functools
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from tfprune._optional import require
+
 __all__ = [
+    "DataFileError",
     "DataUnavailableError",
     "ENV_VAR",
     "NAMES",
@@ -70,6 +75,11 @@ _ORDER_SEED = 0
 
 class DataUnavailableError(RuntimeError):
     """No source (data folder, ``tensorflow_datasets``) could provide the data set."""
+
+
+class DataFileError(ValueError):
+    """The data read is not what was expected (an unreadable or malformed ``.npz`` file, images of
+    the wrong shape, fewer labels than images); the message names the file or source."""
 
 
 def _check_name(name: str) -> None:
@@ -128,8 +138,8 @@ def load(
         name: one of ``NAMES``: ``"digits"`` (embedded), ``"mnist"``, ``"fashion_mnist"``,
             ``"cifar10"``.
         split: ``"train"`` or ``"test"``.
-        data_dir: folder of ``.npz`` files (see the module docstring); defaults to the
-            environment variable ``TFPRUNE_DATA_DIR``. Also passed to ``tensorflow_datasets``
+        data_dir: an existing folder of ``.npz`` files (see the module docstring); defaults to
+            the environment variable ``TFPRUNE_DATA_DIR``. Also passed to ``tensorflow_datasets``
             as its ``data_dir``. Ignored for ``"digits"``.
         as_dataset: return a ``tf.data.Dataset`` of ``(x, y)`` batches instead of arrays.
         batch_size: batch size of the dataset (``as_dataset=True`` only).
@@ -144,6 +154,8 @@ def load(
 
     Raises:
         ValueError: unknown name or split.
+        FileNotFoundError: ``data_dir`` (or ``TFPRUNE_DATA_DIR``) is not an existing folder.
+        DataFileError: a data file is unreadable or lacks the expected keys.
         DataUnavailableError: no source had the data.
 
     Example:
@@ -157,13 +169,16 @@ def load(
         raise ValueError(f"Unknown split {split!r}; valid splits: {', '.join(SPLITS)}.")
     shape, _, max_value = _SPECS[name]
     if name == "digits":
-        images, labels = _digits(split)
+        (images, labels), source = _digits(split), _DIGITS_FILE
     else:
-        images, labels = _load_external(name, split, data_dir, download)
+        images, labels, source = _load_external(name, split, data_dir, download)
     if images.ndim == 3 and shape[-1] == 1:
         images = images[..., None]
     if images.shape[1:] != shape:
-        raise ValueError(f"{name} images have shape {images.shape[1:]}, expected {shape}.")
+        raise DataFileError(f"{name} images from {source} have shape {images.shape[1:]}, expected {shape}.")
+    if len(images) != len(labels.reshape(-1)):
+        raise DataFileError(f"{name} ({split!r}) from {source} has {len(images)} images but "
+                            f"{len(labels.reshape(-1))} labels; expected one label per image.")
     x = images.astype(np.float32) / np.float32(max_value)
     y = labels.reshape(-1).astype(np.int64)
     if not as_dataset:
@@ -184,10 +199,20 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_external(name: str, split: str, data_dir, download: bool):
-    """Try the data folder, then ``tensorflow_datasets``; raise DataUnavailableError."""
+    """Try the data folder, then ``tensorflow_datasets``; return ``(images, labels, source)``.
+
+    Raises FileNotFoundError for a data folder that does not exist (before anything else, so
+    ``tensorflow_datasets`` never creates it), DataUnavailableError when no source has the data.
+    """
+    given = "data_dir" if data_dir is not None else ENV_VAR
     if data_dir is None:
         data_dir = os.environ.get(ENV_VAR) or None
     folder = Path(data_dir).expanduser() if data_dir is not None else None
+    if folder is not None and not folder.is_dir():
+        raise FileNotFoundError(
+            f"{given} {str(data_dir)!r} is not an existing folder; create it and put {_NPZ_FILES[name][0]} "
+            f"in it, or leave {given} unset to use tensorflow_datasets' default folder."
+        )
     tried = []
     if folder is None:
         tried.append(f"no data folder (data_dir not given, {ENV_VAR} not set)")
@@ -195,10 +220,10 @@ def _load_external(name: str, split: str, data_dir, download: bool):
         paths = [folder / file for file in _NPZ_FILES[name]]
         for path in paths:
             if path.is_file():
-                return _load_npz(str(path.resolve()), split)
+                return (*_load_npz(str(path.resolve()), split), path)
         tried.append(f"data folder {folder}: none of {', '.join(map(str, paths))} exists")
     try:
-        return _load_tfds(name, split, folder, download)
+        return (*_load_tfds(name, split, folder, download), "tensorflow_datasets")
     except Exception as error:  # any failure here means "tfds cannot provide it"
         reason = (str(error).strip().splitlines() or [""])[0]
         tried.append(
@@ -211,12 +236,13 @@ def _load_external(name: str, split: str, data_dir, download: bool):
         + f"To provide it, set {ENV_VAR} or pass data_dir= to a folder holding {name}.npz "
         "(keys x_train, y_train, x_test, y_test; uint8 images)"
         + (" or cifar10_jpeg_full.npz" if name == "cifar10" else "")
-        + ", or let tensorflow_datasets download it (download=True, needs internet)."
+        + ", or let tensorflow_datasets download it (download=True, needs internet and "
+        'pip install "tfprune[datasets]").'
     )
 
 
 def _load_tfds(name: str, split: str, folder: Path | None, download: bool):
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", f"tfprune.data.load({name!r}) without a data file")
 
     data = tfds.load(
         name,
@@ -229,21 +255,45 @@ def _load_tfds(name: str, split: str, folder: Path | None, download: bool):
     return tfds.as_numpy(data)
 
 
+def _npz_keys(path: str, split: str) -> tuple[str, ...]:
+    """The keys one split needs in a data file: JPEG streams for ``*_jpeg_full.npz``, else arrays."""
+    if path.endswith("_jpeg_full.npz"):
+        return f"jpeg_{split}", f"off_{split}", f"y_{split}"
+    return f"x_{split}", f"y_{split}"
+
+
 @functools.lru_cache(maxsize=None)
 def _load_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Read (uint8 images, labels) of one split of an .npz file, cached per (path, split).
 
     JPEG files (keys ``jpeg_<split>``, ``off_<split>``) are decoded and put in the order
-    ``default_rng(0).permutation(N)``. The returned arrays are read-only.
+    ``default_rng(0).permutation(N)``. The returned arrays are read-only. A file that is not an
+    ``.npz`` archive, is cut short or lacks a key raises DataFileError naming it and the keys.
     """
-    with np.load(path) as f:
-        if f"jpeg_{split}" in f.files:
-            images = _decode_jpegs(f[f"jpeg_{split}"], f[f"off_{split}"])
-            labels = f[f"y_{split}"]
-            order = np.random.default_rng(_ORDER_SEED).permutation(len(labels))
-            images, labels = images[order], labels[order]
-        else:
-            images, labels = f[f"x_{split}"], f[f"y_{split}"]
+    keys = _npz_keys(path, split)
+    expected = f"an .npz archive with keys {', '.join(keys)} for the {split!r} split"
+    if not zipfile.is_zipfile(path):
+        raise DataFileError(f"{path} is not an .npz (zip) archive: it is cut short or in another format; "
+                            f"expected {expected}.")
+    try:
+        with np.load(path) as archive:
+            missing = [key for key in keys if key not in archive.files]
+            arrays = [] if missing else [archive[key] for key in keys]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        raise DataFileError(f"{path} could not be read ({type(error).__name__}: {error}); "
+                            f"expected {expected}.") from error
+    if missing:
+        raise DataFileError(f"{path} lacks {', '.join(missing)} (it has {', '.join(archive.files) or 'no keys'}); "
+                            f"expected {expected}.")
+    not_arrays = [key for key, value in zip(keys, arrays) if not isinstance(value, np.ndarray)]
+    if not_arrays:
+        raise DataFileError(f"{path}: {', '.join(not_arrays)} is not a NumPy array; expected {expected}.")
+    if len(keys) == 3:
+        labels = arrays[2]
+        order = np.random.default_rng(_ORDER_SEED).permutation(len(labels))
+        images, labels = _decode_jpegs(arrays[0], arrays[1])[order], labels[order]
+    else:
+        images, labels = arrays
     images.flags.writeable = False
     labels.flags.writeable = False
     return images, labels

@@ -23,6 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune import datachecks
+from tfprune.files import check_output_path, replacing
 from tfprune.targets import is_wrapped
 
 __all__ = ["ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
@@ -155,7 +157,8 @@ def tflite(model, path, *, sparse=True, block=None, quantize=None, check_data=No
     The model is converted twice (with and without ``EXPERIMENTAL_SPARSITY``, for the size
     comparison). The sparse file is read back to list its sparse tensors and ops, then run in the
     TFLite interpreter on ``check_data`` and compared with the Keras model. Only when every check
-    passes is the file moved to ``path``; on any error nothing is left there.
+    passes is the file moved to ``path`` (with the mode of the file it replaces, or that of a new
+    file under the umask); on any error nothing is left there.
 
     Args:
         model: A plain Keras 3 model (e.g. from :func:`tfprune.strip`) or a tf_keras model (e.g.
@@ -185,8 +188,11 @@ def tflite(model, path, *, sparse=True, block=None, quantize=None, check_data=No
         A :class:`TFLiteReport`.
 
     Raises:
-        ValueError: for a model still holding MaskedLayer or PruneLowMagnitude wrappers, a bad
-            ``quantize``, ``block`` or ``check_data``, or Dense weights not stored in ``block``.
+        FileNotFoundError: if the folder of ``path`` does not exist (checked before converting).
+        IsADirectoryError: if ``path`` is a folder.
+        ValueError: for a model still holding MaskedLayer or PruneLowMagnitude wrappers, a model
+            with a NaN or infinite weight (named), a bad ``quantize``, ``block`` or ``check_data``
+            (NaN or infinite values included), or Dense weights not stored in ``block``.
         TypeError: if ``model`` is neither a Keras 3 nor a tf_keras model.
         ExportMismatchError: if the outputs differ by more than ``tolerance``.
         RuntimeError: if the interpreter cannot run the file.
@@ -196,7 +202,9 @@ def tflite(model, path, *, sparse=True, block=None, quantize=None, check_data=No
         ...                                check_data=x_test[:256])
         >>> print(report)
     """
+    path = check_output_path(path)
     kind = _check_model(model)
+    datachecks.check_weights(model)  # a NaN weight named, not reported as "max diff = nan"
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
     if block is not None:
@@ -214,10 +222,8 @@ def tflite(model, path, *, sparse=True, block=None, quantize=None, check_data=No
     if block is not None:
         _check_blocks(parsed, block)
 
-    path = os.fspath(path)
-    handle, temporary = tempfile.mkstemp(suffix=".tflite.tmp", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(handle, "wb") as f:
+    with replacing(path) as temporary:
+        with open(temporary, "wb") as f:
             f.write(content)
         expected = _keras_outputs(model, inputs)
         actual = _tflite_outputs(temporary, inputs, runtime, use_xnnpack, sparse_tensors, quantize)
@@ -232,10 +238,6 @@ def tflite(model, path, *, sparse=True, block=None, quantize=None, check_data=No
                 f"{'on' if use_xnnpack else 'off'}); nothing written to {path}"
                 + _hints(sparse_tensors, quantize, use_xnnpack),
                 diff, tolerance)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return TFLiteReport(path, len(content), dense_bytes, sparse_tensors, ops, "DENSIFY" in ops,
                         diff, tolerance, len(inputs[0]), runtime, use_xnnpack, quantize, block)
 
@@ -291,6 +293,10 @@ def _check_inputs(model, check_data):
     if len({len(x) for x in inputs}) != 1 or len(inputs[0]) == 0:
         raise ValueError("check_data arrays need the same, non-zero number of examples, got "
                          f"{[len(x) for x in inputs]}")
+    bad = [i for i, x in enumerate(inputs) if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all()]
+    if bad:
+        raise ValueError(f"check_data array(s) {bad} hold NaN or infinite values: the outputs cannot be compared on "
+                         "them; pass finite inputs")
     return inputs
 
 

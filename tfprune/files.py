@@ -1,31 +1,126 @@
-"""Writing output files all at once: a failed write never leaves a partial or broken file."""
+"""Writing output files all at once: a failed write never leaves a partial or broken file.
+
+Every file is first written to a hidden temporary file beside it, named
+``.tfprune-<pid>-<random>-<name>``, and moved onto its path only once complete. The result has
+the mode a plain ``open()`` would give it under the current umask, or, when it replaces a file,
+that file's mode. A process killed during a write (SIGKILL, power loss) cannot remove its
+temporary file; the next write into the same folder removes every such file whose process is no
+longer running here and that is older than the writing process.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
+import time
 
-__all__ = ["replacing"]
+__all__ = ["check_output_path", "replacing", "replacing_text"]
+
+TEMPORARY_PREFIX = ".tfprune-"
+_STARTED = time.time()  # when this process imported tfprune: older temporary files are not its own
+
+
+def check_output_path(path, argument="path"):
+    """Checks that a file can be written at ``path``, before any work is done for it.
+
+    Args:
+        path: The file to write.
+        argument: How to name ``path`` in the error, e.g. ``"--out"``.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        FileNotFoundError: if its folder does not exist.
+        IsADirectoryError: if ``path`` is a folder.
+        PermissionError: if its folder is not writable.
+
+    Example:
+        >>> check_output_path("runs/model.keras", "--out")
+        'runs/model.keras'
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"the folder of {argument} {path!r} does not exist: create {folder!r} first")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{argument} {path!r} is a folder: give a file name inside it")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write {argument} {path!r}: the folder {folder!r} is not writable")
+    return path
 
 
 @contextlib.contextmanager
 def replacing(path):
-    """Yields a temporary path beside ``path`` (same suffix); moves it onto ``path`` if the block
-    succeeds, removes it if the block raises. An existing file at ``path`` is kept until then.
+    """Yields a temporary path beside ``path`` (ending in its name); moves it onto ``path`` if the
+    block succeeds, removes it if the block raises. An existing file at ``path`` is kept until then.
+
+    The file gets the mode of the file it replaces, or else that of a new file under the umask.
+
+    Args:
+        path: The file to write.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, PermissionError: as :func:`check_output_path`,
+            before the block runs.
 
     Example:
         >>> with replacing("model.keras") as tmp:
         ...     model.save(tmp)
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"the folder of {path!r} does not exist: create {folder!r} first")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tfprune-", suffix=os.path.basename(path))
-    os.close(fd)
+    path = check_output_path(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    _remove_stale_temporaries(folder)
+    tmp = os.path.join(folder, f"{TEMPORARY_PREFIX}{os.getpid()}-{secrets.token_hex(8)}-{name}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as for open()
+    mode = stat.S_IMODE(os.stat(path if os.path.isfile(path) else tmp).st_mode)
     try:
         yield tmp
+        os.chmod(tmp, mode)  # the writer may have made a new file at tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def replacing_text(path, newline=None):
+    """Yields a text file open for writing that replaces ``path`` once closed without error.
+
+    Example:
+        >>> with replacing_text("table.md") as f:
+        ...     f.write(table)
+    """
+    with replacing(path) as tmp, open(tmp, "w", newline=newline) as f:
+        yield f
+
+
+def _remove_stale_temporaries(folder):
+    """Removes the temporary files in ``folder`` left by writers that were killed."""
+    for entry in os.scandir(folder):
+        if not (entry.name.startswith(TEMPORARY_PREFIX) and entry.is_file(follow_symlinks=False)):
+            continue
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            if entry.stat(follow_symlinks=False).st_mtime < _STARTED and not _running(_writer(entry.name)):
+                os.remove(entry.path)
+
+
+def _writer(name):
+    """The process id in a temporary file's name, or ``None`` (older tfprune versions wrote none)."""
+    pid = name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _running(pid):
+    """Whether process ``pid`` runs on this machine (``False`` for ``None``)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True

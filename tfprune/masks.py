@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 SCOPES = ("global", "local")
+MAX_COMPRESSION = 1e15  # from about 1.8e16 on, 1 - 1/compression is 1.0 in float64
 ALLOCATIONS = ("uniform", "erk")
 
 
@@ -52,7 +53,8 @@ def resolve_density(sparsity=None, compression=None):
         The density (kept fraction) as a float in (0, 1].
 
     Raises:
-        ValueError: if both or neither are given, or the value is out of range.
+        ValueError: if both or neither are given, or the value is out of range (naming the one
+            given); a compression above ``MAX_COMPRESSION`` (1e15) is out of range.
 
     Example:
         >>> resolve_density(sparsity=0.9)
@@ -75,6 +77,12 @@ def resolve_density(sparsity=None, compression=None):
     c = float(compression)
     if not c >= 1.0 or math.isinf(c):
         raise ValueError(f"compression must be a finite number >= 1, got {compression}")
+    if c > MAX_COMPRESSION:
+        raise ValueError(
+            f"compression must be at most {MAX_COMPRESSION:.0e}, got {compression}: beyond that the sparsity "
+            "1 - 1/compression rounds to 1.0 in floating point (and a network keeps no weight at all once "
+            "compression exceeds twice its number of prunable weights)"
+        )
     return 1.0 / c
 
 

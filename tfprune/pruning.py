@@ -41,7 +41,9 @@ def prune_at_init(
     Each of ``rounds`` rounds scores the network as currently masked and keeps the density the
     schedule gives for that round (round t of T keeps ``d^((t+1)/T)`` with the exponential
     schedule); the last round ends at the asked density exactly. Unless the criterion may revive
-    weights (FORCE), weights pruned in one round stay pruned.
+    weights (FORCE), weights pruned in one round stay pruned. On a wrapped model the rounds start
+    at its current density ``d0`` (round t keeps ``d0·(d/d0)^((t+1)/T)``), so pruning continues
+    from its masks: a model at sparsity 0.9 goes on to 0.99 over the rounds.
 
     Args:
         model: A built Keras 3 model, plain or already wrapped (then pruning continues from its
@@ -57,7 +59,9 @@ def prune_at_init(
         schedule: ``"exponential"`` or ``"linear"`` density schedule over the rounds, or a round
             schedule object (:class:`tfprune.schedules.Exponential`, :class:`~tfprune.schedules.Linear`),
             which sets the final sparsity and the rounds itself: then leave out ``sparsity``,
-            ``compression`` and ``rounds``.
+            ``compression`` and ``rounds``. Either starts at the model's current sparsity
+            (:meth:`tfprune.schedules.RoundSchedule.starting_at`; with ``scope="local"``, that of
+            its sparsest tensor).
         policy: Which layers to prune (see :func:`tfprune.prunable_weights`); plain models only.
         seed: Seed passed to scorers that take one (``"random"``): same seed, same masks.
         verbose: 1 shows a progress bar over the rounds (when there are several), 0 is silent.
@@ -82,9 +86,11 @@ def prune_at_init(
         the model is restored and the error is raised.
 
     Raises:
-        ValueError: on a bad amount, scope, schedule, pattern or method name, missing data, a
-            model without prunable weights, a pattern whose fixed density the amount or the
-            rounds contradict, or scores that are NaN or infinite (naming the weight).
+        ValueError: on a bad amount, scope, schedule, pattern or method name, missing data or
+            data that does not fit the model (:mod:`tfprune.datachecks`), a model without prunable
+            weights, a pattern whose fixed density the amount or the rounds contradict, an amount
+            that keeps more weights than the masks of a wrapped model keep now, a weight that is
+            NaN or infinite (naming it), or scores that are NaN or infinite (naming the weight).
         CollapseError: with ``on_collapse="raise"``, naming the emptied tensors.
 
     Example:
@@ -108,6 +114,11 @@ def prune_at_init(
     variables = list(model.weights)
     before = [v.numpy() for v in variables]
     was_wrapped = is_wrapped(model)
+    masks = get_masks(model) if was_wrapped else None  # a plain model is wrapped with all masks ones
+    if masks and scorer.keeps_pruned and scope == "global" and isinstance(chosen_pattern, patterns.Unstructured):
+        _check_can_continue(model, masks, round_schedule.final_sparsity,
+                            _amount(sparsity, compression, schedule, chosen_pattern))
+    round_schedule = _continued(round_schedule, masks, scope)
     try:
         wrapped = model if was_wrapped else wrap(model, policy, include_bias, include_norm)
         if was_wrapped and (policy is not None or include_bias or include_norm):
@@ -170,6 +181,44 @@ def _round_schedule(schedule, sparsity, compression, rounds, default_rounds, pat
         raise ValueError(f"pattern {pattern} fixes the density at every round, so it prunes in one round: "
                          f"pass rounds=1 (got {schedule.rounds})")
     return schedule
+
+
+def _continued(round_schedule, masks, scope):
+    """``round_schedule`` started at the sparsity of the current ``masks`` (``None``: dense): over
+    all of them (global scope) or of the sparsest tensor (local scope, so that no round asks a
+    tensor for more weights than its mask keeps); at the final sparsity if the masks are already
+    sparser."""
+    if not masks:
+        densities = [1.0]
+    else:
+        densities = [masks_lib.density(masks)] if scope == "global" else masks_lib.densities(masks)
+    return round_schedule.starting_at(min(1.0 - min(densities), round_schedule.final_sparsity))
+
+
+def _check_can_continue(model, masks, final_sparsity, amount):
+    """Raises, before any work, if the current masks keep fewer weights than ``final_sparsity``
+    asks to keep (global scope): pruning continues from them and cannot grow them."""
+    total = sum(np.size(m) for m in masks)
+    kept = sum(int(np.count_nonzero(m)) for m in masks)
+    asked = masks_lib.kept_count(1.0 - final_sparsity, total)
+    if asked > kept:
+        raise ValueError(
+            f"cannot keep {asked} of the {total} prunable weights ({amount}): the masks of model {model.name!r} "
+            f"keep only {kept} (sparsity {1.0 - kept / total:.6g}), and pruning continues from the current "
+            "masks without growing them; to prune to a lower sparsity, start from the unpruned model or reset "
+            "the masks: tfprune.apply_masks(model, [np.ones(t.shape) for t in tfprune.prunable_weights(model)])"
+        )
+
+
+def _amount(sparsity, compression, schedule, pattern):
+    """The argument that set the final sparsity, as the user wrote it (for messages)."""
+    if sparsity is not None:
+        return f"sparsity={sparsity!r}"
+    if compression is not None:
+        return f"compression={compression!r}"
+    if isinstance(schedule, schedules.RoundSchedule):
+        return f"schedule={schedule!r}"
+    return f"pattern={str(pattern)!r}"
 
 
 def _check_shapes(round_scores, targets, name):

@@ -30,6 +30,7 @@ __all__ = [
     "RoundSchedule",
     "Exponential",
     "Linear",
+    "DropFraction",
     "SCHEDULES",
     "get",
     "round_densities",
@@ -180,36 +181,58 @@ class RoundSchedule(PruningSchedule):
     """Base of the round schedules of :func:`tfprune.prune_at_init`: step ``t`` is a round index.
 
     ``schedule(t)`` is ``(True, sparsity after round t)`` for ``t = 0 … rounds-1``, the last one
-    ``final_sparsity`` exactly; before round 0 it is ``(False, 0.0)`` and after the last round
-    ``(False, final_sparsity)``. A subclass defines the curve in :meth:`density_after`.
+    ``final_sparsity`` exactly; before round 0 it is ``(False, initial_sparsity)`` and after the
+    last round ``(False, final_sparsity)``. A subclass defines the curve from density 1 in
+    :meth:`density_after`; from an initial density ``d0`` the schedule follows the same curve
+    scaled by ``d0``: round t keeps ``d0 · density_after(d / d0, (t+1)/T)`` (for both curves here,
+    the same fraction, or the same number, of the weights left at the start is removed each round).
 
     Args:
         final_sparsity: Sparsity after the last round, in [0, 1).
         rounds: Number of rounds, an int >= 1.
+        initial_sparsity: Sparsity before round 0, in [0, ``final_sparsity``]; default 0 (dense).
+            :func:`tfprune.prune_at_init` starts the rounds at the model's current sparsity
+            (:meth:`starting_at`).
 
     Raises:
-        ValueError: on a sparsity outside [0, 1) or ``rounds`` not an int >= 1.
+        ValueError: on a sparsity outside [0, 1), ``initial_sparsity > final_sparsity`` or
+            ``rounds`` not an int >= 1.
     """
 
-    def __init__(self, final_sparsity, rounds):
+    def __init__(self, final_sparsity, rounds, initial_sparsity=0.0):
         self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
         self.rounds = _check_int("rounds", rounds, 1)
+        self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
+        if self.initial_sparsity > self.final_sparsity:
+            raise ValueError(f"initial_sparsity ({self.initial_sparsity}) must be <= final_sparsity "
+                             f"({self.final_sparsity}): a round schedule only removes weights")
 
     @staticmethod
     @abc.abstractmethod
     def density_after(final_density, progress):
-        """Density kept once a fraction ``progress`` in (0, 1] of the rounds is done."""
+        """Density kept, starting from density 1, once a fraction ``progress`` in (0, 1] of the rounds is done."""
+
+    def starting_at(self, sparsity):
+        """The same curve, rounds and final sparsity, started at ``sparsity`` (at most the final one).
+
+        Example:
+            >>> Exponential(0.99, rounds=2).starting_at(0.9)(0)  # keeps 0.1 · 0.1 ** (1/2)
+            (True, 0.9683772233983162)
+        """
+        return type(self).from_config({**self.get_config(), "initial_sparsity": sparsity})
 
     def __call__(self, step):
         step = _step(step)
         if step < 0:
-            return False, 0.0
+            return False, self.initial_sparsity
         if step >= self.rounds - 1:
             return step == self.rounds - 1, self.final_sparsity
-        return True, 1.0 - self.density_after(1.0 - self.final_sparsity, (step + 1) / self.rounds)
+        start = 1.0 - self.initial_sparsity
+        return True, 1.0 - start * self.density_after((1.0 - self.final_sparsity) / start, (step + 1) / self.rounds)
 
     def get_config(self):
-        return {"final_sparsity": self.final_sparsity, "rounds": self.rounds}
+        return {"final_sparsity": self.final_sparsity, "rounds": self.rounds,
+                "initial_sparsity": self.initial_sparsity}
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -240,6 +263,67 @@ class Linear(RoundSchedule):
         return 1.0 - (1.0 - final_density) * progress
 
 
+@keras.saving.register_keras_serializable(package="tfprune")
+class DropFraction:
+    """When dynamic sparse training moves connections, and which fraction of the kept ones.
+
+    ``schedule(step)`` returns ``(should_update, fraction)``: updates happen at the steps ``s``
+    with ``0 < s < end_step`` and ``s % frequency == 0`` (step 0 has trained nothing yet; from
+    ``end_step`` on the masks stay fixed). ``decay="cosine"`` is RigL's schedule,
+    ``fraction(s) = initial_fraction · (1 + cos(π·s/end_step)) / 2``; ``"constant"`` keeps
+    ``initial_fraction`` (SET's original choice). Used by :class:`tfprune.callbacks.DynamicSparse`.
+
+    Args:
+        initial_fraction: The fraction at step 0, in (0, 1).
+        end_step: The last step is ``end_step - 1``; an int >= 1.
+        frequency: Update every this many steps, an int >= 1.
+        decay: ``"cosine"`` or ``"constant"``.
+
+    Raises:
+        ValueError: on a fraction outside (0, 1), ``end_step < 1``, ``frequency < 1`` or an
+            unknown decay.
+
+    Example:
+        >>> schedule = DropFraction(0.3, end_step=1000, frequency=100)
+        >>> schedule(100), schedule(150), schedule(500)
+        ((True, 0.29265847744427304), (False, 0.28365097862825517), (True, 0.15))
+    """
+
+    DECAYS = ("cosine", "constant")
+
+    def __init__(self, initial_fraction, end_step, frequency=100, decay="cosine"):
+        number = isinstance(initial_fraction, (int, float, np.integer, np.floating)) and not isinstance(initial_fraction, bool)
+        if not (number and 0 < initial_fraction < 1):
+            raise ValueError(f"drop_fraction must be a number in (0, 1), got {initial_fraction!r}")
+        if decay not in self.DECAYS:
+            raise ValueError(f"drop_schedule must be one of {self.DECAYS}, got {decay!r}")
+        self.initial_fraction = float(initial_fraction)
+        self.end_step = _check_int("end_step", end_step, 1)
+        self.frequency = _check_int("update_frequency", frequency, 1)
+        self.decay = decay
+
+    def __call__(self, step):
+        step = _step(step)
+        due = 0 < step < self.end_step and step % self.frequency == 0
+        if self.decay == "constant":
+            return due, self.initial_fraction
+        progress = min(step, self.end_step) / self.end_step
+        return due, self.initial_fraction * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
+
+    def get_config(self):
+        """The constructor's arguments."""
+        return {"initial_fraction": self.initial_fraction, "end_step": self.end_step,
+                "frequency": self.frequency, "decay": self.decay}
+
+    @classmethod
+    def from_config(cls, config):
+        """``cls(**config)``: the inverse of :meth:`get_config`."""
+        return cls(**config)
+
+    def __repr__(self):
+        return "DropFraction(" + ", ".join(f"{k}={v!r}" for k, v in self.get_config().items()) + ")"
+
+
 _ROUND_SCHEDULES = {"exponential": Exponential, "linear": Linear}
 SCHEDULES = tuple(_ROUND_SCHEDULES)
 _BY_NAME = {"polynomial_decay": PolynomialDecay, "constant_sparsity": ConstantSparsity, **_ROUND_SCHEDULES}
@@ -264,7 +348,7 @@ def get(identifier, **arguments):
 
     Example:
         >>> get("exponential", final_sparsity=0.99, rounds=2)
-        Exponential(final_sparsity=0.99, rounds=2)
+        Exponential(final_sparsity=0.99, rounds=2, initial_sparsity=0.0)
     """
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier](**arguments)

@@ -19,8 +19,10 @@ import keras
 import numpy as np
 
 from tfprune import masks as masks_lib
-from tfprune import scores, training
-from tfprune.files import replacing
+from tfprune import datachecks, scores, training
+from tfprune._optional import require
+from tfprune.files import replacing_text
+from tfprune.grid import check_grid
 from tfprune.pruning import prune_at_init
 from tfprune.targets import is_wrapped, prunable_weights
 from tfprune.wrapping import get_masks
@@ -32,12 +34,6 @@ COLUMNS = ("method", "seed", "compression", "log10_compression", "sparsity", "ke
 _INTEGER = {"seed", "kept", "total", "collapsed"}
 _TEXT = {"method"}
 DENSE = "dense"
-
-
-def _atomic_write(path, write):
-    """Calls ``write(file)`` on a file that replaces ``path`` only once it is complete."""
-    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
-        write(f)
 
 
 def _key(method, compression, seed):
@@ -55,24 +51,28 @@ class AccuracySweep:
 
     def to_csv(self, path):
         """Writes the rows to ``path`` (atomically: a failed write leaves the old file)."""
-        def write(f):
+        with replacing_text(path, newline="") as f:
             writer = csv.DictWriter(f, COLUMNS)
             writer.writeheader()
             writer.writerows({c: row[c] for c in COLUMNS} for row in self.rows)
 
-        _atomic_write(path, write)
-
     @classmethod
     def from_csv(cls, path):
-        """Reads a CSV written by :meth:`to_csv`."""
+        """Reads a CSV written by :meth:`to_csv`.
+
+        Raises:
+            ValueError: naming the file and line of a row that is cut short, too long, or holds
+                a value that is not a number where one belongs.
+
+        Example:
+            >>> AccuracySweep.from_csv("runs/sweep.csv").table()
+        """
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
             if tuple(reader.fieldnames or ()) != COLUMNS:
                 raise ValueError(f"{path} is not an accuracy-sweep CSV: its columns are {reader.fieldnames}, "
                                  f"expected {list(COLUMNS)}")
-            rows = [{c: (v if c in _TEXT else int(v) if c in _INTEGER else float(v)) for c, v in row.items()}
-                    for row in reader]
-        return cls(rows)
+            return cls([_parse_row(row, path, reader.line_num) for row in reader])
 
     def methods(self):
         """Method names in the order they first appear, without ``"dense"``."""
@@ -107,9 +107,7 @@ class AccuracySweep:
     def plot(self, path, title=None):
         """Saves a PNG of test accuracy against compression, one line per method (mean over
         seeds, shaded min–max), the dense accuracy dashed (SynFlow paper Fig. 6 style)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
+        require("matplotlib", "AccuracySweep.plot").use("Agg")
         import matplotlib.pyplot as plt
 
         summary = self.summary()
@@ -128,6 +126,21 @@ class AccuracySweep:
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)
+
+
+def _parse_row(row, path, line):
+    """One CSV row as typed values; a clear error for a row cut short or holding a bad value."""
+    if None in row or None in row.values():  # csv.DictReader's marks of too many and too few values
+        raise ValueError(f"{path}, line {line}: not {len(COLUMNS)} comma-separated values (a row cut short, e.g. by "
+                         "an interrupted copy): delete that line, and a resumed sweep trains that network again")
+    parsed = {}
+    for column, value in row.items():
+        try:
+            parsed[column] = value if column in _TEXT else int(value) if column in _INTEGER else float(value)
+        except ValueError:
+            raise ValueError(f"{path}, line {line}: column {column!r} holds {value!r}, not a number: delete that "
+                             "line, and a resumed sweep trains that network again") from None
+    return parsed
 
 
 def _cell(values):
@@ -154,7 +167,11 @@ def _check_resumable(csv_path, config):
         raise ValueError(f"{csv_path} exists but {config_path} (the configuration it was made with) does not: "
                          "move it away or choose another output")
     with open(config_path) as f:
-        old = json.load(f)
+        try:
+            old = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{config_path} (the configuration of {csv_path}) is not valid JSON: {error}: "
+                             "move both away or choose another output") from None
     if old != config:
         changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
         raise ValueError(f"{csv_path} was made with a different configuration ({', '.join(changed)} differ): "
@@ -175,7 +192,8 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
         methods: Scorer names (see :func:`tfprune.scores.available`).
         compressions: Compressions (each ``>= 1``), e.g. ``10 ** np.arange(0.5, 3.25, 0.5)``.
         recipe: The :class:`tfprune.training.Recipe` every network is trained with.
-        seeds: Seeds of the initial weights, the scoring sample and the random scores.
+        seeds: Seeds of the initial weights, the scoring sample and the random scores (whole
+            numbers in ``[0, 2**32 - 1]``).
         samples: Training examples the data-driven scorers see (a random subset per seed); default
             the scorers' own default (10 per class).
         rounds: Pruning rounds for every method; default each method's own.
@@ -185,7 +203,8 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
         include_dense: Also train the unpruned network of each seed (method ``"dense"``).
         csv_path: Write the results here after each network, with the configuration in
             ``<csv_path>.json``; if the file exists with the same configuration, its finished
-            networks are kept and not trained again (the sweep resumes).
+            networks are kept and not trained again (the sweep resumes). A sweep that fails
+            before its first network is finished removes the files it created.
         describe: Extra JSON-serialisable entries of the configuration (e.g. model and data names).
         verbose: 1 prints one line per network as it finishes, 0 is silent.
         **scorer_options: Passed to the scorers.
@@ -193,52 +212,74 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
     Returns:
         An :class:`AccuracySweep`.
 
+    Raises:
+        ValueError: before any network is trained, for an empty or repeated method, compression or
+            seed, a compression below 1, a seed outside ``[0, 2**32 - 1]``, ``samples`` below 1,
+            ``train`` or ``test`` that do not fit the model (:func:`tfprune.datachecks.check_arrays`),
+            or a ``csv_path`` made with another configuration or not readable (naming the file and line).
+
     Example:
         >>> sweep = accuracy_sweep(lambda: tfprune.models.lenet_300_100(), train, test,
         ...                        ["random", "snip", "synflow"], [10, 100], recipe=Recipe(epochs=2))
         >>> sweep.plot("sweep.png")
     """
-    methods = [scores.get(m).name for m in methods]
-    compressions = sorted(float(c) for c in compressions)
-    for c in compressions:
-        masks_lib.resolve_density(compression=c)
-    seeds = [int(s) for s in seeds]
+    methods, compressions, seeds = check_grid([scores.get(m).name for m in methods], compressions, seeds)
+    if samples is not None and (int(samples) != samples or samples < 1):
+        raise ValueError(f"samples must be a whole number >= 1 or None (the scorers' default), got {samples!r}")
+    model = model_fn()
+    datachecks.check_arrays(model, train, name="train")
+    datachecks.check_arrays(model, test, name="test")
     config = dict(recipe=dataclasses.asdict(recipe), methods=methods, samples=samples, rounds=rounds,
                   scope=scope, include_bias=include_bias, train_examples=len(train[0]), test_examples=len(test[0]),
                   scorer_options={k: repr(v) for k, v in sorted(scorer_options.items())}, **(describe or {}))
     config = json.loads(json.dumps(config))  # as it reads back from the file (tuples become lists)
     rows = _check_resumable(csv_path, config) if csv_path else []
+    new_files = bool(csv_path) and not any(os.path.exists(p) for p in (csv_path, csv_path + ".json"))
     if csv_path:
-        _atomic_write(csv_path + ".json", lambda f: json.dump(config, f, indent=1, sort_keys=True))
+        with replacing_text(csv_path + ".json") as f:
+            json.dump(config, f, indent=1, sort_keys=True)
     done = {_key(r["method"], r["compression"], r["seed"]) for r in rows}
     cells = [(DENSE, 1.0, s) for s in seeds if include_dense]
     cells += [(m, c, s) for s in seeds for c in compressions for m in methods]
     todo = [cell for cell in cells if _key(*cell) not in done]
     if verbose and len(todo) < len(cells):
         print(f"resuming: {len(cells) - len(todo)} of {len(cells)} networks already in {csv_path}", flush=True)
-    for number, (method, compression, seed) in enumerate(todo, 1):
-        keras.utils.set_random_seed(seed)
-        model = model_fn()
-        start = time.perf_counter()
-        if method != DENSE:
-            model = prune_at_init(model, method, compression=compression, scope=scope, rounds=rounds, seed=seed,
-                                  data=_scoring_subset(train, samples, seed), include_bias=include_bias, verbose=0,
-                                  on_collapse="ignore", **scorer_options)
-        prune_seconds = time.perf_counter() - start
-        kept, total, collapsed = kept_weights(model, include_bias)
-        _, train_seconds = training.fit(model, train, recipe)
-        accuracy, loss = training.evaluate(model, test)
-        row = dict(method=method, seed=seed, compression=compression, log10_compression=math.log10(compression),
-                   sparsity=1 - kept / total, kept=kept, total=total, collapsed=collapsed, test_accuracy=accuracy,
-                   test_loss=loss, prune_seconds=prune_seconds, train_seconds=train_seconds)
-        rows.append(row)
-        if csv_path:
-            AccuracySweep(rows).to_csv(csv_path)
-        if verbose:
-            print(f"[{number}/{len(todo)}] {method} 10^{row['log10_compression']:.2f} seed {seed}: "
-                  f"test accuracy {accuracy:.4f}, {collapsed} layers collapsed "
-                  f"(prune {prune_seconds:.1f} s, train {train_seconds:.1f} s)", flush=True)
+    try:
+        for number, (method, compression, seed) in enumerate(todo, 1):
+            row = _run_network(model_fn, method, compression, seed, train, test, recipe, samples, rounds, scope,
+                               include_bias, scorer_options)
+            rows.append(row)
+            if csv_path:
+                AccuracySweep(rows).to_csv(csv_path)
+                new_files = False  # a finished network: keep the files, a rerun resumes from them
+            if verbose:
+                print(f"[{number}/{len(todo)}] {method} 10^{row['log10_compression']:.2f} seed {seed}: "
+                      f"test accuracy {row['test_accuracy']:.4f}, {row['collapsed']} layers collapsed "
+                      f"(prune {row['prune_seconds']:.1f} s, train {row['train_seconds']:.1f} s)", flush=True)
+    except BaseException:
+        if new_files:  # failed before its first network: leave nothing behind
+            os.remove(csv_path + ".json")
+        raise
     return AccuracySweep(rows)
+
+
+def _run_network(model_fn, method, compression, seed, train, test, recipe, samples, rounds, scope, include_bias,
+                 scorer_options):
+    """Builds, prunes, trains and tests one network; returns its row."""
+    keras.utils.set_random_seed(seed)
+    model = model_fn()
+    start = time.perf_counter()
+    if method != DENSE:
+        model = prune_at_init(model, method, compression=compression, scope=scope, rounds=rounds, seed=seed,
+                              data=_scoring_subset(train, samples, seed), include_bias=include_bias, verbose=0,
+                              on_collapse="ignore", **scorer_options)
+    prune_seconds = time.perf_counter() - start
+    kept, total, collapsed = kept_weights(model, include_bias)
+    _, train_seconds = training.fit(model, train, recipe)
+    accuracy, loss = training.evaluate(model, test)
+    return dict(method=method, seed=seed, compression=compression, log10_compression=math.log10(compression),
+                sparsity=1 - kept / total, kept=kept, total=total, collapsed=collapsed, test_accuracy=accuracy,
+                test_loss=loss, prune_seconds=prune_seconds, train_seconds=train_seconds)
 
 
 def kept_weights(model, include_bias=False):

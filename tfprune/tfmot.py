@@ -12,7 +12,9 @@ stateless execution, which tf_keras lacks). Masks are mapped back by layer and w
 is checked to compute the same outputs as the tf_keras model before it is used.
 
 Importing this module imports TF-MOT, which sets ``TF_USE_LEGACY_KERAS=1`` (TensorFlow's Keras alias then means
-tf_keras if it was not used before): ``import tfprune`` never imports it.
+tf_keras if it was not used before): ``import tfprune`` never imports it. TF-MOT and tf_keras come
+with the ``[tfmot]`` extra (``pip install "tfprune[tfmot]"``); without them importing this module
+raises :class:`tfprune._optional.MissingExtraError` naming it.
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ import inspect
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_model_optimization as tfmot
-import tf_keras
 
 from tfprune import masks as masks_lib
+from tfprune._optional import require
 from tfprune.policies import OnlyLayers
 from tfprune.pruning import prune_at_init as keras3_prune_at_init
 from tfprune.scores import get as get_scorer
 from tfprune.targets import prunable_weights
 from tfprune.wrapping import apply_masks, get_masks, wrap
+
+tfmot = require("tensorflow_model_optimization", "tfprune.tfmot")
+tf_keras = require("tf_keras", "tfprune.tfmot")
 
 __all__ = ["FixedMasks", "LayerPolicy", "Rescore", "prune_at_init", "keras3_twin", "masks_of"]
 

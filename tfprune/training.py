@@ -13,6 +13,8 @@ import time
 import keras
 import numpy as np
 
+from tfprune import datachecks
+
 __all__ = ["Recipe", "compile_model", "fit", "evaluate"]
 
 _OPTIMIZERS = ("sgd", "adam")
@@ -100,10 +102,16 @@ def fit(model, train, recipe, *, steps=None, seed=0, validation=None, callbacks=
     Returns:
         ``(history, seconds)``: the Keras ``History`` and the wall time of the training.
 
+    Raises:
+        ValueError: for ``train`` or ``validation`` that do not fit the model (checked before
+            training: :func:`tfprune.datachecks.check_arrays`), or bad ``steps``.
+
     Example:
         >>> history, seconds = fit(model, (x, y), Recipe(epochs=2))
     """
-    x, y = train
+    x, y = datachecks.check_arrays(model, train, name="train")
+    if validation is not None:
+        datachecks.check_arrays(model, validation, name="validation")
     epochs = recipe.epochs
     if steps is not None:
         if int(steps) != steps or steps < 1:
@@ -122,11 +130,19 @@ def fit(model, train, recipe, *, steps=None, seed=0, validation=None, callbacks=
 def evaluate(model, data, batch_size=1000):
     """Accuracy and mean cross-entropy of a logits classifier on ``(x, y)``.
 
+    The model is called eagerly batch by batch: ``model.predict`` would trace a new
+    ``tf.function`` for every model, which a sweep evaluating many models makes TensorFlow warn
+    about ("triggered tf.function retracing").
+
     Returns:
         ``(accuracy, loss)`` as floats.
+
+    Raises:
+        ValueError: for ``data`` that does not fit the model (:func:`tfprune.datachecks.check_arrays`).
     """
-    x, y = data
-    logits = model.predict(x, batch_size=batch_size, verbose=0)
+    x, y = datachecks.check_arrays(model, data)
+    logits = np.concatenate([keras.ops.convert_to_numpy(model(x[start:start + batch_size], training=False))
+                             for start in range(0, len(x), batch_size)])
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
     accuracy = float((logits.argmax(-1) == y).mean())
     return accuracy, float(loss)

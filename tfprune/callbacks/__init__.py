@@ -1,7 +1,10 @@
 """Keras callbacks for pruning during ``fit``: :class:`GradualPruning` sets the masks on a
-schedule, :class:`PruningSummaries` logs the sparsity to TensorBoard."""
+schedule, :class:`DynamicSparse` trains sparse and moves connections (RigL, SET),
+:class:`PruningSummaries` logs the sparsity to TensorBoard."""
 
-from tfprune.callbacks.gradual import GradualPruning, MaskUpdate, active_pruning
+from tfprune.callbacks.dynamic import DynamicSparse
+from tfprune.callbacks.gradual import GradualPruning
 from tfprune.callbacks.summaries import PruningSummaries
+from tfprune.callbacks.updates import MaskUpdate, active_pruning
 
-__all__ = ["GradualPruning", "MaskUpdate", "PruningSummaries", "active_pruning"]
+__all__ = ["DynamicSparse", "GradualPruning", "MaskUpdate", "PruningSummaries", "active_pruning"]

@@ -20,64 +20,15 @@ sparsity is below a tensor's current sparsity raises (naming the step) and chang
 
 from __future__ import annotations
 
-import dataclasses
-import weakref
-
 import keras
 
 from tfprune import masks as masks_lib
 from tfprune import patterns, schedules, scores
+from tfprune.callbacks.updates import MaskUpdate, active_pruning, measured_sparsities, set_active, training_step
 from tfprune.pruning import prune_at_init
-from tfprune.targets import is_wrapped, prunable_weights
-from tfprune.wrapping import get_masks
+from tfprune.targets import is_wrapped
 
 __all__ = ["GradualPruning", "MaskUpdate", "active_pruning", "measured_sparsities", "training_step"]
-
-_ACTIVE = weakref.WeakKeyDictionary()  # model -> the GradualPruning training it now
-
-
-def active_pruning(model):
-    """The :class:`GradualPruning` callback currently training ``model``, or ``None``.
-
-    Lets other callbacks (e.g. :class:`tfprune.callbacks.PruningSummaries`) read its updates
-    whatever their order in the callback list.
-    """
-    return _ACTIVE.get(model)
-
-
-def training_step(model):
-    """The optimizer's iteration count of a compiled model, as a Python int (one host read)."""
-    return int(model.optimizer.iterations.numpy())
-
-
-def measured_sparsities(model):
-    """The removed fraction of each mask of a wrapped model, and of all of them together.
-
-    Returns:
-        ``({weight path: sparsity}, model sparsity)``, in :func:`tfprune.prunable_weights` order.
-    """
-    masks = get_masks(model)
-    names = [t.name for t in prunable_weights(model)]
-    return {name: 1.0 - d for name, d in zip(names, masks_lib.densities(masks))}, 1.0 - masks_lib.density(masks)
-
-
-@dataclasses.dataclass(frozen=True)
-class MaskUpdate:
-    """One mask update made by :class:`GradualPruning`.
-
-    Attributes:
-        step: The optimizer's iteration count when the masks were set (before that step trains).
-        target_sparsity: The sparsity the schedule asked for at ``step``.
-        sparsities: Removed fraction of each prunable weight, measured on the new masks, keyed by
-            the weight's path in :func:`tfprune.prunable_weights` order.
-        model_sparsity: Removed fraction over all prunable weights together.
-    """
-
-    step: int
-    target_sparsity: float
-    sparsities: dict
-    model_sparsity: float
-
 
 class GradualPruning(keras.callbacks.Callback):
     """Prunes a wrapped model during ``fit`` to the sparsity a schedule gives at each step.
@@ -183,10 +134,10 @@ class GradualPruning(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._fit_start = len(self.updates)
-        _ACTIVE[self.model] = self
+        set_active(self.model, self)
 
     def on_train_end(self, logs=None):
-        _ACTIVE.pop(self.model, None)
+        set_active(self.model, None)
 
     def on_train_batch_begin(self, batch, logs=None):
         step = training_step(self.model)

@@ -7,12 +7,13 @@ import os
 import keras
 import tensorflow as tf
 
-from tfprune.callbacks.gradual import active_pruning, measured_sparsities, training_step
+from tfprune.callbacks.updates import active_pruning, measured_sparsities, training_step
 from tfprune.targets import is_wrapped
 
 __all__ = ["PruningSummaries"]
 
 MODEL_TAG = "model_sparsity"
+MOVED_TAG = "connections_moved"
 
 
 def weight_tag(path):
@@ -20,14 +21,21 @@ def weight_tag(path):
     return f"sparsity/{path}"
 
 
+def moved_tag(path):
+    """The scalar tag of the connections one weight moved at an update: ``"connections_moved/<weight path>"``."""
+    return f"{MOVED_TAG}/{path}"
+
+
 class PruningSummaries(keras.callbacks.Callback):
     """Writes the sparsity (removed fraction) of a wrapped model to TensorBoard event files.
 
     Scalars ``sparsity/<weight path>`` for every prunable weight and ``model_sparsity`` over all of
     them together, at the end of every epoch (measured on the masks) and — with a
-    :class:`tfprune.callbacks.GradualPruning` in the same ``fit``, in any order — at every mask
-    update. The TensorBoard step is the optimizer's iteration count: an update made before step
-    ``i`` trains is logged at ``i``, an epoch that ended after ``i`` steps at ``i``. Updates are
+    :class:`tfprune.callbacks.GradualPruning` or :class:`tfprune.callbacks.DynamicSparse` in the
+    same ``fit``, in any order — at every mask update. A ``DynamicSparse`` update also writes the
+    number of connections it moved, ``connections_moved/<weight path>`` and ``connections_moved``
+    (all weights together). The TensorBoard step is the optimizer's iteration count: an update
+    made before step ``i`` trains is logged at ``i``, an epoch that ended after ``i`` steps at ``i``. Updates are
     written at the next batch's start or epoch's end (from the statistics the update kept), so
     the callback reads nothing from the device between epochs, and leaves Keras's asynchronous
     batch-end dispatch on. The writer is opened when training begins and closed when it ends.
@@ -81,17 +89,21 @@ class PruningSummaries(keras.callbacks.Callback):
             self._writer = None
 
     def _write_updates(self):
-        """Writes the updates GradualPruning made in this fit since the last call."""
+        """Writes the updates the active pruning callback made in this fit since the last call."""
         pruning = active_pruning(self.model)
         if pruning is None:
             return
         for update in pruning.fit_updates[self._logged:]:
-            self._write(update.step, update.sparsities, update.model_sparsity)
+            self._write(update.step, update.sparsities, update.model_sparsity, update.moved)
             self._logged += 1
 
-    def _write(self, step, sparsities, model_sparsity):
+    def _write(self, step, sparsities, model_sparsity, moved=None):
         with self._writer.as_default(step=step):
             for name, value in sparsities.items():
                 tf.summary.scalar(weight_tag(name), value)
             tf.summary.scalar(MODEL_TAG, model_sparsity)
+            if moved is not None:
+                for name, count in moved.items():
+                    tf.summary.scalar(moved_tag(name), count)
+                tf.summary.scalar(MOVED_TAG, sum(moved.values()))
         self._writer.flush()

@@ -36,6 +36,6 @@ def force(model, targets, data, samples=None, batch_size=None, loss=None, from_l
     Example:
         >>> pruned = tfprune.prune_at_init(model, "force", sparsity=0.995, data=(x[:100], y[:100]))
     """
-    batches = scoring_batches(model, data, samples, batch_size)
+    batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
     grads = effective_gradients(model, targets, batches, loss, from_logits, strategy=strategy)
     return normalised([ops.abs(t.variable.value * g) for t, g in zip(targets, grads)])

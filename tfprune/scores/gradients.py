@@ -1,6 +1,7 @@
 """Machinery the gradient-based scorers share.
 
-* :func:`scoring_batches` turns ``data`` (arrays or a dataset) into the batches a score uses;
+* :func:`scoring_batches` turns ``data`` (arrays or a dataset) into the batches a score uses,
+  checked against the model first (:mod:`tfprune.datachecks`);
 * :func:`loss_function` builds the loss (sparse categorical cross-entropy by default);
 * :func:`substitute` runs the model with chosen values in place of its weights, without touching
   the weights: the network's weights, signs and batch-norm statistics are exactly as before when
@@ -26,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfprune import distribute
+from tfprune import datachecks, distribute
 from tfprune.linearized import without_output_activation
 
 __all__ = [
@@ -71,8 +72,8 @@ def _num_classes(model):
         ) from None
 
 
-def scoring_batches(model, data, samples=None, batch_size=None):
-    """The batches a data-driven score uses.
+def scoring_batches(model, data, samples=None, batch_size=None, class_ids=True):
+    """The batches a data-driven score uses, checked against the model (:mod:`tfprune.datachecks`).
 
     Args:
         model: The model (its output size gives the default number of samples).
@@ -81,35 +82,42 @@ def scoring_batches(model, data, samples=None, batch_size=None):
             until it has given that many).
         batch_size: Examples per batch for ``(x, y)`` arrays; default all ``samples`` in one
             batch. Batches of a dataset are used as they come (the last one is cut to size).
+        class_ids: Check the labels as class ids in ``[0, outputs)``, as the default loss takes
+            them; ``False`` for a loss of the caller's own.
 
     Returns:
         A list of ``(x, y)`` tensor pairs holding exactly ``samples`` examples (fewer only if the
         data has fewer).
 
     Raises:
-        ValueError: if ``data`` holds no examples or ``samples``/``batch_size`` are not positive.
+        ValueError: if ``samples``/``batch_size`` are not positive, or the data does not fit the
+            model (:func:`tfprune.datachecks.check_data`: no examples, lengths, shapes, labels,
+            NaN/inf — each named with its numbers).
     """
     if samples is None:
         samples = 10 * _num_classes(model)
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    if isinstance(data, (tuple, list)) and len(data) == 2 and hasattr(data[0], "shape"):
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    datachecks.check_data(model, data, class_ids=class_ids, examples=samples)
+    if datachecks.is_array_pair(data):
         x, y = data
         x, y = x[:samples], y[:samples]
         size = batch_size or len(x)
-        if size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         batches = [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
     else:
         batches, seen = [], 0
-        for x, y in data:
+        for i, batch in enumerate(data):
+            x, y = datachecks.pair(batch, "data")
             take = min(len(x), samples - seen)
             batches.append((x[:take], y[:take]))
+            datachecks.check_examples(model, *batches[-1], class_ids=class_ids, name=f"batch {i} of data")
             seen += take
             if seen >= samples:
                 break
-    if not batches or len(batches[0][0]) == 0:
-        raise ValueError("data holds no examples: pass (x, y) arrays or a dataset of (x, y) batches")
+        if not batches:
+            raise ValueError("data holds no batches: give (x, y) arrays or a dataset of (x, y) batches")
     return [(tf.convert_to_tensor(x), tf.convert_to_tensor(y)) for x, y in batches]
 
 

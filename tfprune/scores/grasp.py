@@ -50,7 +50,7 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
     """
     if not from_logits and temperature != 1:
         raise ValueError("GraSP's temperature divides logits: use a model with logit outputs, or temperature=1")
-    batches = scoring_batches(model, data, samples, batch_size)
+    batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
     values = effective_values(targets)
     if reinit_dense:
         values = _glorot_dense(targets, values, seed)

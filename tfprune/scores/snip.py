@@ -42,7 +42,7 @@ def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_lo
     Example:
         >>> pruned = tfprune.prune_at_init(model, "snip", sparsity=0.98, data=(x[:100], y[:100]))
     """
-    batches = scoring_batches(model, data, samples, batch_size)
+    batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
     values = effective_values(targets)
     grads = effective_gradients(model, targets, batches, loss, from_logits, values, strategy=strategy)
     return normalised([ops.abs(w * g) for w, g in zip(values, grads)])

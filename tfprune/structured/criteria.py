@@ -43,7 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprune import layer_specs, walk
+from tfprune import datachecks, layer_specs, walk
 from tfprune.scores.gradients import (batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
                                       substitute)
 from tfprune.targets import is_wrapped
@@ -81,12 +81,31 @@ class Criterion:
         return any(p.name == option or p.kind is p.VAR_KEYWORD for p in params)
 
     def __call__(self, model, layers=None, data=None, **options):
+        """``fn``'s scores, after checking the options and the model's weights (finite), and checked
+        finite themselves.
+
+        Raises:
+            TypeError: for an option ``fn`` does not take.
+            ValueError: for missing data, a weight of ``model`` that is not finite (naming it), or
+                NaN/infinite scores (naming the layer).
+        """
         unknown = sorted(k for k in options if not self.accepts(k))
         if unknown:
             raise TypeError(f"criterion {self.name!r} takes no option {unknown}")
         if self.needs_data and data is None:
             raise ValueError(f"criterion {self.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches")
-        return self.fn(model, layers, data, **options)
+        datachecks.check_weights(model)
+        scores = self.fn(model, layers, data, **options)
+        for layer, values in scores.items():
+            values = np.asarray(values, dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise ValueError(
+                    f"criterion {self.name!r} gave layer {layer!r} {int(np.isnan(values).sum())} NaN and "
+                    f"{int(np.isinf(values).sum())} infinite scores (of {values.size} units); the model's "
+                    "weights are finite, so the criterion's own computation failed (e.g. an overflow): a "
+                    "criterion must return finite scores"
+                )
+        return scores
 
 
 _REGISTRY: dict[str, Criterion] = {}
@@ -358,10 +377,10 @@ class _Gradients:
         return out
 
 
-def _batches(model, data, samples, batch_size, name):
+def _batches(model, data, samples, batch_size, loss, name):
     if data is None:
         raise ValueError(f"{name} needs data: pass data=(x, y) or a dataset of (x, y) batches")
-    return scoring_batches(model, data, samples, batch_size)
+    return scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
 
 
 def riemann_path(steps=DEFAULT_STEPS, path="uniform", ratio=None):
@@ -434,7 +453,7 @@ def taylor(model, layers=None, data=None, samples=None, batch_size=None, loss=No
         >>> scores = criteria.taylor(model, ["conv"], (x[:256], y[:256]), batch_size=64)
     """
     producers = _producers(model, layers)
-    batches = _batches(model, data, samples, batch_size, "taylor")
+    batches = _batches(model, data, samples, batch_size, loss, "taylor")
     if not producers:
         return {}
     grads = _Gradients(model, producers, batches, loss, from_logits, strategy)([None] * len(producers))
@@ -474,7 +493,7 @@ def singe(model, layers=None, data=None, steps=DEFAULT_STEPS, path="uniform", ra
         raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
     mu, weights = riemann_path(steps, path, ratio)
     producers = _producers(model, layers)
-    batches = _batches(model, data, samples, batch_size, "singe")
+    batches = _batches(model, data, samples, batch_size, loss, "singe")
     out = {}
     for p in producers:
         gradients = _Gradients(model, [p], batches, loss, from_logits, strategy)
@@ -527,7 +546,7 @@ def integrated_gradients(model, layer, unit, data, steps=DEFAULT_STEPS, path="un
     (p,) = _producers(model, [layer])
     if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 <= unit < p.units:
         raise ValueError(f"unit must be an integer in [0, {p.units}) for layer {p.layer.name!r}, got {unit!r}")
-    batches = _batches(model, data, samples, batch_size, "integrated_gradients")
+    batches = _batches(model, data, samples, batch_size, loss, "integrated_gradients")
     gradients = _Gradients(model, [p], batches, loss, from_logits, strategy)
     mean = 0.0
     for m, w in zip(mu, weights):

@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 
-from tfprune import training
+from tfprune import datachecks, training
 from tfprune.profile import profile
 from tfprune.structured import criteria as criteria_lib
 from tfprune.structured.graph import dependency_graph
@@ -185,7 +185,9 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
 
     Raises:
         ValueError: for a model without a layer graph (subclassed), a target below the minimum
-            reachable (the message gives it), or bad arguments.
+            reachable (the message gives it), ``data`` or ``validation`` that do not fit the model
+            (:func:`tfprune.datachecks.check_arrays`), NaN or infinite scores (naming the layer), or
+            bad arguments.
 
     Example:
         >>> result = tfprune.structured.prune(model, "singe", data=(x, y), target_macs=0.5,
@@ -201,6 +203,9 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
         raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}")
     if int(finetune_steps) != finetune_steps or finetune_steps < 0:
         raise ValueError(f"finetune_steps must be a whole number >= 0, got {finetune_steps!r}")
+    x, y = datachecks.check_arrays(model, data)
+    if validation is not None:
+        datachecks.check_arrays(model, validation, name="validation")
     recipe = recipe or training.Recipe(epochs=final_finetune_epochs, learning_rate=0.01, batch_size=128)
     recipe = dataclasses.replace(recipe, epochs=final_finetune_epochs)
     between = dataclasses.replace(recipe, schedule="constant")
@@ -219,7 +224,6 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
         return training.evaluate(m, validation)[0] if validation is not None else None
 
     rng = np.random.default_rng(seed)
-    x, y = data
     current = _copy(model)
     log = [PruneStep(0, 0, len(graph.units()), macs, params, evaluate(current), 0.0)]
     _report(log[-1], verbose, callback)

@@ -1,0 +1,71 @@
+"""What the mask-changing callbacks share: the update record, the callback now training a model,
+and the two things they read from a model (its step and its measured sparsities)."""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+
+from tfprune import masks as masks_lib
+from tfprune.targets import prunable_weights
+from tfprune.wrapping import get_masks
+
+__all__ = ["MaskUpdate", "active_pruning", "set_active", "measured_sparsities", "training_step"]
+
+_ACTIVE = weakref.WeakKeyDictionary()  # model -> the mask-changing callback training it now
+
+
+def active_pruning(model):
+    """The callback changing ``model``'s masks in the current ``fit`` (a
+    :class:`~tfprune.callbacks.GradualPruning` or :class:`~tfprune.callbacks.DynamicSparse`), or ``None``.
+
+    Lets other callbacks (e.g. :class:`tfprune.callbacks.PruningSummaries`) read its updates
+    whatever their order in the callback list.
+    """
+    return _ACTIVE.get(model)
+
+
+def set_active(model, callback):
+    """Makes ``callback`` the one :func:`active_pruning` returns for ``model``; ``None`` clears it."""
+    if callback is None:
+        _ACTIVE.pop(model, None)
+    else:
+        _ACTIVE[model] = callback
+
+
+def training_step(model):
+    """The optimizer's iteration count of a compiled model, as a Python int (one host read)."""
+    return int(model.optimizer.iterations.numpy())
+
+
+def measured_sparsities(model):
+    """The removed fraction of each mask of a wrapped model, and of all of them together.
+
+    Returns:
+        ``({weight path: sparsity}, model sparsity)``, in :func:`tfprune.prunable_weights` order.
+    """
+    masks = get_masks(model)
+    names = [t.name for t in prunable_weights(model)]
+    return {name: 1.0 - d for name, d in zip(names, masks_lib.densities(masks))}, 1.0 - masks_lib.density(masks)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskUpdate:
+    """One mask update made by a pruning callback.
+
+    Attributes:
+        step: The optimizer's iteration count when the masks were set (before that step trains).
+        target_sparsity: The sparsity the callback asked for at ``step``.
+        sparsities: Removed fraction of each prunable weight, measured on the new masks, keyed by
+            the weight's path in :func:`tfprune.prunable_weights` order.
+        model_sparsity: Removed fraction over all prunable weights together.
+        moved: For :class:`~tfprune.callbacks.DynamicSparse`, the connections moved in each weight
+            (dropped, and as many grown elsewhere), keyed like ``sparsities``; ``None`` for
+            updates that only prune.
+    """
+
+    step: int
+    target_sparsity: float
+    sparsities: dict
+    model_sparsity: float
+    moved: dict | None = None
