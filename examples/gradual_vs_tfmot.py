@@ -15,7 +15,9 @@ per framework and seed: test accuracy, per-kernel sparsity after stripping, trai
 (the time between consecutive batch starts within an epoch, so the pruning callbacks and mask
 updates are included and the epoch-end validation is not; median and mean over steps; the first 20
 steps, which trace the step function, are left out), and
-the gzipped size of the stripped model (weights as HDF5, and a float TFLite file). The table goes
+the gzipped size of the stripped model (weights as HDF5, and a float TFLite file). A reference row
+fine-tunes the same Keras 3 model without pruning, so that Keras 3's own step time can be told
+apart from what pruning adds. The table goes
 into docs/results.md between the ``gradual-vs-tfmot`` markers.
 
     python examples/gradual_vs_tfmot.py                       # 3 seeds, writes docs/results.md
@@ -50,7 +52,7 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", default=str(ROOT / ".." / "shared" / "data"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "results.md"),
                         help='markdown file whose results block is replaced ("" to skip)')
-    parser.add_argument("--stage", choices=["dense", "tfmot", "tfprune"], help=argparse.SUPPRESS)
+    parser.add_argument("--stage", choices=["dense", "tfmot", "tfprune", "keras3"], help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--jit-compile", default="auto", help=argparse.SUPPRESS)
@@ -175,19 +177,20 @@ def stage_tfprune(args):
     schedule = tfprune.schedules.PolynomialDecay(
         initial_sparsity=RECIPE["initial_sparsity"], final_sparsity=RECIPE["final_sparsity"],
         begin_step=0, end_step=end_step(len(x)), frequency=RECIPE["frequency"])
-    pruned = tfprune.wrap(model)
+    prune = args.stage == "tfprune"  # "keras3": the same fine-tuning without pruning, for reference
+    pruned = tfprune.wrap(model) if prune else model
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile.lower()]
     pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
                    jit_compile=jit)
     timer = StepTimer()
-    record = timer.callbacks(keras.callbacks.LambdaCallback)
+    callbacks = [tfprune.callbacks.GradualPruning(schedule)] if prune else []
     pruned.fit(x, y, epochs=RECIPE["prune_epochs"], batch_size=RECIPE["prune_batch"],
                validation_split=RECIPE["validation_split"], verbose=0,
-               callbacks=[tfprune.callbacks.GradualPruning(schedule), record])
-    stripped = tfprune.strip(pruned)
+               callbacks=callbacks + [timer.callbacks(keras.callbacks.LambdaCallback)])
+    stripped = tfprune.strip(pruned) if prune else pruned
     median, mean = timer.median_ms()
-    return dict(step_ms=median, mean_step_ms=mean,
-                **stripped_outputs(stripped, x_test, y_test, args.work, f"tfprune{args.seed}", tfprune.export.tflite))
+    return dict(step_ms=median, mean_step_ms=mean, **stripped_outputs(
+        stripped, x_test, y_test, args.work, f"{args.stage}{args.seed}", tfprune.export.tflite))
 
 
 def run_stage(stage, work, data_dir, seed=0, jit_compile="auto"):
@@ -214,20 +217,25 @@ def summarise(runs):
                 sparsity=sparsities, gzip_weights=mean("gzip_weights_bytes"), gzip_tflite=mean("gzip_tflite_bytes"))
 
 
-def table(dense, results, seeds):
-    base = results["TF-MOT (tf_keras)"]
+def table(dense, per_run, seeds):
+    """The markdown table; a run's step-time ratio is the median over seeds of its ratio to TF-MOT's
+    step time with the same seed (the two ran back to back), with the range."""
+    base_name = next(iter(per_run))
+    results = {name: summarise(runs) for name, runs in per_run.items()}
     lines = [
         f"Dense start (Keras 3, 4 epochs): test accuracy {dense['accuracy']:.2f} %. Pruned 50 % → 80 % over "
-        f"2 epochs, {seeds} seed(s) (mean, min–max); step time is the median over steps, the ratio is "
-        "against TF-MOT in the same run.",
+        f"2 epochs, {seeds} seed(s) (mean, min–max); step time is the median over steps (mean beside it, "
+        "mask updates included), the ratio is against TF-MOT with the same seed, run just before.",
         "",
-        "| run | test accuracy % | step ms | ratio | mean step ms | conv / dense kernel sparsity | gzip weights (h5) | gzip TFLite |",
+        "| run | test accuracy % | step ms | ratio to TF-MOT | mean step ms | conv / dense kernel sparsity | gzip weights (h5) | gzip TFLite |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
+        ratios = [run["step_ms"] / base["step_ms"] for run, base in zip(per_run[name], per_run[base_name])]
+        ratio = f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
         kernels = " / ".join(f"{s:.3f}" for s in r["sparsity"].values())
         lines.append(
-            f"| {name} | {r['accuracy']} | {r['step_ms']:.2f} | {r['step_ms'] / base['step_ms']:.2f}× | "
+            f"| {name} | {r['accuracy']} | {r['step_ms']:.2f} | {ratio} | "
             f"{r['mean_step_ms']:.2f} | {kernels} | {r['gzip_weights'] / 1024:.1f} KiB | {r['gzip_tflite'] / 1024:.1f} KiB |"
         )
     return "\n".join(lines)
@@ -248,21 +256,22 @@ def write_doc(path, text):
 def main(argv=None):
     args = parse_args(argv)
     if args.stage:
-        stage = {"dense": stage_dense, "tfmot": stage_tfmot, "tfprune": stage_tfprune}[args.stage]
+        stage = {"dense": stage_dense, "tfmot": stage_tfmot, "tfprune": stage_tfprune, "keras3": stage_tfprune}[args.stage]
         print(json.dumps(stage(args)))
         return
     with tempfile.TemporaryDirectory() as work:
         dense = run_stage("dense", work, args.data_dir)
         print(f"dense: {dense['accuracy']:.2f} %", flush=True)
         runs = {"TF-MOT (tf_keras)": ("tfmot", "auto"), "tfprune (Keras 3, jit_compile=auto)": ("tfprune", "auto"),
-                "tfprune (Keras 3, jit_compile=False)": ("tfprune", "false")}
+                "tfprune (Keras 3, jit_compile=False)": ("tfprune", "false"),
+                "Keras 3 without pruning (jit_compile=False), for reference": ("keras3", "false")}
         per_run = {name: [] for name in runs}
         for seed in range(args.seeds):
             for name, (stage, jit) in runs.items():
                 result = run_stage(stage, work, args.data_dir, seed, jit)
                 per_run[name].append(result)
                 print(f"seed {seed} {name}: {result['accuracy']:.2f} %, {result['step_ms']:.2f} ms/step", flush=True)
-    text = table(dense, {name: summarise(r) for name, r in per_run.items()}, args.seeds)
+    text = table(dense, per_run, args.seeds)
     print(text)
     if args.doc:
         write_doc(args.doc, text)
