@@ -30,10 +30,10 @@ import keras
 import numpy as np
 
 from tfprune import masks as masks_lib
-from tfprune.callbacks.updates import MaskUpdate, measured_sparsities, set_active, training_step
+from tfprune.callbacks.updates import MaskUpdate, check_maskable, measured_sparsities, set_active, training_step
 from tfprune.schedules import DropFraction
 from tfprune.scores.gradients import effective_gradients, scoring_batches
-from tfprune.targets import is_wrapped, prunable_weights
+from tfprune.targets import prunable_weights
 from tfprune.wrapping import apply_masks, get_masks
 
 __all__ = ["DynamicSparse", "METHODS", "optimizer_slots"]
@@ -141,16 +141,7 @@ class DynamicSparse(keras.callbacks.Callback):
         return self.updates[self._fit_start:]
 
     def set_model(self, model):
-        if not is_wrapped(model):
-            raise ValueError(
-                f"DynamicSparse needs a wrapped model, and {model.name!r} has no masks: call "
-                "tfprune.wrap(model) and compile and fit the result"
-            )
-        if model.steps_per_execution != 1:
-            raise ValueError(
-                f"DynamicSparse changes masks between training steps, but {model.name!r} was compiled with "
-                f"steps_per_execution={model.steps_per_execution}: compile it with steps_per_execution=1"
-            )
+        check_maskable(model, "DynamicSparse")
         if self.method == "rigl":
             self._batches = scoring_batches(model, self.data, self.samples, self.batch_size, class_ids=False)
         super().set_model(model)

@@ -24,9 +24,9 @@ import keras
 
 from tfprune import masks as masks_lib
 from tfprune import patterns, schedules, scores
-from tfprune.callbacks.updates import MaskUpdate, active_pruning, measured_sparsities, set_active, training_step
+from tfprune.callbacks.updates import (MaskUpdate, active_pruning, check_maskable, measured_sparsities, set_active,
+                                      training_step)
 from tfprune.pruning import prune_at_init
-from tfprune.targets import is_wrapped
 
 __all__ = ["GradualPruning", "MaskUpdate", "active_pruning", "measured_sparsities", "training_step"]
 
@@ -119,17 +119,7 @@ class GradualPruning(keras.callbacks.Callback):
         return self.updates[self._fit_start:]
 
     def set_model(self, model):
-        if not is_wrapped(model):
-            raise ValueError(
-                f"GradualPruning needs a wrapped model, and {model.name!r} has no masks: call "
-                "tfprune.wrap(model) (or tfprune.prune_at_init) and compile and fit the result"
-            )
-        if model.steps_per_execution != 1:
-            raise ValueError(
-                f"GradualPruning sets masks between training steps, but {model.name!r} was compiled "
-                f"with steps_per_execution={model.steps_per_execution}, which runs several steps "
-                "per callback call: compile it with steps_per_execution=1"
-            )
+        check_maskable(model, "GradualPruning")
         super().set_model(model)
 
     def on_train_begin(self, logs=None):

@@ -7,10 +7,10 @@ import dataclasses
 import weakref
 
 from tfprune import masks as masks_lib
-from tfprune.targets import prunable_weights
+from tfprune.targets import is_wrapped, prunable_weights
 from tfprune.wrapping import get_masks
 
-__all__ = ["MaskUpdate", "active_pruning", "set_active", "measured_sparsities", "training_step"]
+__all__ = ["MaskUpdate", "active_pruning", "set_active", "measured_sparsities", "training_step", "check_maskable"]
 
 _ACTIVE = weakref.WeakKeyDictionary()  # model -> the mask-changing callback training it now
 
@@ -69,3 +69,27 @@ class MaskUpdate:
     sparsities: dict
     model_sparsity: float
     moved: dict | None = None
+
+
+def check_maskable(model, callback):
+    """Raises a ValueError unless a callback can change ``model``'s masks between training steps.
+
+    Args:
+        model: The model the callback is given.
+        callback: The callback's name, for the message.
+
+    Raises:
+        ValueError: if the model is not wrapped (the message says to call ``tfprune.wrap``), or was
+            compiled with ``steps_per_execution`` other than 1 (several steps per callback call).
+    """
+    if not is_wrapped(model):
+        raise ValueError(
+            f"{callback} needs a wrapped model, and {model.name!r} has no masks: call "
+            "tfprune.wrap(model) and compile and fit the result"
+        )
+    if model.steps_per_execution != 1:
+        raise ValueError(
+            f"{callback} changes masks between training steps, but {model.name!r} was compiled with "
+            f"steps_per_execution={model.steps_per_execution}, which runs several steps per callback "
+            "call: compile it with steps_per_execution=1"
+        )
