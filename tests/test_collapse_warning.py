@@ -119,8 +119,12 @@ def test_disconnected_without_an_emptied_tensor_still_warns():
     masks[0][:, 2:] = False
     masks[1][:2, :] = False
     tfprune.apply_masks(wrapped, masks)
-    with pytest.warns(tfprune.CollapseWarning, match="^The output is disconnected"):
+    with pytest.warns(tfprune.CollapseWarning, match="^The output is disconnected") as record:
         tfprune.prune_at_init(wrapped, "magnitude", sparsity=1 - sum(m.sum() for m in masks) / 55, verbose=0)
+    collapse = [w for w in record if issubclass(w.category, tfprune.CollapseWarning)]
+    assert len(collapse) == 1 and "emptied" not in str(collapse[0].message)  # no tensor is named as empty
+    assert connected_outputs(wrapped) == [False]
+    assert [int(m.sum()) for m in tfprune.get_masks(wrapped)] == [int(m.sum()) for m in masks]
 
 
 def test_a_model_without_an_input_shape_is_checked_for_emptied_tensors_only():

@@ -171,7 +171,8 @@ def test_all_equal_scores_warn_naming_the_tensor():
     outputs = L.Dense(2, use_bias=False, name="after_dead")(dead)
     model = keras.Model(inputs, outputs)
     with pytest.warns(UserWarning, match=r"cannot rank .*after_dead/kernel \(all 4 kept weights score 0\)"):
-        tfprune.scores.synflow(model, tfprune.prunable_weights(model))
+        scores = tfprune.scores.synflow(model, tfprune.prunable_weights(model))
+    np.testing.assert_array_equal(scores[1], np.zeros((2, 2)))
 
 
 APPLICATIONS = {
