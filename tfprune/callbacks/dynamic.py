@@ -26,11 +26,10 @@ makes the same updates as an uninterrupted one.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
 from tfprune import masks as masks_lib
-from tfprune.callbacks.updates import MaskUpdate, check_maskable, measured_sparsities, set_active, training_step
+from tfprune.callbacks.updates import MaskUpdate, MaskUpdatingCallback, measured_sparsities
 from tfprune.schedules import DropFraction
 from tfprune.scores.gradients import effective_gradients, scoring_batches
 from tfprune.targets import prunable_weights
@@ -63,7 +62,7 @@ def optimizer_slots(optimizer, variable):
             if v.name.startswith(prefix) and tuple(v.shape) == tuple(variable.shape)]
 
 
-class DynamicSparse(keras.callbacks.Callback):
+class DynamicSparse(MaskUpdatingCallback):
     """Trains a wrapped model sparse, moving connections every few steps: RigL or SET.
 
     See the module docstring for the algorithm. Works with ``jit_compile=True`` (the callback
@@ -131,20 +130,12 @@ class DynamicSparse(keras.callbacks.Callback):
         self.method, self.sparsity, self.distribution = method, float(sparsity), distribution
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.data, self.samples, self.batch_size = data, samples, batch_size
-        self.updates = []
-        self._fit_start = 0
         self._batches = None
 
-    @property
-    def fit_updates(self):
-        """The :class:`~tfprune.callbacks.MaskUpdate` of the current ``fit`` call (or of the last one)."""
-        return self.updates[self._fit_start:]
-
     def set_model(self, model):
-        check_maskable(model, "DynamicSparse")
+        super().set_model(model)
         if self.method == "rigl":
             self._batches = scoring_batches(model, self.data, self.samples, self.batch_size, class_ids=False)
-        super().set_model(model)
 
     def initial_masks(self):
         """Random masks at ``sparsity`` with the per-tensor budget of ``distribution``, drawn from
@@ -165,17 +156,7 @@ class DynamicSparse(keras.callbacks.Callback):
                 f"sparsity={self.sparsity:g} with distribution={self.distribution!r} keeps {counts}: start from a "
                 "freshly wrapped model (all masks ones), or give the sparsity and distribution of these masks"
             )
-        self._fit_start = len(self.updates)
-        set_active(self.model, self)
-
-    def on_train_end(self, logs=None):
-        set_active(self.model, None)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = training_step(self.model)
-        due, fraction = self.schedule(step)
-        if due:
-            self._update(step, fraction)
+        super().on_train_begin(logs)
 
     def grow_scores(self, step, targets):
         """Scores of the weights to grow at ``step`` (higher grows first): ``|∂L/∂w|`` (RigL) or uniform

@@ -20,17 +20,16 @@ sparsity is below a tensor's current sparsity raises (naming the step) and chang
 
 from __future__ import annotations
 
-import keras
 
 from tfprune import masks as masks_lib
 from tfprune import patterns, schedules, scores
-from tfprune.callbacks.updates import (MaskUpdate, active_pruning, check_maskable, measured_sparsities, set_active,
+from tfprune.callbacks.updates import (MaskUpdate, MaskUpdatingCallback, active_pruning, measured_sparsities,
                                       training_step)
 from tfprune.pruning import prune_at_init
 
 __all__ = ["GradualPruning", "MaskUpdate", "active_pruning", "measured_sparsities", "training_step"]
 
-class GradualPruning(keras.callbacks.Callback):
+class GradualPruning(MaskUpdatingCallback):
     """Prunes a wrapped model during ``fit`` to the sparsity a schedule gives at each step.
 
     At every training step where ``schedule(step)`` returns ``(True, s)`` the current weights are
@@ -105,35 +104,6 @@ class GradualPruning(keras.callbacks.Callback):
         self.scope = scope
         self.data = data
         self.scorer_options = scorer_options
-        self.updates = []
-        self._fit_start = 0
-
-    @property
-    def last_update(self):
-        """The latest :class:`MaskUpdate`, or ``None`` before the first."""
-        return self.updates[-1] if self.updates else None
-
-    @property
-    def fit_updates(self):
-        """The :class:`MaskUpdate` of the current ``fit`` call (or of the last one, after it)."""
-        return self.updates[self._fit_start:]
-
-    def set_model(self, model):
-        check_maskable(model, "GradualPruning")
-        super().set_model(model)
-
-    def on_train_begin(self, logs=None):
-        self._fit_start = len(self.updates)
-        set_active(self.model, self)
-
-    def on_train_end(self, logs=None):
-        set_active(self.model, None)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = training_step(self.model)
-        due, sparsity = self.schedule(step)
-        if due:
-            self._update(step, float(sparsity))
 
     def _update(self, step, sparsity):
         applied = sparsity if self._fixed_sparsity is None else self._fixed_sparsity

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import weakref
 
+import keras
+
 from tfprune import masks as masks_lib
 from tfprune.targets import is_wrapped, prunable_weights
 from tfprune.wrapping import get_masks
 
-__all__ = ["MaskUpdate", "active_pruning", "set_active", "measured_sparsities", "training_step", "check_maskable"]
+__all__ = ["MaskUpdate", "active_pruning", "set_active", "measured_sparsities", "training_step", "check_maskable", "MaskUpdatingCallback"]
 
 _ACTIVE = weakref.WeakKeyDictionary()  # model -> the mask-changing callback training it now
 
@@ -93,3 +95,49 @@ def check_maskable(model, callback):
             f"steps_per_execution={model.steps_per_execution}, which runs several steps per callback "
             "call: compile it with steps_per_execution=1"
         )
+
+
+class MaskUpdatingCallback(keras.callbacks.Callback):
+    """Base of the callbacks that change a wrapped model's masks on a schedule during ``fit``.
+
+    At the start of each training batch it reads the step (the optimizer's iteration count), asks
+    ``self.schedule(step)`` for ``(due, value)`` and, when due, calls ``self._update(step, value)``,
+    which a subclass implements and which appends a :class:`MaskUpdate` to ``self.updates``. It
+    refuses models whose masks cannot change between steps, and registers itself as the model's
+    active pruner while training (see :func:`active_pruning`).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.updates = []
+        self._fit_start = 0
+
+    @property
+    def last_update(self):
+        """The latest :class:`MaskUpdate`, or ``None`` before the first."""
+        return self.updates[-1] if self.updates else None
+
+    @property
+    def fit_updates(self):
+        """The :class:`MaskUpdate` of the current ``fit`` call (or of the last one, after it)."""
+        return self.updates[self._fit_start:]
+
+    def set_model(self, model):
+        check_maskable(model, type(self).__name__)
+        super().set_model(model)
+
+    def on_train_begin(self, logs=None):
+        self._fit_start = len(self.updates)
+        set_active(self.model, self)
+
+    def on_train_end(self, logs=None):
+        set_active(self.model, None)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = training_step(self.model)
+        due, value = self.schedule(step)
+        if due:
+            self._update(step, float(value))
+
+    def _update(self, step, value):
+        raise NotImplementedError
