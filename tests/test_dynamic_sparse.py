@@ -5,15 +5,11 @@ BackupAndRestore restart and MirroredStrategy, each in subprocesses."""
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from resume_util import kill_and_resume
 from subprocess_util import run_python
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -264,36 +260,10 @@ def test_bad_models_raise_before_any_mask_changes():
         np.testing.assert_array_equal(before, now.numpy())
 
 
-WORKER = str(Path(__file__).resolve().parent / "workers" / "dynamic_resumable.py")
-
-
 @pytest.mark.slow  # two processes and a restart: about 25 s on two busy cores
 def test_sigkill_then_backup_and_restore_ends_bit_identical(tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_USE_LEGACY_KERAS", None)
-
-    def command(out, *kill):
-        return [sys.executable, WORKER, str(tmp_path / f"backup_{out}"), str(tmp_path / f"{out}.json"), *kill]
-
-    def run(args):
-        return subprocess.run(args, env=env, timeout=180, capture_output=True, text=True)
-
-    whole = subprocess.Popen(command("a"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        # step 15 is in epoch 2 (steps 12-17), after the backup of epochs 0-1 and the update at step 12
-        killed_command = command("b", "15", str(tmp_path / "killed"))
-        killed = run(killed_command)
-        _, whole_err = whole.communicate(timeout=180)
-    finally:
-        if whole.poll() is None:
-            whole.kill()
-            whole.communicate()
-    assert whole.returncode == 0, whole_err[-3000:]
-    assert killed.returncode == -signal.SIGKILL and (tmp_path / "killed").exists()
-    assert not (tmp_path / "b.json").exists()
-    resumed = run(killed_command)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
+    # step 15 is in epoch 2 (steps 12-17), after the backup of epochs 0-1 and the update at step 12
+    a, b = kill_and_resume(tmp_path, "rigl", kill_step=15)
     assert a["epochs_run"] == [0, 1, 2, 3] and b["epochs_run"] == [2, 3]
     assert a["update_steps"] == [4, 8, 12, 16, 20] and b["update_steps"] == [12, 16, 20]
     assert a["moved"][2:] == b["moved"] and all(m > 0 for m in a["moved"])

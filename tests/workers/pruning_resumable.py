@@ -1,6 +1,7 @@
-"""Gradual pruning with keras.callbacks.BackupAndRestore (epoch backups) that SIGKILLs itself once.
+"""GradualPruning or RigL (DynamicSparse) with keras.callbacks.BackupAndRestore (epoch backups) that
+SIGKILLs itself once.
 
-Usage: gradual_resumable.py BACKUP_DIR OUT.json [KILL_STEP MARKER]
+Usage: pruning_resumable.py gradual|rigl BACKUP_DIR OUT.json [KILL_STEP MARKER]
 With KILL_STEP, the run kills itself at the beginning of that training step unless MARKER exists
 (it writes MARKER first), so running the same command again resumes instead of dying again.
 """
@@ -19,11 +20,11 @@ tf.config.experimental.enable_op_determinism()
 import keras  # noqa: E402
 
 import tfprune  # noqa: E402
-from tfprune.callbacks import GradualPruning  # noqa: E402
+from tfprune.callbacks import DynamicSparse, GradualPruning  # noqa: E402
 from tfprune.schedules import PolynomialDecay  # noqa: E402
 
-backup_dir, out_path = sys.argv[1], sys.argv[2]
-kill_step, marker = (int(sys.argv[3]), sys.argv[4]) if len(sys.argv) > 3 else (None, None)
+kind, backup_dir, out_path = sys.argv[1:4]
+kill_step, marker = (int(sys.argv[4]), sys.argv[5]) if len(sys.argv) > 4 else (None, None)
 
 keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
@@ -51,8 +52,12 @@ class Runs(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-pruning = GradualPruning(PolynomialDecay(0.0, 0.8, 0, 20, frequency=4))
-# 6 steps per epoch, 4 epochs: updates at steps 0, 4, ..., 20
+# 6 steps per epoch, 4 epochs: updates at steps 0, 4, ..., 20 (RigL: from step 4)
+if kind == "gradual":
+    pruning = GradualPruning(PolynomialDecay(0.0, 0.8, 0, 20, frequency=4))
+else:
+    pruning = DynamicSparse("rigl", 0.8, update_frequency=4, end_step=24, data=(x, y), samples=48, batch_size=16,
+                            seed=0)
 model.fit(x, y, epochs=4, batch_size=8, shuffle=False, verbose=0,
           callbacks=[keras.callbacks.BackupAndRestore(backup_dir), pruning, Runs()])
 
@@ -66,6 +71,7 @@ with open(out_path, "w") as f:
     json.dump({
         "epochs_run": Runs.epochs,
         "update_steps": [u.step for u in pruning.updates],
+        "moved": [sum(u.moved.values()) for u in pruning.updates if u.moved is not None],
         "masks": digest(masks),
         "weights": digest([v.numpy() for v in model.weights]),
         "optimizer": digest([v.numpy() for v in model.optimizer.variables]),
