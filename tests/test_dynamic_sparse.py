@@ -3,14 +3,13 @@ gradient, drops, grows, zeroed weights and Adam slots, cosine drop count), ERK c
 form, SET seeds, XLA, TensorBoard scalars read back, save/load/strip, bad input; a SIGKILL +
 BackupAndRestore restart and MirroredStrategy, each in subprocesses."""
 
-import json
 import math
 
 import keras
 import numpy as np
 import pytest
+from mirrored_util import mirrored_vs_one_device
 from resume_util import kill_and_resume
-from subprocess_util import run_python
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tfprune
@@ -274,55 +273,9 @@ def test_sigkill_then_backup_and_restore_ends_bit_identical(tmp_path):
     assert a["kept"] == b["kept"] == [7, 39]
 
 
-MIRRORED = """
-import json
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras, tfprune
-from tfprune.callbacks import DynamicSparse
-
-rng = np.random.default_rng(0)
-x = rng.normal(size=(64, 6, 6, 1)).astype("float32"); y = rng.integers(0, 3, 64)
-
-class Record(keras.callbacks.Callback):
-    def __init__(self, dst):
-        super().__init__(); self.dst, self.masks = dst, []
-    def on_train_batch_begin(self, batch, logs=None):
-        if len(self.dst.updates) > len(self.masks):
-            self.masks.append([[v.numpy() for v in getattr(t.mask.value, "values", [t.mask])]
-                               for t in tfprune.prunable_weights(self.model)])
-
-def run(strategy):
-    with strategy.scope():
-        keras.utils.set_random_seed(0)
-        inputs = keras.Input((6, 6, 1))
-        hidden = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
-        model = tfprune.wrap(keras.Model(inputs, keras.layers.Dense(3)(hidden)))
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
-    dst = DynamicSparse("rigl", 0.8, update_frequency=3, end_step=15, data=(x, y), samples=64, batch_size=32, seed=0)
-    record = Record(dst)
-    model.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0, callbacks=[dst, record])
-    return model, dst, record.masks
-
-one_model, one, one_masks = run(tf.distribute.get_strategy())
-two_model, two, two_masks = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-print(json.dumps({
-    "replicas": two_model.distribute_strategy.num_replicas_in_sync,
-    "update_steps": [[u.step for u in one.updates], [u.step for u in two.updates]],
-    "moved": [[sum(u.moved.values()) for u in one.updates], [sum(u.moved.values()) for u in two.updates]],
-    "mask_copies": [len(per_tensor) for per_tensor in two_masks[-1]],
-    "replicas_agree": all(np.array_equal(c, per_tensor[0])
-                          for update in two_masks for per_tensor in update for c in per_tensor),
-    "same_masks_at_every_update": all(np.array_equal(a[0], b[0]) for ua, ub in zip(one_masks, two_masks)
-                                      for a, b in zip(ua, ub)),
-    "kept": [int(np.count_nonzero(m)) for m in tfprune.get_masks(two_model)],
-}))
-"""
-
-
 def test_mirrored_strategy_gives_the_masks_of_one_device():
-    result = json.loads(run_python(MIRRORED, timeout=240).strip().splitlines()[-1])
+    result = mirrored_vs_one_device(
+        'DynamicSparse("rigl", 0.8, update_frequency=3, end_step=15, data=(x, y), samples=64, batch_size=32, seed=0)')
     assert result["replicas"] == 2 and result["mask_copies"] == [2, 2]
     assert result["update_steps"] == [[3, 6, 9, 12]] * 2  # 16 steps, every 3 before end_step 15
     assert result["moved"][0] == result["moved"][1] and all(m > 0 for m in result["moved"][0])
