@@ -74,3 +74,22 @@ def compile_for_test(model, jit_compile=False, optimizer="adam"):
         jit_compile=jit_compile,
     )
     return model
+
+
+def mlp64():
+    """Dense(64 → 32, relu) → Dense(10), layers named ``hidden`` and ``logits``."""
+    return keras.Sequential([keras.Input((64,)), L.Dense(32, activation="relu", name="hidden"),
+                             L.Dense(10, name="logits")], name="mlp")
+
+
+def snapshot(model):
+    """Copies of every variable's value."""
+    return [v.numpy().copy() for v in model.variables]
+
+
+def assert_unchanged(model, before):
+    """Every variable of ``model`` is bit-identical to ``before`` (from :func:`snapshot`)."""
+    after = snapshot(model)
+    assert len(after) == len(before)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)  # NaN and inf compare equal to themselves here

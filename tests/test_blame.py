@@ -2,37 +2,20 @@
 non-finite weight is named, NaN structured scores name their layer, a too large compression is
 called compression — and every variable is bit-identical after the failure."""
 
-import keras
 import numpy as np
 import pytest
+from helpers import assert_unchanged, mlp64, snapshot
 
 import tfprune
 from tfprune import masks, structured
 from tfprune.structured import criteria
 
-L = keras.layers
-
-
-def mlp():
-    return keras.Sequential([keras.Input((64,)), L.Dense(32, activation="relu", name="hidden"),
-                             L.Dense(10, name="logits")], name="mlp")
 
 
 @pytest.fixture(scope="module")
 def xy():
     rng = np.random.default_rng(0)
     return rng.random((64, 64)).astype("float32"), np.arange(64) % 10
-
-
-def snapshot(model):
-    return [v.numpy().copy() for v in model.variables]
-
-
-def assert_unchanged(model, before):
-    after = snapshot(model)
-    assert len(after) == len(before)
-    for a, b in zip(before, after):
-        np.testing.assert_array_equal(a, b)  # NaN and inf compare equal to themselves here
 
 
 def with_value(model, layer, weight, index, value):
@@ -53,7 +36,7 @@ def test_nan_in_the_data_is_reported_as_the_data(xy, method):
     x = x.copy()
     x[7, 0] = np.nan
     x[9, 1] = np.inf
-    model = mlp()
+    model = mlp64()
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"^data: x holds 1 NaN and 1 infinite values \(of 4096; first at example "
                                          r"7\): the data, not the model, is not finite"):
@@ -64,7 +47,7 @@ def test_nan_in_the_data_is_reported_as_the_data(xy, method):
 @pytest.mark.parametrize("method", ["magnitude", "random", "snip", "grasp", "synflow", "force"])
 def test_an_inf_kernel_is_named(xy, method):
     """Before, SNIP blamed the scores of 'hidden/kernel' for an inf in 'logits/kernel'."""
-    model = with_value(mlp(), "logits", "kernel", 37, np.inf)
+    model = with_value(mlp64(), "logits", "kernel", 37, np.inf)
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"^weight 'mlp/logits/kernel' of model 'mlp' holds 0 NaN and 1 infinite "
                                          r"values \(of 320; first at flat index 37\)"):
@@ -73,7 +56,7 @@ def test_an_inf_kernel_is_named(xy, method):
 
 
 def test_a_nan_bias_is_named_though_it_is_not_pruned(xy):
-    model = with_value(mlp(), "hidden", "bias", 3, np.nan)
+    model = with_value(mlp64(), "hidden", "bias", 3, np.nan)
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"^weight 'mlp/hidden/bias' of model 'mlp' holds 1 NaN and 0 infinite "
                                          r"values \(of 32; first at flat index 3\)"):
@@ -87,7 +70,7 @@ def test_a_nan_bias_is_named_though_it_is_not_pruned(xy):
 
 @pytest.mark.parametrize("criterion", ["l1", "l2", "taylor", "singe"])
 def test_structured_prune_names_a_nan_weight(xy, criterion):
-    model = with_value(mlp(), "hidden", "kernel", 100, np.nan)
+    model = with_value(mlp64(), "hidden", "kernel", 100, np.nan)
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"weight '[\w/]*hidden/kernel' of model '\w+' holds 1 NaN and 0 infinite "
                                          r"values \(of 2048; first at flat index 100\)"):
@@ -110,7 +93,7 @@ def nan_criterion():
 
 def test_structured_prune_stops_on_nan_scores_naming_the_layer(xy, nan_criterion):
     """Before, NaN was ranked arbitrarily and the loop carried on."""
-    model = mlp()
+    model = mlp64()
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"criterion 'test_half_nan' gave layer 'hidden' 2 NaN and 0 infinite scores "
                                          r"\(of 32 units\)"):
@@ -123,7 +106,7 @@ def test_structured_criterion_on_nan_data_blames_the_data(xy):
     x, y = xy
     x = x.copy()
     x[2, 2] = np.nan
-    model = mlp()
+    model = mlp64()
     with pytest.raises(ValueError, match=r"^data: x holds 1 NaN and 0 infinite values \(of 4096; first at example 2\)"):
         criteria.get("singe")(model, data=(x, y), samples=64)
 
@@ -133,7 +116,7 @@ def test_structured_criterion_on_nan_data_blames_the_data(xy):
 
 
 def test_a_huge_compression_is_called_compression():
-    model = mlp()
+    model = mlp64()
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"^compression must be at most 1e\+15, got 1e\+30"):
         tfprune.prune_at_init(model, "magnitude", compression=1e30, verbose=0)

@@ -6,32 +6,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import assert_unchanged, mlp64, snapshot
+
 import tfprune
 from tfprune import datachecks, structured, training
 
-L = keras.layers
-
-
-def mlp():
-    return keras.Sequential([keras.Input((64,)), L.Dense(32, activation="relu", name="hidden"),
-                             L.Dense(10, name="logits")], name="mlp")
 
 
 @pytest.fixture(scope="module")
 def xy():
     rng = np.random.default_rng(0)
     return rng.random((64, 64)).astype("float32"), np.arange(64) % 10
-
-
-def snapshot(model):
-    return [v.numpy().copy() for v in model.variables]
-
-
-def assert_unchanged(model, before):
-    after = snapshot(model)
-    assert len(after) == len(before)
-    for a, b in zip(before, after):
-        np.testing.assert_array_equal(a, b)
 
 
 def _nan_at(x, row):
@@ -72,7 +57,7 @@ BAD = [
 
 @pytest.mark.parametrize("make, message", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_snip_names_the_problem_and_changes_nothing(xy, make, message):
-    model = mlp()
+    model = mlp64()
     before = snapshot(model)
     with pytest.raises(ValueError, match=message):
         tfprune.prune_at_init(model, "snip", sparsity=0.5, data=make(*xy), samples=64, verbose=0)
@@ -82,7 +67,7 @@ def test_snip_names_the_problem_and_changes_nothing(xy, make, message):
 
 def test_structured_prune_and_criteria_check_their_data(xy):
     x, y = xy
-    model = mlp()
+    model = mlp64()
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"data: x has 64 examples but y has 63 labels"):
         structured.prune(model, "l1", data=(x, y[:63]), target_params=0.5, verbose=0)
@@ -98,7 +83,7 @@ def test_structured_prune_and_criteria_check_their_data(xy):
 
 def test_training_checks_train_and_validation(xy):
     x, y = xy
-    model = mlp()
+    model = mlp64()
     before = snapshot(model)
     recipe = training.Recipe(epochs=1, batch_size=16)
     with pytest.raises(ValueError, match=r"train: x has 64 examples but y has 32 labels"):
@@ -113,12 +98,12 @@ def test_accepted_label_forms_give_the_same_snip_scores(xy):
     CategoricalCrossentropy(from_logits=True) are not checked as ids — all four give the same SNIP scores
     (the same cross-entropy)."""
     x, y = xy
-    model = mlp()
+    model = mlp64()
     reference = tfprune.scores.snip(model, tfprune.prunable_weights(model), (x, y))
     one_hot = keras.losses.CategoricalCrossentropy(from_logits=True)
     for data, options in [((x, y[:, None]), {}), ((x, y.astype("float32")), {}),
                           ((x, np.eye(10, dtype="float32")[y]), {"loss": one_hot})]:
-        twin = mlp()  # a model per label form: a scorer's compiled step is traced for one label rank
+        twin = mlp64()  # a model per label form: a scorer's compiled step is traced for one label rank
         twin.set_weights(model.get_weights())
         for got, want in zip(tfprune.scores.snip(twin, tfprune.prunable_weights(twin), data, **options), reference):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
@@ -127,7 +112,7 @@ def test_accepted_label_forms_give_the_same_snip_scores(xy):
 def test_check_data_directly(xy):
     """The door itself: quiet on good data and on a batched dataset; a custom loss skips label checks."""
     x, y = xy
-    model = mlp()
+    model = mlp64()
     assert datachecks.check_data(model, (x, y)) is None
     assert datachecks.check_data(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(8)) is None
     assert datachecks.check_data(model, (x, np.eye(10)[y]), class_ids=False) is None

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from keras import ops
 
+from scores.numpy_mlp import synflow_closed_form
+
 import tfprune
 from tfprune.connectivity import connected_outputs
 from tfprune.linearized import linearized
@@ -15,18 +17,6 @@ from tfprune.linearized import linearized
 L = keras.layers
 RNG = np.random.default_rng(3)
 KERNELS = [RNG.normal(size=(5, 6)), RNG.normal(size=(6, 4)), RNG.normal(size=(4, 3))]
-
-
-def closed_form(kernels):
-    """Scores of a bias-free linear chain on ones: a_{l-1}[i] |W_l[i, j]| b_l[j] (float64)."""
-    absolute = [np.abs(k) for k in kernels]
-    a = [np.ones(kernels[0].shape[0])]
-    for k in absolute:
-        a.append(a[-1] @ k)
-    b = [np.ones(kernels[-1].shape[1])]
-    for k in reversed(absolute[1:]):
-        b.insert(0, k @ b[0])
-    return [np.outer(a[i], b[i]) * absolute[i] for i in range(len(kernels))]
 
 
 def saturating_chain():
@@ -49,7 +39,7 @@ def saturating_chain():
 def test_saturating_chain_scores_as_its_linear_chain():
     model = saturating_chain()
     scores = tfprune.scores.synflow(model, tfprune.prunable_weights(model), rescale=False)
-    for s, e in zip(scores, closed_form(KERNELS)):
+    for s, e in zip(scores, synflow_closed_form(KERNELS)):
         np.testing.assert_allclose(s, e, rtol=1e-5)
 
 

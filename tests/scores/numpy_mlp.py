@@ -44,3 +44,16 @@ def grads(kernels, biases, x, y, activation="relu", temperature=1.0):
         if i:
             dz = (dz @ kernels[i].T) * _act_grad(zs[i - 1], activation)
     return out
+
+
+def synflow_closed_form(kernels):
+    """SynFlow scores of a bias-free linear chain on ones (float64):
+    s_l[i, j] = a_{l-1}[i] |W_l[i, j]| b_l[j] with a_0 = 1, a_l = a_{l-1}|W_l|, b_L = 1, b_l = |W_{l+1}| b_{l+1}."""
+    absolute = [np.abs(k) for k in kernels]
+    a = [np.ones(kernels[0].shape[0])]
+    for k in absolute:
+        a.append(a[-1] @ k)
+    b = [np.ones(kernels[-1].shape[1])]
+    for k in reversed(absolute[1:]):
+        b.insert(0, k @ b[0])
+    return [np.outer(a[i], b[i]) * absolute[i] for i in range(len(kernels))]

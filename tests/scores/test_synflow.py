@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import L, residual_cnn, subclassed_mlp
-from numpy_mlp import keras_mlp
+from numpy_mlp import keras_mlp, synflow_closed_form
 
 import tfprune
 
@@ -12,22 +12,10 @@ RNG = np.random.default_rng(2)
 KERNELS = [RNG.normal(size=(5, 6)), RNG.normal(size=(6, 4)), RNG.normal(size=(4, 3))]
 
 
-def closed_form(kernels):
-    """s_l[i, j] = a_{l-1}[i] |W_l[i, j]| b_l[j]: a_0 = 1, a_l = a_{l-1}|W_l|, b_L = 1, b_l = |W_{l+1}| b_{l+1}."""
-    absolute = [np.abs(k) for k in kernels]
-    a = [np.ones(kernels[0].shape[0])]
-    for k in absolute:
-        a.append(a[-1] @ k)
-    b = [np.ones(kernels[-1].shape[1])]
-    for k in reversed(absolute[1:]):
-        b.insert(0, k @ b[0])
-    return [np.outer(a[i], b[i]) * absolute[i] for i in range(len(kernels))]
-
-
 def test_synflow_equals_the_closed_form_without_rescaling():
     model = keras_mlp(KERNELS, use_bias=False)
     scores = tfprune.scores.synflow(model, tfprune.prunable_weights(model), rescale=False)
-    for s, e in zip(scores, closed_form(KERNELS)):
+    for s, e in zip(scores, synflow_closed_form(KERNELS)):
         np.testing.assert_allclose(s, e, rtol=1e-5)
 
 
@@ -46,7 +34,7 @@ def test_signs_and_weights_untouched_and_masked_weights_score_zero():
     tfprune.apply_masks(model, masks)
     before = [v.numpy().copy() for v in model.weights]
     scores = tfprune.scores.synflow(model, tfprune.prunable_weights(model), rescale=False)
-    for s, e in zip(scores, closed_form([k * m for k, m in zip(KERNELS, masks)])):
+    for s, e in zip(scores, synflow_closed_form([k * m for k, m in zip(KERNELS, masks)])):
         np.testing.assert_allclose(s, e, rtol=1e-5, atol=1e-12)
     for v, w in zip(model.weights, before):
         np.testing.assert_array_equal(v.numpy(), w)
