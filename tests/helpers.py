@@ -93,3 +93,26 @@ def assert_unchanged(model, before):
     assert len(after) == len(before)
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)  # NaN and inf compare equal to themselves here
+
+
+def zeroed_copy(model, zeros):
+    """A copy of ``model`` with ``{variable path: (axis, indices)}`` entries set to zero: the reference
+    a structurally pruned model must equal (its consumers ignore the removed channels)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    paths = {v.path: c for v, c in zip(model.weights, copy.weights)}
+    for path, (axis, indices) in zeros.items():
+        target = paths[path]
+        value = target.numpy()
+        index = [slice(None)] * value.ndim
+        index[axis] = list(indices)
+        value[tuple(index)] = 0
+        target.assign(value)
+    return copy
+
+
+def assert_same_outputs(a, b, x):
+    """``a(x)`` equals ``b(x)`` in inference mode, to 1e-5 relative to the largest output."""
+    want = np.asarray(b(x, training=False))
+    got = np.asarray(a(x, training=False))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))

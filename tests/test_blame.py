@@ -11,7 +11,6 @@ from tfprune import masks, structured
 from tfprune.structured import criteria
 
 
-
 @pytest.fixture(scope="module")
 def xy():
     rng = np.random.default_rng(0)

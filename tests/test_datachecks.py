@@ -12,7 +12,6 @@ import tfprune
 from tfprune import datachecks, structured, training
 
 
-
 @pytest.fixture(scope="module")
 def xy():
     rng = np.random.default_rng(0)

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_same_outputs, zeroed_copy
 
 from tfprune import _compat, structured
 from tfprune.structured import criteria, dependency_graph, remove
@@ -49,27 +50,6 @@ def assert_unchanged(model, before):
 
 def variable(model, path):
     return next(v for v in model.weights if v.path == path)
-
-
-def reference(model, zeros):
-    """A copy of ``model`` with ``{variable path: (axis, indices)}`` entries set to zero."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    paths = {v.path: c for v, c in zip(model.weights, copy.weights)}
-    for path, (axis, indices) in zeros.items():
-        target = paths[path]
-        value = target.numpy()
-        index = [slice(None)] * value.ndim
-        index[axis] = list(indices)
-        value[tuple(index)] = 0
-        target.assign(value)
-    return copy
-
-
-def assert_same_outputs(a, b, x):
-    want = np.asarray(b(x, training=False))
-    got = np.asarray(a(x, training=False))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
 
 
 def normal(shape, seed=1):
@@ -112,7 +92,7 @@ def test_se_block_with_reshape():
     assert model.get_layer("se_reshape").target_shape == (1, 1, 8)
     assert model.count_params() == se_block_params(8, 2) == 253
     assert smaller.count_params() == se_block_params(6, 1) == 182
-    ref = reference(model, {
+    ref = zeroed_copy(model, {
         "se_reduce/kernel": (2, [1, 5]),  # reads the squeezed channels
         "project/kernel": (2, [1, 5]),
         "se_expand/kernel": (2, [0]),
@@ -149,7 +129,7 @@ def test_operator_gate(ops_gate):
     # c1 3·C + C, se C·C + C, c2 C·4 + 4, out 4·2 + 2
     assert model.count_params() == 32 + 72 + 36 + 10
     assert smaller.count_params() == 24 + 42 + 28 + 10
-    ref = reference(model, {"se/kernel": (2, [0, 3]), "c2/kernel": (2, [0, 3])})
+    ref = zeroed_copy(model, {"se/kernel": (2, [0, 3]), "c2/kernel": (2, [0, 3])})
     assert_same_outputs(smaller, ref, normal((4, 8, 8, 3)))
     assert_unchanged(model, before)
 
@@ -221,7 +201,7 @@ def test_nested_models():
     assert isinstance(block, keras.Model) and block.get_layer("a").filters == 7 and block.get_layer("b").filters == 4
     assert isinstance(smaller.get_layer("tail"), keras.Sequential)
     assert smaller.get_layer("tail").get_layer("tail_bn").gamma.shape == (4,)
-    ref = reference(model, {
+    ref = zeroed_copy(model, {
         "a/kernel": (2, [1, 4]),
         "b/kernel": (2, [2]),
         "out/kernel": (0, [1, 4]),
@@ -250,7 +230,7 @@ def test_convnext_block_grouped_conv_and_layer_scale():
     # stem 3c + c, dwconv 3×3×1×c + c, pw1 16c + 16, pw2 16c + c, ls c, out 3c + 3
     assert model.count_params() == 32 + 80 + 144 + 136 + 8 + 27
     assert smaller.count_params() == 24 + 60 + 112 + 102 + 6 + 21
-    ref = reference(model, {"pw1/kernel": (0, [2, 5]), "out/kernel": (0, [2, 5])})
+    ref = zeroed_copy(model, {"pw1/kernel": (0, [2, 5]), "out/kernel": (0, [2, 5])})
     assert_same_outputs(smaller, ref, normal((4, 6, 6, 3)))
     assert_unchanged(model, before)
 
@@ -297,7 +277,7 @@ def test_transformer_heads_and_ffn_units():
     assert structured.counts(model) == transformer_counts(4, 16) == (3824, 767)
     assert structured.counts(smaller) == transformer_counts(2, 14) == (2404, 523)
     # A removed head reaches nothing when the output projection's slice that reads it is zero.
-    ref = reference(model, {"mha/attention_output/kernel": (0, [1, 3]), "ffn2/kernel": (0, [0, 7])})
+    ref = zeroed_copy(model, {"mha/attention_output/kernel": (0, [1, 3]), "ffn2/kernel": (0, [0, 7])})
     assert_same_outputs(smaller, ref, normal((4, 5, 8)))
     assert_unchanged(model, before)
 
@@ -391,7 +371,7 @@ def test_recurrent_units():
     assert smaller.count_params() == recurrent_params(4, 5, 3, 5, 5) == 510
     assert variable(smaller, "lstm/lstm_cell/kernel").shape == (3, 20)
     # A removed unit reaches nothing when its recurrent-kernel row and its consumers' rows are zero.
-    ref = reference(model, {
+    ref = zeroed_copy(model, {
         "proj/kernel": (0, [4]),
         "srnn/simple_rnn_cell/kernel": (0, [1]),
         "srnn/simple_rnn_cell/recurrent_kernel": (0, [0]),
@@ -429,7 +409,7 @@ def test_recurrent_singe_scales_every_gate():
 
     want = []
     for u in range(7):
-        copy = reference(model, {})
+        copy = zeroed_copy(model, {})
         for path in paths:
             v = variable(copy, path)
             value = v.numpy()
@@ -481,7 +461,7 @@ def test_applications_remove(name):
     smaller = remove(model, {producer: channels})
     assert dependency_graph(smaller).group_of(producer).size == group.size - len(channels)
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    assert_same_outputs(smaller, reference(model, consumer_zeros(model, group, channels)), x)
+    assert_same_outputs(smaller, zeroed_copy(model, consumer_zeros(model, group, channels)), x)
     assert structured.counts(smaller)[0] < structured.counts(model)[0]
     assert_unchanged(model, before)
 

@@ -4,6 +4,7 @@ removed channels reaches their consumers, and its parameters and MACs are the ha
 import keras
 import numpy as np
 import pytest
+from helpers import assert_same_outputs, zeroed_copy
 
 import tfprune
 from tfprune.structured import dependency_graph, remove
@@ -25,22 +26,9 @@ def randomize(model, seed=0):
 def reference(model, zero_rows):
     """A copy of ``model`` whose consumers ignore the removed channels: ``{(layer, weight): (axis,
     indices)}`` entries of those weights are set to zero."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    for (name, weight), (axis, indices) in zero_rows.items():
-        variable = next(v for v in copy.get_layer(name).weights if v.name == weight)
-        value = variable.numpy()
-        index = [slice(None)] * value.ndim
-        index[axis] = list(indices)
-        value[tuple(index)] = 0
-        variable.assign(value)
-    return copy
-
-
-def assert_same_outputs(a, b, x):
-    want = np.asarray(b(x, training=False))
-    got = np.asarray(a(x, training=False))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
+    paths = {(name, weight): next(v.path for v in model.get_layer(name).weights if v.name == weight)
+             for name, weight in zero_rows}
+    return zeroed_copy(model, {paths[key]: entry for key, entry in zero_rows.items()})
 
 
 def inputs_for(model, n=4, seed=1):
