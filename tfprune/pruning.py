@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from tfprune import masks as masks_lib
-from tfprune import patterns, schedules, scores
+from tfprune import datachecks, patterns, schedules, scores
 from tfprune.connectivity import check_collapse, check_on_collapse
 from tfprune.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
 from tfprune.walk import check_built
@@ -109,6 +109,7 @@ def prune_at_init(
     if scope not in masks_lib.SCOPES:
         raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
     check_on_collapse(on_collapse)
+    datachecks.check_weights(model)  # once: scoring never changes a weight
 
     warn_unpruned(model)
     variables = list(model.weights)

@@ -13,8 +13,6 @@ import dataclasses
 import inspect
 from typing import Callable
 
-from tfprune import datachecks
-
 __all__ = ["Scorer", "register", "get", "available"]
 
 
@@ -44,17 +42,14 @@ class Scorer:
         return any(p.name == option or p.kind is p.VAR_KEYWORD for p in params)
 
     def __call__(self, model, targets, data=None, **options):
-        """``fn``'s scores, after checking the options and that the model's weights are finite.
+        """``fn``'s scores, after checking the options.
 
         Raises:
             TypeError: for an option ``fn`` does not take.
-            ValueError: for a weight of ``model`` holding NaN or ±inf, naming it (the scores would
-                be NaN, and blamed on another tensor).
         """
         unknown = [k for k in options if not self.accepts(k)]
         if unknown:
             raise TypeError(f"scorer {self.name!r} takes no option {unknown}")
-        datachecks.check_weights(model)
         return self.fn(model, targets, data, **options)
 
 
