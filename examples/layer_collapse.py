@@ -5,6 +5,8 @@
 
 Data-driven methods score with 100 CIFAR-10 training images from ``--data-dir`` (default
 ``../shared/data`` when present, else random images: layer collapse does not depend much on them).
+Besides the registered methods, ``grasp_synflow_code`` is GraSP as the SynFlow code scores it
+(batch norm in inference mode, one batch, no re-initialised Dense kernels).
 """
 
 import argparse
@@ -33,6 +35,15 @@ def scoring_data(data_dir):
         return rng.random((100, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 100), "random images"
 
 
+def grasp_synflow_code(model, targets, data, seed=None):
+    """GraSP as the SynFlow code scores it: ``eval()`` mode, one batch, Dense kernels as they are."""
+    return tfprune.scores.grasp(model, targets, data, batch_size=len(data[0]), batch_statistics=False,
+                                reinit_dense=False, seed=seed)
+
+
+EXTRA_METHODS = {"grasp_synflow_code": grasp_synflow_code}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg16", choices=sorted(MODELS))
@@ -47,14 +58,19 @@ def main():
     compressions = 10 ** np.arange(start, stop + step / 2, step)
     x, y, described = scoring_data(args.data_dir)
     print(f"{args.model}; scoring data: {described}")
-    sweep = tfprune.collapse_sweep(lambda: MODELS[args.model](args.classes), args.methods.split(","), compressions, data=(x, y),
+    methods = [EXTRA_METHODS.get(m, m) for m in args.methods.split(",")]
+    sweep = tfprune.collapse_sweep(lambda: MODELS[args.model](args.classes), methods, compressions, data=(x, y),
                                    seeds=[int(s) for s in args.seeds.split(",")])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sweep.to_csv(f"{args.out}.csv")
     sweep.plot(f"{args.out}.png", compression=10 ** min(stop, 3.0))
     print(f"N/K = 10^{np.log10(sweep.max_compression):.2f}")
-    for method, critical in sweep.critical.items():
-        print(f"critical compression of {method}: " + ("collapsed at the smallest" if critical is None else f"10^{np.log10(critical):.2f}"))
+    for method, per_seed in sweep.critical_per_seed.items():
+        logs = ["below" if c is None else f"{np.log10(c):.2f}" for c in per_seed]
+        known = [np.log10(c) for c in per_seed if c is not None]
+        summary = (f"median 10^{np.median(known):.2f}, range 10^{min(known):.2f}-10^{max(known):.2f}"
+                   if len(known) == len(per_seed) else "collapsed at the smallest compression on some seed")
+        print(f"critical compression of {method}: {summary}; per seed (log10): {', '.join(logs)}")
 
 
 if __name__ == "__main__":

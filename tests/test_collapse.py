@@ -37,11 +37,36 @@ def test_rows_match_independent_pruning(sweep):
     assert len(sweep.layer_names) == 3 and all(name.endswith("/kernel") for name in sweep.layer_names)
     assert sweep.max_compression == (20 * 200 + 200 * 200 + 200 * 5) / 3
     assert len(sweep.rows) == 2 * 2 * 7
-    row = next(r for r in sweep.rows if r["method"] == "magnitude" and r["seed"] == 1 and r["compression"] == 1000)
-    keras.utils.set_random_seed(1)
-    masks = tfprune.get_masks(tfprune.prune_at_init(mlp(), "magnitude", compression=1000, seed=1, verbose=0))
-    assert row["kept_fraction"] == [m.mean() for m in masks]
-    assert row["layers_alive"] == sum(m.any() for m in masks) and row["layers_total"] == 3
+    # magnitude is scored once per seed and masked at every compression: each row must still be
+    # what pruning a fresh model at that compression gives
+    for row in (r for r in sweep.rows if r["method"] == "magnitude"):
+        keras.utils.set_random_seed(row["seed"])
+        masks = tfprune.get_masks(tfprune.prune_at_init(mlp(), "magnitude", compression=row["compression"],
+                                                        seed=row["seed"], verbose=0, on_collapse="ignore"))
+        assert row["kept_fraction"] == [m.mean() for m in masks]
+        assert row["layers_alive"] == sum(m.any() for m in masks) and row["layers_total"] == 3
+
+
+def test_one_shot_data_methods_score_once_with_the_same_masks():
+    """SNIP scored once per seed gives, at every compression, the masks of a fresh prune_at_init."""
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(50, 20)).astype("float32"), rng.integers(0, 5, 50))
+    calls = []
+
+    def counted_snip(model, targets, data):
+        calls.append(1)
+        return tfprune.scores.snip(model, targets, data)
+
+    grid = [10.0, 100.0, 1000.0]
+    result = tfprune.collapse_sweep(mlp, [counted_snip], grid, data=data, seeds=(3,), verbose=0)
+    assert len(calls) == 1
+    for row, compression in zip(result.rows, grid):
+        keras.utils.set_random_seed(3)
+        masks = tfprune.get_masks(tfprune.prune_at_init(mlp(), "snip", compression=compression, data=data,
+                                                        verbose=0, on_collapse="ignore"))
+        assert row["kept_fraction"] == [m.mean() for m in masks]
+    assert result.critical_per_seed["counted_snip"] == [critical_compression(
+        grid, [r["layers_alive"] < 3 for r in result.rows])]
 
 
 def test_synflow_avoids_the_collapse_that_magnitude_suffers(sweep):

@@ -235,10 +235,43 @@ def check_truncated_normal(kernel, fan_in, scale):
     assert np.abs(values).max() <= 2 * std / TRUNCATED_NORMAL_STD * (1 + 1e-6)
 
 
-def test_he_normal(vgg16_bn, resnet18):
-    check_truncated_normal(vgg16_bn.get_layer("conv13").kernel, 3 * 3 * 512, 2.0)
+def check_untruncated_normal(kernel, fan_in, scale):
+    """PyTorch's kaiming_normal_: N(0, scale / fan_in) with nothing cut off, so among ~10^6 draws
+    the largest |w| is beyond 4 standard deviations (P(all within 2.5σ) = (1 - 0.0124)^n)."""
+    values = keras.ops.convert_to_numpy(kernel)
+    std = math.sqrt(scale / fan_in)
+    assert abs(values.std() / std - 1) < 0.02
+    assert abs(values.mean()) < 0.02 * std
+    assert np.abs(values).max() > 2.5 * std
+
+
+def test_lottery_networks_use_untruncated_kaiming_normal(vgg16_bn):
+    for name in ("conv9", "conv10", "conv11", "conv12", "conv13"):  # the five 512→512 convolutions
+        check_untruncated_normal(vgg16_bn.get_layer(name).kernel, 3 * 3 * 512, 2.0)
+    check_untruncated_normal(models.resnet_cifar(20).get_layer("block3_3_conv2").kernel, 3 * 3 * 64, 2.0)
+    fc = keras.ops.convert_to_numpy(vgg16_bn.get_layer("fc").kernel)
+    assert abs(fc.std() / math.sqrt(2 / 512) - 1) < 0.1
+    same_shape = [keras.ops.convert_to_numpy(vgg16_bn.get_layer(f"conv{i}").kernel) for i in (12, 13)]
+    assert not np.allclose(*same_shape)  # one initialiser per layer, not one shared draw
+
+
+def test_he_normal(resnet18):
     check_truncated_normal(resnet18.get_layer("block4_2_conv2").kernel, 3 * 3 * 512, 2.0)
-    check_truncated_normal(vgg16_bn.get_layer("fc").kernel, 512, 2.0)
+    check_truncated_normal(models.vgg(11, width=0.25, kernel_initializer="he_normal").get_layer("conv8").kernel,
+                           3 * 3 * 128, 2.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_magnitude_critical_compression_of_vgg16_is_the_synflow_papers(seed):
+    """Global magnitude pruning of VGG-16 (CIFAR-100 shapes) at 10^0, 10^0.25, … keeps every layer
+    alive up to 10^2.75 and empties one at 10^3.0, as in Tanaka et al. (2020), Fig. 1."""
+    keras.utils.set_random_seed(seed)
+    model = models.vgg(16, num_classes=100)
+    targets = tfprune.prunable_weights(model)
+    scores = tfprune.scores.magnitude(model, targets)
+    grid = 10 ** np.arange(0, 4.01, 0.25)
+    collapsed = [bool(tfprune.masks.collapsed_layers(tfprune.masks.from_scores(scores, compression=c))) for c in grid]
+    assert math.log10(tfprune.collapse.critical_compression(grid, collapsed)) == pytest.approx(2.75)
 
 
 def test_variance_scaling():

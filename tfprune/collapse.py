@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import math
 import time
 
@@ -18,6 +19,7 @@ import keras
 import numpy as np
 
 from tfprune import masks as masks_lib
+from tfprune import scores
 from tfprune.files import replacing_text
 from tfprune.grid import check_grid
 from tfprune._optional import require
@@ -39,6 +41,8 @@ class CollapseSweep:
             one per layer) and ``seconds``.
         critical: Per method, the median over seeds of the critical compression (``None`` when,
             for some seed, the method collapsed already at the smallest compression tried).
+        critical_per_seed: Per method, the critical compression of each seed, in seed order
+            (``None`` for a seed that collapsed at the smallest compression).
         max_compression: ``N / K``, the largest compression at which no layer need be empty.
     """
 
@@ -46,6 +50,7 @@ class CollapseSweep:
     rows: list
     critical: dict
     max_compression: float
+    critical_per_seed: dict = dataclasses.field(default_factory=dict)
 
     def to_csv(self, path):
         """Writes one line per row; the per-layer kept fractions become columns ``kept:<name>``
@@ -117,6 +122,23 @@ def critical_compression(compressions, collapsed):
     return best
 
 
+def _scored_once(method):
+    """``method``'s scorer, made to compute its scores on the first call and return them after.
+
+    A one-round criterion scores the unpruned network, whatever the compression: with the model
+    (same seed, same weights) reused, its scores at every compression are those of the first.
+    """
+    scorer, kept = scores.get(method), []
+
+    @functools.wraps(scorer.fn)
+    def once(*args, **options):
+        if not kept:
+            kept.append(scorer.fn(*args, **options))
+        return kept[0]
+
+    return dataclasses.replace(scorer, fn=once)
+
+
 def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, seeds=(0,), scope="global",
                    policy=None, verbose=1, **scorer_options):
     """Prunes fresh models at each compression with each method and records layer collapse.
@@ -124,7 +146,9 @@ def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, s
     Args:
         model_fn: A function returning a new, built model; called after
             ``keras.utils.set_random_seed(seed)`` so each seed gives the same initial weights
-            for every method.
+            for every method. For a one-round method (magnitude, random, SNIP, GraSP) one model
+            per seed is scored once and masked at every compression (the scores do not depend on
+            it); iterative methods prune a fresh model at each compression.
         methods: Scorer names or callables.
         compressions: Compressions to try (each ``>= 1``), e.g. ``10 ** np.arange(0, 6.25, 0.25)``.
         data: Data for the methods that need it.
@@ -149,18 +173,24 @@ def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, s
     methods, compressions, seeds = check_grid(methods, compressions, seeds)
     rows, layer_names, max_compression = [], None, None
     for method in methods:
+        one_shot = (rounds or scores.get(method).default_rounds) == 1
         for seed in seeds:
+            model = scorer = None
             for compression in compressions:
-                keras.utils.set_random_seed(seed)
-                model = model_fn()
+                if model is None:
+                    keras.utils.set_random_seed(seed)
+                    model = model_fn()
+                    scorer = _scored_once(method) if one_shot else method
                 if layer_names is None:
                     targets = prunable_weights(model, policy)
                     layer_names = [t.name for t in targets]
                     max_compression = sum(t.size for t in targets) / len(targets)
                 start = time.perf_counter()
-                pruned = prune_at_init(model, method, compression=compression, data=data, rounds=rounds,
+                pruned = prune_at_init(model, scorer, compression=compression, data=data, rounds=rounds,
                                        scope=scope, policy=policy, seed=seed, verbose=0, on_collapse="ignore",
                                        **scorer_options)
+                if not one_shot or pruned is model:  # iterative, or a subclassed model wrapped in place
+                    model = None
                 kept = masks_lib.densities(get_masks(pruned))
                 row = dict(method=getattr(method, "__name__", method), seed=seed, compression=float(compression),
                            log10_compression=math.log10(compression),
@@ -171,13 +201,14 @@ def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, s
                     print(f"{row['method']:>10s} seed {seed} 10^{row['log10_compression']:.2f}: "
                           f"{row['layers_alive']}/{row['layers_total']} layers alive ({row['seconds']:.1f} s)",
                           flush=True)
-    critical = {}
+    critical, critical_per_seed = {}, {}
     for method in dict.fromkeys(r["method"] for r in rows):
         per_seed = []
         for seed in seeds:
             mine = [r for r in rows if r["method"] == method and r["seed"] == seed]
             per_seed.append(critical_compression([r["compression"] for r in mine],
                                                  [r["layers_alive"] < r["layers_total"] for r in mine]))
+        critical_per_seed[method] = per_seed
         known = [c for c in per_seed if c is not None]
         critical[method] = float(np.median(known)) if len(known) == len(per_seed) else None
-    return CollapseSweep(layer_names, rows, critical, max_compression)
+    return CollapseSweep(layer_names, rows, critical, max_compression, critical_per_seed)

@@ -64,6 +64,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfprune import _compat, walk
+from tfprune.layer_changes import changed
 
 __all__ = ["linearized", "without_output_activation"]
 
@@ -151,31 +152,12 @@ def _keras_op_name(operation):
 
 
 @contextlib.contextmanager
-def _attribute(obj, name, value):
-    """Sets ``obj.name = value`` for the enclosed block (past Keras's attribute tracking)."""
-    own = vars(obj)
-    had, old = name in own, own.get(name)
-    object.__setattr__(obj, name, value)
-    try:
-        yield
-    finally:
-        if had:
-            object.__setattr__(obj, name, old)
-        else:
-            object.__delattr__(obj, name)
-
-
-@contextlib.contextmanager
 def _changed(changes, attention_layers=()):
-    """Applies ``(object, attribute, value)`` changes for the enclosed block, undoing all on exit."""
+    """Applies ``(object, attribute, value)`` changes and explicit attention scores for the enclosed block."""
     with contextlib.ExitStack() as stack:
         for layer in attention_layers:
             stack.enter_context(_compat.explicit_attention_scores(layer))
-        seen = set()
-        for obj, name, value in changes:
-            if (id(obj), name) not in seen:
-                seen.add((id(obj), name))
-                stack.enter_context(_attribute(obj, name, value))
+        stack.enter_context(changed(changes))
         yield
 
 

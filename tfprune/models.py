@@ -6,15 +6,27 @@ open_lth), and the CIFAR ResNet-18. Every model outputs logits (no softmax).
 
 Batch normalisation uses PyTorch's defaults (momentum 0.9 in Keras terms, epsilon 1e-5), as the
 SynFlow and GraSP code does; convolutions followed by batch normalisation have no bias.
+
+Initialisation follows each network's own code. The SynFlow "lottery" VGG and ResNet draw every
+convolution and Dense kernel from PyTorch's ``kaiming_normal_``: N(0, 2/fan_in), *not truncated*
+(:data:`KAIMING_NORMAL`). Keras's ``"he_normal"`` truncates at two standard deviations, which
+matters for pruning by magnitude: it caps VGG-16's 512→512 kernels at |w| ≤ 0.047 instead of
+about 0.10, and global magnitude pruning then empties those layers first (critical compression
+10^1.25 instead of the SynFlow paper's 10^2.75; see docs/results.md, section 2).
 """
 
 from __future__ import annotations
 
 import keras
 
-__all__ = ["lenet_300_100", "lenet5_caffe", "conv", "vgg", "resnet_cifar", "resnet18", "build", "available"]
+__all__ = ["KAIMING_NORMAL", "lenet_300_100", "lenet5_caffe", "conv", "vgg", "resnet_cifar", "resnet18", "build", "available"]
 
 L = keras.layers
+
+#: PyTorch's ``kaiming_normal_`` with its defaults (fan-in, gain √2): an untruncated N(0, 2/fan_in).
+#: A config, not an instance, so that each layer gets its own initialiser and its own draws.
+KAIMING_NORMAL = {"class_name": "VarianceScaling",
+                  "config": {"scale": 2.0, "mode": "fan_in", "distribution": "untruncated_normal"}}
 
 _VGG_PLANS = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
@@ -170,7 +182,7 @@ def conv(input_shape=(32, 32, 3), num_classes=10, width=32, kernel_initializer="
     return keras.Model(inputs, _fc(x, num_classes, kernel_initializer), name=name)
 
 
-def vgg(depth=16, batch_norm=True, input_shape=(32, 32, 3), num_classes=10, kernel_initializer="he_normal",
+def vgg(depth=16, batch_norm=True, input_shape=(32, 32, 3), num_classes=10, kernel_initializer=None,
         name=None, width=1.0):
     """The CIFAR VGG of the SynFlow code (its "lottery" VGG, after open_lth).
 
@@ -186,7 +198,9 @@ def vgg(depth=16, batch_norm=True, input_shape=(32, 32, 3), num_classes=10, kern
         batch_norm: Batch normalisation after each convolution.
         input_shape: (height, width, channels), at least 32x32.
         num_classes: Number of logits.
-        kernel_initializer: Initialiser of the kernels (anything ``keras.initializers.get`` takes).
+        kernel_initializer: Initialiser of the kernels (anything ``keras.initializers.get`` takes;
+            pass a name or a config rather than one instance, which would give same-shaped layers
+            the same weights); default :data:`KAIMING_NORMAL`, as the SynFlow code.
         name: Name of the model; default ``"vgg16_bn"``, ``"vgg16"`` etc. (``"vgg16_bn_w0.25"``
             for another width).
         width: Multiplier of every convolution's filters (rounded, at least 1), e.g. 0.25 for a
@@ -205,6 +219,7 @@ def vgg(depth=16, batch_norm=True, input_shape=(32, 32, 3), num_classes=10, kern
         raise ValueError(f"vgg depth must be one of {sorted(_VGG_PLANS)}, got {depth!r}")
     if not width > 0:
         raise ValueError(f"vgg width must be > 0, got {width!r}")
+    kernel_initializer = kernel_initializer or KAIMING_NORMAL
     name = name or f"vgg{depth}{'_bn' if batch_norm else ''}" + (f"_w{width:g}" if width != 1 else "")
     _check_image(input_shape, name, minimum=32)
     inputs = keras.Input(input_shape)
@@ -222,7 +237,7 @@ def vgg(depth=16, batch_norm=True, input_shape=(32, 32, 3), num_classes=10, kern
     return keras.Model(inputs, _fc(x, num_classes, kernel_initializer), name=name)
 
 
-def resnet_cifar(depth=20, input_shape=(32, 32, 3), num_classes=10, kernel_initializer="he_normal",
+def resnet_cifar(depth=20, input_shape=(32, 32, 3), num_classes=10, kernel_initializer=None,
                  name=None):
     """The CIFAR ResNet of He et al. as in the SynFlow code (its "lottery" ResNet, after open_lth).
 
@@ -236,7 +251,8 @@ def resnet_cifar(depth=20, input_shape=(32, 32, 3), num_classes=10, kernel_initi
         depth: 6n + 2 for n >= 1: 20, 32, 44, 56, 110, ...
         input_shape: (height, width, channels).
         num_classes: Number of logits.
-        kernel_initializer: Initialiser of the kernels (anything ``keras.initializers.get`` takes).
+        kernel_initializer: Initialiser of the kernels (anything ``keras.initializers.get`` takes;
+            a name or a config, as for :func:`vgg`); default :data:`KAIMING_NORMAL`, as the SynFlow code.
         name: Name of the model; default ``"resnet20"`` etc.
 
     Returns:
@@ -252,7 +268,7 @@ def resnet_cifar(depth=20, input_shape=(32, 32, 3), num_classes=10, kernel_initi
         raise ValueError(f"resnet_cifar depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), "
                          f"got {depth!r}")
     n = (depth - 2) // 6
-    return _resnet(input_shape, num_classes, [(16, n), (32, n), (64, n)], kernel_initializer,
+    return _resnet(input_shape, num_classes, [(16, n), (32, n), (64, n)], kernel_initializer or KAIMING_NORMAL,
                    name or f"resnet{depth}")
 
 

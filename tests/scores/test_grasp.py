@@ -1,5 +1,7 @@
-"""GraSP: Hg against central finite differences of a NumPy float64 gradient, and its sign."""
+"""GraSP: Hg against central finite differences of a NumPy float64 gradient (with batch norm on
+batch or moving statistics), its sign, the authors' defaults."""
 
+import keras
 import numpy as np
 import pytest
 from numpy_mlp import grads, keras_mlp
@@ -25,7 +27,8 @@ def numpy_grasp(kernels, temperature, eps=1e-4):
 @pytest.mark.parametrize("temperature", [1.0, 200.0])
 def test_grasp_matches_finite_differences(temperature):
     model = keras_mlp(W, activation="tanh")
-    scores = tfprune.scores.grasp(model, tfprune.prunable_weights(model), (X, Y), temperature=temperature)
+    scores = tfprune.scores.grasp(model, tfprune.prunable_weights(model), (X, Y), temperature=temperature,
+                                  reinit_dense=False)
     for s, e in zip(scores, numpy_grasp(W[0::2], temperature)):
         np.testing.assert_allclose(s, e, rtol=2e-3, atol=2e-5 * np.abs(e).max())
 
@@ -38,7 +41,7 @@ def test_grasp_sign_removing_the_highest_minus_theta_hg_preserves_gradient_flow(
     """Removing the weights GraSP removes (the highest −θ⊙Hg, i.e. the lowest kept score) keeps a
     larger gradient norm than removing those it keeps: the sign is the authors'."""
     model = keras_mlp(W, activation="tanh")
-    scores = tfprune.scores.grasp(model, tfprune.prunable_weights(model), (X, Y), temperature=1.0)
+    scores = tfprune.scores.grasp(model, tfprune.prunable_weights(model), (X, Y), temperature=1.0, reinit_dense=False)
     flat = np.concatenate([s.ravel() for s in scores])
     kernels = W[0::2]
     sizes = np.cumsum([k.size for k in kernels])[:-1]
@@ -53,7 +56,8 @@ def test_grasp_sign_removing_the_highest_minus_theta_hg_preserves_gradient_flow(
     pruned_against = gradient_norm(remove(order[-3:]))
     assert pruned_by_grasp > gradient_norm(kernels) > pruned_against
     masks = tfprune.get_masks(tfprune.prune_at_init(keras_mlp(W, activation="tanh"), "grasp", data=(X, Y),
-                                                    sparsity=3 / flat.size, temperature=1.0, verbose=0))
+                                                    sparsity=3 / flat.size, temperature=1.0, reinit_dense=False,
+                                                    verbose=0))
     removed = np.flatnonzero(~np.concatenate([m.ravel() for m in masks]))
     np.testing.assert_array_equal(np.sort(removed), np.sort(order[:3]))
 
@@ -64,7 +68,7 @@ def test_reinit_dense_scores_with_glorot_kernels_but_leaves_weights():
     before = [v.numpy().copy() for v in model.weights]
     a = tfprune.scores.grasp(model, targets, (X, Y), reinit_dense=True, seed=3)
     b = tfprune.scores.grasp(model, targets, (X, Y), reinit_dense=True, seed=3)
-    c = tfprune.scores.grasp(model, targets, (X, Y))
+    c = tfprune.scores.grasp(model, targets, (X, Y), reinit_dense=False)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.allclose(a[0], c[0])
@@ -76,3 +80,114 @@ def test_temperature_needs_logits():
     model = keras_mlp(W)
     with pytest.raises(ValueError, match="temperature divides logits"):
         tfprune.scores.grasp(model, tfprune.prunable_weights(model), (X, Y), from_logits=False)
+
+
+# --- Batch norm: the scoring batch's statistics, as the authors' train() mode -------------------
+
+BN_EPSILON = 1e-3
+BN = dict(gamma=1 + 0.3 * RNG.normal(size=6), beta=0.2 * RNG.normal(size=6),
+          mean=0.5 * RNG.normal(size=6), variance=0.5 + RNG.random(6))
+
+
+def keras_bn_net():
+    """Dense(6) -> BatchNormalization -> tanh -> Dense(3), with W's weights and BN's parameters."""
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(6, name="d0")(inputs)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="bn")(x)
+    x = keras.layers.Activation("tanh")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="d1")(x))
+    model.get_layer("d0").set_weights([W[0], W[1]])
+    model.get_layer("bn").set_weights([BN["gamma"], BN["beta"], BN["mean"], BN["variance"]])
+    model.get_layer("d1").set_weights([W[2], W[3]])
+    return model
+
+
+def bn_loss(kernels, x, y, batch_statistics):
+    """Mean softmax cross-entropy of the float64 network, batch norm on x's or the moving statistics."""
+    z = x.astype(np.float64) @ kernels[0] + W[1]
+    mean, variance = (z.mean(0), z.var(0)) if batch_statistics else (BN["mean"], BN["variance"])
+    h = np.tanh((z - mean) / np.sqrt(variance + BN_EPSILON) * BN["gamma"] + BN["beta"])
+    logits = h @ kernels[1] + W[3]
+    logits = logits - logits.max(1, keepdims=True)
+    return float(np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(len(y)), y]))
+
+
+def fd_gradient(kernels, x, y, batch_statistics, eps=1e-6):
+    """Central differences of :func:`bn_loss` in every kernel entry."""
+    out = []
+    for i, k in enumerate(kernels):
+        g = np.zeros_like(k)
+        for index in np.ndindex(k.shape):
+            shifted = [[c.copy() for c in kernels] for _ in (0, 1)]
+            shifted[0][i][index] += eps
+            shifted[1][i][index] -= eps
+            g[index] = (bn_loss(shifted[0], x, y, batch_statistics) - bn_loss(shifted[1], x, y, batch_statistics)) / (2 * eps)
+        out.append(g)
+    return out
+
+
+def numpy_grasp_bn(batch_statistics, eps=1e-4):
+    """GraSP as the authors compute it: the batch split in halves, g = Σ_h ∇L_h, Hg = Σ_h H_h g."""
+    kernels = [W[0].astype(np.float64), W[2].astype(np.float64)]
+    halves = [(X[:8], Y[:8]), (X[8:], Y[8:])]
+    g = [sum(parts) for parts in zip(*(fd_gradient(kernels, x, y, batch_statistics) for x, y in halves))]
+    hg = [np.zeros_like(k) for k in kernels]
+    for x, y in halves:
+        plus = fd_gradient([k + eps * gk for k, gk in zip(kernels, g)], x, y, batch_statistics)
+        minus = fd_gradient([k - eps * gk for k, gk in zip(kernels, g)], x, y, batch_statistics)
+        hg = [h + (p - m) / (2 * eps) for h, p, m in zip(hg, plus, minus)]
+    raw = [k * h for k, h in zip(kernels, hg)]
+    return [r / (abs(sum(a.sum() for a in raw)) + 1e-10) for r in raw]
+
+
+@pytest.mark.parametrize("batch_statistics", [True, False])
+def test_grasp_with_batch_norm_matches_finite_differences(batch_statistics):
+    model = keras_bn_net()
+    bn = model.get_layer("bn")
+    before = [v.numpy().copy() for v in model.weights]
+    scores = tfprune.scores.grasp(model, tfprune.prunable_weights(model), (X, Y), temperature=1.0, reinit_dense=False,
+                                  batch_statistics=batch_statistics)
+    for s, e in zip(scores, numpy_grasp_bn(batch_statistics)):
+        np.testing.assert_allclose(s, e, rtol=2e-3, atol=2e-4 * np.abs(e).max())
+    for v, w in zip(model.weights, before):  # the moving averages too: scoring updates nothing
+        np.testing.assert_array_equal(v.numpy(), w)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), BN["mean"].astype("float32"))
+    assert "call" not in vars(bn)  # the batch-statistics change is undone
+
+
+def test_batch_and_moving_statistics_give_different_scores():
+    """The two oracles differ, so each test above can only pass in its own mode."""
+    a, b = numpy_grasp_bn(True), numpy_grasp_bn(False)
+    assert max(np.abs(x - y).max() / np.abs(x).max() for x, y in zip(a, b)) > 0.05
+
+
+def test_defaults_are_the_authors_two_halves_and_reinit():
+    """Default GraSP = explicit halves (batch_size = n // 2), batch statistics, Glorot Dense kernels."""
+    model = keras_bn_net()
+    targets = tfprune.prunable_weights(model)
+    default = tfprune.scores.grasp(model, targets, (X, Y), seed=4)
+    explicit = tfprune.scores.grasp(model, targets, (X, Y), batch_size=8, batch_statistics=True, reinit_dense=True,
+                                    temperature=200.0, seed=4)
+    one_batch = tfprune.scores.grasp(model, targets, (X, Y), batch_size=16, seed=4)
+    for a, b in zip(default, explicit):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(default[0], one_batch[0], rtol=1e-3)
+
+
+def test_grasp_on_bn_vgg_keeps_no_sign_bias(shared_data):
+    """On the quarter-width BN VGG-11 at compression 10 (CIFAR-10, 100 scoring images), GraSP
+    with batch statistics keeps about as many positive as negative weights in the first seven
+    convolutions (≤ 0.6); scored in inference mode, where batch norm is the identity at
+    initialisation, it keeps mostly positive ones (> 0.7) — the masks that do not train."""
+    x, y = tfprune.data.load("cifar10", "train", shared_data)
+    data = (x[:100], y[:100])
+    shares = {}
+    for batch_statistics in (True, False):
+        keras.utils.set_random_seed(0)
+        pruned = tfprune.prune_at_init(tfprune.models.vgg(11, width=0.25), "grasp", compression=10, data=data,
+                                       batch_statistics=batch_statistics, verbose=0)
+        targets = tfprune.prunable_weights(pruned)[:7]
+        shares[batch_statistics] = [float((np.asarray(t.variable.value)[np.asarray(t.mask.value, bool)] > 0).mean())
+                                    for t in targets]
+    assert max(shares[True]) <= 0.6, shares
+    assert np.mean(shares[False]) > 0.7, shares

@@ -101,3 +101,33 @@ def test_softmax_outputs_with_from_logits_false():
     b = tfprune.scores.snip(softmax_model, tfprune.prunable_weights(softmax_model), (X, Y), from_logits=False)
     for s, t in zip(a, b):
         np.testing.assert_allclose(s, t, rtol=1e-3, atol=1e-8)
+
+
+def bn_net():
+    """Dense(7) -> BatchNormalization (moving statistics away from the batch's) -> ReLU -> Dense(3)."""
+    import keras
+
+    inputs = keras.Input((5,))
+    x = keras.layers.Dense(7, name="d0")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="d1")(keras.layers.ReLU()(x)))
+    model.get_layer("d0").set_weights(W[:2])
+    model.get_layer("d1").set_weights(W[2:])
+    model.get_layer("bn").set_weights([np.ones(7), np.zeros(7), np.full(7, 3.0), np.full(7, 9.0)])
+    return model
+
+
+def test_batch_norm_statistics_follow_each_methods_code():
+    """SNIP scores with moving statistics (its code's is_train=False); iterative SNIP and FORCE with
+    the batch's (their code's train() mode). The moving statistics are far from the batch's, so
+    the two modes give different scores."""
+    model = bn_net()
+    targets = tfprune.prunable_weights(model)
+    moving = tfprune.scores.snip(model, targets, (X, Y))
+    batch = tfprune.scores.snip(model, targets, (X, Y), batch_statistics=True)
+    assert np.abs(moving[0] - batch[0]).max() > 0.1 * np.abs(batch[0]).max()
+    for method in (tfprune.scores.iter_snip, tfprune.scores.force):  # equal to SNIP on an unmasked network
+        for s, b in zip(method(model, targets, (X, Y)), batch):
+            np.testing.assert_allclose(s, b, rtol=1e-6)
+        for s, m in zip(method(model, targets, (X, Y), batch_statistics=False), moving):
+            np.testing.assert_allclose(s, m, rtol=1e-6)

@@ -4,6 +4,10 @@
 blocked at pruned weights, and multiplies the *dense* weights ``θ``, so a pruned weight whose
 gradient has grown can come back in a later round. On the first round (no mask yet) FORCE equals
 SNIP. The authors ran 60 rounds of the exponential schedule.
+
+Their code never leaves PyTorch's ``train()`` mode, so batch norm normalises each scoring batch by
+its own statistics; tfprune does the same by default (``batch_statistics=True``), without
+updating the moving averages.
 """
 
 from keras import ops
@@ -13,7 +17,8 @@ from tfprune.scores.registry import register
 
 
 @register("force", needs_data=True, keeps_pruned=False, default_rounds=60)
-def force(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True, strategy=None):
+def force(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True, strategy=None,
+          batch_statistics=True):
     """FORCE scores ``|θ ⊙ ∂L/∂(θ ⊙ m)|``, normalised to sum 1.
 
     Args:
@@ -29,6 +34,8 @@ def force(model, targets, data, samples=None, batch_size=None, loss=None, from_l
         strategy: A ``tf.distribute`` strategy to score under; default the one the model was
             built under. Each batch is split across its replicas and the gradients all-reduced,
             so every replica and worker gets the global batch's scores.
+        batch_statistics: Batch norm normalises each batch by its own statistics, differentiated
+            through (the authors' ``train()`` mode); ``False`` uses its moving statistics.
 
     Returns:
         One float32 array per target.
@@ -37,5 +44,6 @@ def force(model, targets, data, samples=None, batch_size=None, loss=None, from_l
         >>> pruned = tfprune.prune_at_init(model, "force", sparsity=0.995, data=(x[:100], y[:100]))
     """
     batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
-    grads = effective_gradients(model, targets, batches, loss, from_logits, strategy=strategy)
+    grads = effective_gradients(model, targets, batches, loss, from_logits, strategy=strategy,
+                                batch_statistics=batch_statistics)
     return normalised([ops.abs(t.variable.value * g) for t, g in zip(targets, grads)])

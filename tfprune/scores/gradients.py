@@ -11,8 +11,13 @@
   (the masks are replaced by ones and ``w`` by a watched tensor, so the gradient is not blocked
   at pruned weights: SNIP multiplies it by ``w``, FORCE by ``θ``).
 
-All forward passes run in inference mode (``training=False``: batch norm uses its moving
-statistics). With the default loss and ``from_logits=True``, a final softmax or sigmoid of the
+Forward passes run in inference mode (``training=False``): batch norm uses its moving
+statistics, unless a scorer asks for ``batch_statistics=True`` — then batch norm normalises each
+scoring batch by that batch's own mean and variance and the gradients flow through them, as in the
+authors' PyTorch code run in ``train()`` mode (GraSP, FORCE, iterative SNIP); the moving averages
+are not updated (:func:`tfprune.layer_changes.batch_statistics`). Under a ``tf.distribute``
+strategy each replica normalises by its own part of the batch, as unsynchronised batch norm does
+in training. With the default loss and ``from_logits=True``, a final softmax or sigmoid of the
 model is skipped for the score (:func:`tfprune.linearized.without_output_activation`), so the
 loss sees the logits it expects rather than probabilities taken for logits; with
 ``from_logits=False`` or a loss of your own the outputs are used as they are.
@@ -28,10 +33,12 @@ import tensorflow as tf
 from keras import ops
 
 from tfprune import datachecks, distribute
+from tfprune.layer_changes import batch_statistics as batch_statistics_mode
 from tfprune.linearized import without_output_activation
 
 __all__ = [
     "scoring_batches",
+    "class_balanced",
     "batch_sum",
     "example_share",
     "loss_key",
@@ -72,7 +79,20 @@ def _num_classes(model):
         ) from None
 
 
-def scoring_batches(model, data, samples=None, batch_size=None, class_ids=True):
+def class_balanced(x, y, per_class):
+    """The first ``per_class`` examples of each class, grouped by class in increasing order (the
+    GraSP authors' draw); a class with fewer examples gives what it has.
+
+    Example:
+        >>> class_balanced(x, np.array([1, 0, 1, 1, 0]), 2)[1]
+        array([0, 0, 1, 1])
+    """
+    labels = np.asarray(y).reshape(len(y), -1)[:, 0]
+    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+    return np.asarray(x)[chosen], np.asarray(y)[chosen]
+
+
+def scoring_batches(model, data, samples=None, batch_size=None, class_ids=True, samples_per_class=None):
     """The batches a data-driven score uses, checked against the model (:mod:`tfprune.datachecks`).
 
     Args:
@@ -84,16 +104,31 @@ def scoring_batches(model, data, samples=None, batch_size=None, class_ids=True):
             batch. Batches of a dataset are used as they come (the last one is cut to size).
         class_ids: Check the labels as class ids in ``[0, outputs)``, as the default loss takes
             them; ``False`` for a loss of the caller's own.
+        samples_per_class: Instead of ``samples``: the first this many examples of each class,
+            grouped by class (:func:`class_balanced`); ``(x, y)`` arrays of class ids only.
 
     Returns:
         A list of ``(x, y)`` tensor pairs holding exactly ``samples`` examples (fewer only if the
         data has fewer).
 
     Raises:
-        ValueError: if ``samples``/``batch_size`` are not positive, or the data does not fit the
+        ValueError: if ``samples``/``batch_size``/``samples_per_class`` are not positive, if
+            ``samples_per_class`` is given with ``samples``, a dataset or labels other than class
+            ids, or the data does not fit the
             model (:func:`tfprune.datachecks.check_data`: no examples, lengths, shapes, labels,
             NaN/inf — each named with its numbers).
     """
+    if samples_per_class is not None:
+        if samples is not None:
+            raise ValueError("give samples or samples_per_class, not both")
+        if samples_per_class < 1:
+            raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class}")
+        if not (datachecks.is_array_pair(data) and class_ids):
+            raise ValueError("samples_per_class draws from (x, y) arrays of class ids: give arrays, or samples= "
+                             "with a dataset or a loss of your own")
+        datachecks.check_data(model, data, class_ids=class_ids)
+        data = class_balanced(*data, samples_per_class)
+        samples = len(data[0])
     if samples is None:
         samples = 10 * _num_classes(model)
     if samples < 1:
@@ -191,11 +226,13 @@ def check_logits(model, batches, loss, from_logits):
     compiled(model, ("logits_checked",), check)
 
 
-def _loss_at(model, targets, loss_fn, temperature, logits, x, y, values):
-    """The loss of the network whose effective weights are ``values`` (inference mode), on its
-    logits (a final softmax or sigmoid skipped) when ``logits``."""
+def _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values):
+    """The loss of the network whose effective weights are ``values`` (inference mode; batch norm
+    on the batch's statistics when ``batch_statistics``), on its logits (a final softmax or sigmoid
+    skipped) when ``logits``."""
     head = without_output_activation(model) if logits else contextlib.nullcontext()
-    with substitute(targets, values), head:
+    norm = batch_statistics_mode(model) if batch_statistics else contextlib.nullcontext()
+    with substitute(targets, values), head, norm:
         outputs = model(x, training=False)
     return loss_fn(y, outputs / temperature)
 
@@ -206,12 +243,12 @@ def example_share(x, global_size):
     return tf.cast(tf.shape(x)[0], tf.float32) / global_size
 
 
-def _gradient_step(model, targets, loss_fn, temperature, logits):
+def _gradient_step(model, targets, loss_fn, temperature, logits, batch_statistics):
     @tf.function(reduce_retracing=True)
     def step(x, y, global_size, values):
         with tf.GradientTape() as tape:
             tape.watch(values)
-            loss = _loss_at(model, targets, loss_fn, temperature, logits, x, y, values)
+            loss = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values)
             loss = loss * example_share(x, global_size)
         return tape.gradient(loss, values)
 
@@ -234,7 +271,7 @@ def batch_sum(model, step, batches, strategy, *args):
 
 
 def effective_gradients(model, targets, batches, loss=None, from_logits=True, values=None, temperature=1.0,
-                        strategy=None):
+                        strategy=None, batch_statistics=False):
     """``Σ_b ∂L_b/∂w`` over the batches, for the effective weights ``w`` of each target.
 
     Args:
@@ -249,6 +286,8 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
         temperature: Outputs are divided by it before the loss (GraSP's T).
         strategy: The ``tf.distribute`` strategy to score under; default the one holding the
             model's variables (none for a single device).
+        batch_statistics: Run batch norm on each batch's own statistics (see the module
+            docstring); default its moving statistics.
 
     Returns:
         A list of gradient tensors (the signed sum over batches), one per target.
@@ -259,20 +298,21 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
     """
     check_logits(model, batches, loss, from_logits)
     values = effective_values(targets) if values is None else values
-    key = ("gradient", loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
+    key = ("gradient", loss_key(loss, from_logits), float(temperature), bool(batch_statistics),
+           tuple(id(t.variable) for t in targets))
     step = compiled(model, key, lambda: _gradient_step(model, targets, loss_function(loss, from_logits), temperature,
-                                                      on_logits(loss, from_logits)))
+                                                      on_logits(loss, from_logits), batch_statistics))
     return batch_sum(model, step, batches, strategy, values)
 
 
-def _hessian_step(model, targets, loss_fn, temperature, logits):
+def _hessian_step(model, targets, loss_fn, temperature, logits, batch_statistics):
     @tf.function(reduce_retracing=True)
     def step(x, y, global_size, values, direction):
         with tf.GradientTape() as outer:
             outer.watch(values)
             with tf.GradientTape() as inner:
                 inner.watch(values)
-                loss = _loss_at(model, targets, loss_fn, temperature, logits, x, y, values)
+                loss = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values)
                 loss = loss * example_share(x, global_size)
             grads = inner.gradient(loss, values)
             inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
@@ -282,12 +322,12 @@ def _hessian_step(model, targets, loss_fn, temperature, logits):
 
 
 def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=True, values=None, temperature=1.0,
-                     strategy=None):
+                     strategy=None, batch_statistics=False):
     """``Σ_b H_b v``: the Hessian of each batch's loss times ``direction``, by double backprop.
 
     Args:
-        model, targets, batches, loss, from_logits, values, temperature, strategy: As for
-            :func:`effective_gradients`.
+        model, targets, batches, loss, from_logits, values, temperature, strategy, batch_statistics:
+            As for :func:`effective_gradients`.
         direction: One tensor per target (GraSP: the accumulated gradient ``g``, held constant).
 
     Returns:
@@ -295,9 +335,10 @@ def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=
     """
     check_logits(model, batches, loss, from_logits)
     values = effective_values(targets) if values is None else values
-    key = ("hessian", loss_key(loss, from_logits), float(temperature), tuple(id(t.variable) for t in targets))
+    key = ("hessian", loss_key(loss, from_logits), float(temperature), bool(batch_statistics),
+           tuple(id(t.variable) for t in targets))
     step = compiled(model, key, lambda: _hessian_step(model, targets, loss_function(loss, from_logits), temperature,
-                                                     on_logits(loss, from_logits)))
+                                                     on_logits(loss, from_logits), batch_statistics))
     direction = [tf.stop_gradient(d) for d in direction]
     return batch_sum(model, step, batches, strategy, values, direction)
 

@@ -4,14 +4,38 @@ The authors score ``S = −θ ⊙ (H g)`` and *remove* the highest; tfprune keep
 returns ``θ ⊙ (H g)`` (the same ranking), divided by ``|Σ θ ⊙ H g| + 1e-10`` as in their code.
 ``g = Σ_b ∂L_b/∂θ`` is accumulated first and held constant; ``H g`` is then
 ``Σ_b ∂(g · ∂L_b/∂θ)/∂θ`` by double backprop (nested ``tf.GradientTape``). Logits are divided
-by a temperature ``T = 200`` before the loss. With ``reinit_dense=True`` the scores are computed
-as if every Dense kernel were Glorot-normal initialised, as the authors' code does on a copy of
-the network (the model's own weights are not changed).
+by a temperature ``T = 200`` before the loss.
+
+The defaults follow the authors' code (``pruner/GraSP.py``, run as their CIFAR configurations
+do), not the re-implementation in the SynFlow code:
+
+* **batch norm on batch statistics** (``batch_statistics=True``): their network is scored in
+  PyTorch's ``train()`` mode, so batch norm normalises each batch by its own statistics and the
+  gradient flows through them. Scored with moving statistics instead — at initialisation batch
+  norm is then the identity — GraSP keeps mostly positive weights ahead of ReLUs and the
+  batch-norm VGG of docs/results.md does not train (17 % against 46 % on CIFAR-10).
+  The moving averages are never updated.
+* **Dense kernels re-drawn** for the score (``reinit_dense=True``): their code re-initialises
+  every ``nn.Linear`` weight with ``xavier_normal`` on a copy of the network; here the score is
+  computed as if every Dense kernel were Glorot-normal (the model's own weights do not change).
+* **Two batches**: the scoring examples are split in halves (``N // 2``) and ``g`` and ``H g``
+  summed over the two, so batch statistics come from half the examples.
+* **10 examples per class** (their CIFAR-10 and CIFAR-100 VGG configurations): the default
+  ``samples`` is 10 × the number of classes. Their draw is class-balanced and grouped by class
+  (so each half holds different classes); ``samples_per_class=10`` reproduces it from arrays.
+
+The SynFlow code (Tanaka et al. 2020) scores GraSP in ``eval()`` mode, on one batch, without the
+re-initialisation: ``batch_statistics=False, reinit_dense=False, batch_size=samples``. Its first
+public GraSP scorer (commit 432dd64) differed more: no temperature, no normalisation, and it kept
+the highest ``−θ ⊙ H g`` — the opposite of GraSP's rule — until commits e7dc110 (T = 200, the
+normalisation) and e329c2e (the sign). The SynFlow paper's GraSP figures (critical compression
+10^3.5 on VGG-16) predate those fixes; tfprune implements only GraSP's published rule.
 """
 
 import keras
 from keras import ops
 
+from tfprune import datachecks
 from tfprune.scores.gradients import (effective_gradients, effective_values, hessian_gradient, normalised,
                                       scoring_batches)
 from tfprune.scores.registry import register
@@ -19,15 +43,19 @@ from tfprune.scores.registry import register
 
 @register("grasp", needs_data=True)
 def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True,
-          temperature=200.0, reinit_dense=False, seed=None, strategy=None):
+          temperature=200.0, reinit_dense=True, seed=None, strategy=None, batch_statistics=True,
+          samples_per_class=None):
     """GraSP scores ``θ ⊙ H g`` (keep the highest), normalised by ``|Σ| + 1e-10``.
+
+    The defaults are the authors' (see the module docstring).
 
     Args:
         model: The model (wrapped: its masks apply).
         targets: From :func:`tfprune.prunable_weights`.
         data: ``(x, y)`` arrays or a dataset of ``(x, y)`` batches.
         samples: Examples to use; default 10 × the number of classes.
-        batch_size: Batch size for arrays; default all samples in one batch.
+        batch_size: Batch size for arrays; default half the samples (two batches, as the
+            authors). Batches of a dataset are used as they come.
         loss: A Keras loss or callable; default sparse categorical cross-entropy.
         from_logits: For the default loss: score on the logits (``True``; a final softmax or
             sigmoid of the model is skipped for the score) or on the outputs taken as
@@ -35,29 +63,48 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
             The temperature divides logits: with ``from_logits=False`` it must be 1.
         temperature: Logits are divided by it before the loss (the authors' 200).
         reinit_dense: Score with Glorot-normal Dense kernels, as the authors' code does.
-        seed: Seed of that re-initialisation.
+        seed: Seed of that re-initialisation (default: drawn from Keras's global seed).
         strategy: A ``tf.distribute`` strategy to score under; default the one the model was
             built under (gradients and Hessian-vector products all-reduced over its replicas).
+        batch_statistics: Batch norm normalises each batch by its own statistics, differentiated
+            through (the authors' ``train()`` mode; moving averages are not updated); ``False``
+            uses the moving statistics (inference mode, as the SynFlow code).
+        samples_per_class: Instead of ``samples``: the first this many examples of each class,
+            grouped by class, from ``(x, y)`` arrays (the authors' draw: 10 on CIFAR).
 
     Returns:
         One float32 array per target.
 
     Raises:
-        ValueError: for a temperature other than 1 with ``from_logits=False``.
+        ValueError: for a temperature other than 1 with ``from_logits=False``, or data that do not
+            fit (:func:`tfprune.scores.gradients.scoring_batches`).
 
     Example:
         >>> pruned = tfprune.prune_at_init(model, "grasp", sparsity=0.9, data=(x[:100], y[:100]))
     """
     if not from_logits and temperature != 1:
         raise ValueError("GraSP's temperature divides logits: use a model with logit outputs, or temperature=1")
-    batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
+    batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None,
+                              samples_per_class=samples_per_class)
+    if batch_size is None and datachecks.is_array_pair(data):
+        batches = [half for batch in batches for half in _halves(*batch)]
     values = effective_values(targets)
     if reinit_dense:
         values = _glorot_dense(targets, values, seed)
-    options = dict(loss=loss, from_logits=from_logits, values=values, temperature=temperature, strategy=strategy)
+    options = dict(loss=loss, from_logits=from_logits, values=values, temperature=temperature, strategy=strategy,
+                   batch_statistics=batch_statistics)
     g = effective_gradients(model, targets, batches, **options)
     hg = hessian_gradient(model, targets, batches, g, **options)
     return normalised([w * h for w, h in zip(values, hg)], absolute_sum=True, epsilon=1e-10)
+
+
+def _halves(x, y):
+    """``[(x[:n//2], y[:n//2]), (x[n//2:], y[n//2:])]``, as the authors split their batch; one
+    batch of a single example stays whole."""
+    n = int(x.shape[0])
+    if n < 2:
+        return [(x, y)]
+    return [(x[:n // 2], y[:n // 2]), (x[n // 2:], y[n // 2:])]
 
 
 def _glorot_dense(targets, values, seed):

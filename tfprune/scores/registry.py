@@ -59,7 +59,7 @@ _REGISTRY: dict[str, Scorer] = {}
 def register(name, *, needs_data=False, keeps_pruned=True, default_rounds=1):
     """Decorator that registers a scorer function under ``name``.
 
-    One function may be registered under several names (``"snip"`` and ``"iter_snip"``).
+    One function may be registered under several names.
 
     Args:
         name: The method name.

@@ -10,6 +10,12 @@ protect a layer from being pruned away.
 
 Iterative SNIP (de Jorge et al., ICLR 2021) is the same score over rounds on the masked network:
 a pruned weight has ``w = 0``, scores 0, and stays pruned.
+
+Batch norm, as in each method's own code: SNIP's official code (TensorFlow) scores with
+``is_train=False``, so batch norm uses its moving statistics (``batch_statistics=False``);
+iterative SNIP's (the FORCE code, PyTorch) never leaves ``train()`` mode, so batch norm
+normalises each scoring batch by its own statistics (``batch_statistics=True``; moving averages
+are not updated).
 """
 
 from keras import ops
@@ -19,7 +25,8 @@ from tfprune.scores.registry import register
 
 
 @register("snip", needs_data=True)
-def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True, strategy=None):
+def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True, strategy=None,
+         batch_statistics=False):
     """SNIP scores ``|w ⊙ Σ_b ∂L_b/∂w|``, normalised to sum 1.
 
     Args:
@@ -35,6 +42,8 @@ def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_lo
         strategy: A ``tf.distribute`` strategy to score under; default the one the model was
             built under. Each batch is split across its replicas and the gradients all-reduced,
             so every replica and worker gets the global batch's scores.
+        batch_statistics: Batch norm normalises each batch by its own statistics, differentiated
+            through (PyTorch's ``train()`` mode); default its moving statistics, as SNIP's code.
 
     Returns:
         One float32 array per target.
@@ -44,9 +53,20 @@ def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_lo
     """
     batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
     values = effective_values(targets)
-    grads = effective_gradients(model, targets, batches, loss, from_logits, values, strategy=strategy)
+    grads = effective_gradients(model, targets, batches, loss, from_logits, values, strategy=strategy,
+                                batch_statistics=batch_statistics)
     return normalised([ops.abs(w * g) for w, g in zip(values, grads)])
 
 
-register("iter_snip", needs_data=True, default_rounds=60)(snip)
-iter_snip = snip
+@register("iter_snip", needs_data=True, default_rounds=60)
+def iter_snip(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True, strategy=None,
+              batch_statistics=True):
+    """Iterative SNIP's round: :func:`snip`'s score, with batch norm on batch statistics by default.
+
+    Args and Returns as :func:`snip`; ``batch_statistics`` defaults to ``True``, as the FORCE
+    code that iterative SNIP comes from (``train()`` mode).
+
+    Example:
+        >>> pruned = tfprune.prune_at_init(model, "iter_snip", sparsity=0.995, data=(x[:100], y[:100]))
+    """
+    return snip(model, targets, data, samples, batch_size, loss, from_logits, strategy, batch_statistics)
