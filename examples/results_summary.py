@@ -56,22 +56,48 @@ def snip_table(folder, runs):
     return "\n".join(lines)
 
 
-def collapse_table(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    seeds = sorted({r["seed"] for r in rows})
-    lines = ["| method | " + " | ".join(f"seed {s}" for s in seeds) + " | median | SynFlow paper |",
-             "|---" * (len(seeds) + 3) + "|"]
+def collapse_table(paths):
+    """Median and range over seeds of each method's critical compression, from collapse CSVs."""
+    rows = []
+    for path in paths:
+        with open(path, newline="") as f:
+            rows.extend(csv.DictReader(f))
+    lines = ["| method | median | range | seeds | grid swept | SynFlow paper |", "|---|---|---|---|---|---|"]
     for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        seeds = sorted({int(r["seed"]) for r in mine})
         per_seed = []
         for seed in seeds:
-            mine = [r for r in rows if r["method"] == method and r["seed"] == seed]
-            per_seed.append(critical_compression([float(r["compression"]) for r in mine],
-                                                 [int(r["layers_alive"]) < int(r["layers_total"]) for r in mine]))
-        text = ["–" if c is None else f"10^{math.log10(c):.2f}" for c in per_seed]
+            run = [r for r in mine if int(r["seed"]) == seed]
+            per_seed.append(critical_compression([float(r["compression"]) for r in run],
+                                                 [int(r["layers_alive"]) < int(r["layers_total"]) for r in run]))
         known = [math.log10(c) for c in per_seed if c is not None]
-        median = f"10^{np.median(known):.2f}" if len(known) == len(per_seed) else "–"
-        lines.append(f"| {method} | " + " | ".join(text) + f" | **{median}** | 10^{PAPER_CRITICAL.get(method, '–')} |")
+        logs = [float(r["log10_compression"]) for r in mine]
+        grid = f"10^{min(logs):g} … 10^{max(logs):g}"
+        if len(known) == len(per_seed):
+            median, spread = f"**10^{np.median(known):.2f}**", f"10^{min(known):.2f} – 10^{max(known):.2f}"
+        else:
+            median, spread = "collapsed at the smallest on some seed", "–"
+        lines.append(f"| {method} | {median} | {spread} | {len(seeds)} | {grid} | 10^{PAPER_CRITICAL.get(method, '–')} |")
+    return "\n".join(lines)
+
+
+def recipe_table(paths):
+    """SNIP with the authors' recipe (examples/snip_authors_recipe.py): test error % beside the paper's."""
+    lines = ["| model | sparsity | paper SNIP | **tfprune SNIP, selected on validation** | last network | "
+             "validation error | selected at step | steps | seeds |", "|---|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        for key in dict.fromkeys((r["model"], float(r["sparsity"])) for r in rows):
+            mine = [r for r in rows if (r["model"], float(r["sparsity"])) == key]
+            label = "dense" if key[1] == 0 else f"{100 * key[1]:g} %"
+            values = {c: [float(r[c]) for r in mine] for c in ("test_error_selected", "test_error_last",
+                                                                "validation_error")}
+            steps = sorted({int(r["steps"]) for r in mine})
+            lines.append(f"| {key[0]} | {label} | {PAPER_SNIP.get(key, '–')} | **{cell(values['test_error_selected'])}** | "
+                         f"{cell(values['test_error_last'])} | {cell(values['validation_error'])} | "
+                         f"{', '.join(r['best_step'] for r in mine)} | {', '.join(map(str, steps))} | {len(mine)} |")
     return "\n".join(lines)
 
 
@@ -91,7 +117,8 @@ def sweep_errors_table(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="docs/results")
-    parser.add_argument("--collapse", default="docs/collapse_vgg16_c100.csv")
+    parser.add_argument("--collapse", nargs="+", default=["docs/collapse_vgg16_c100.csv",
+                                                          "docs/collapse_vgg16_c100_synflow.csv"])
     args = parser.parse_args()
     folder = Path(args.results)
     print("## 1. SNIP on MNIST: test error %\n")
@@ -99,9 +126,14 @@ def main():
             ("lenet_300_100", "snip_lenet300_160epochs", 160),
             ("lenet5_caffe", "snip_lenet5", 5), ("lenet5_caffe", "snip_lenet5_20epochs", 20)]
     print(snip_table(folder, runs))
-    if Path(args.collapse).exists():
+    recipe = sorted((folder / "snip_authors_recipe").glob("*.csv"))
+    if recipe:
+        print("\n## 1. SNIP with the authors' recipe: test error %\n")
+        print(recipe_table(recipe))
+    collapse = [path for path in args.collapse if Path(path).exists()]
+    if collapse:
         print("\n## 2. Critical compression, VGG-16-BN with CIFAR-100 shapes\n")
-        print(collapse_table(args.collapse))
+        print(collapse_table(collapse))
     for title, path in [("3. CIFAR-10 sweep: test accuracy %", folder / "cifar10_vgg11" / "sweep.md"),
                         ("4. Iterative SNIP and FORCE on MNIST: test error %", folder / "iterative_lenet300" / "sweep.csv")]:
         if path.exists():

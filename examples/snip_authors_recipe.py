@@ -69,9 +69,10 @@ def regularised(model, l2):
 class SelectOnValidation(keras.callbacks.Callback):
     """Every epoch (``check-every`` steps), keeps the test error of the best network on validation."""
 
-    def __init__(self, validation, test):
+    def __init__(self, validation, test, steps_per_check, report_every=25):
         super().__init__()
         self.validation, self.test = validation, test
+        self.steps_per_check, self.report_every = steps_per_check, report_every
         self.best = (np.inf, None, None)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -79,6 +80,9 @@ class SelectOnValidation(keras.callbacks.Callback):
         if val_error < self.best[0]:
             test_error = 1 - self.model.evaluate(*self.test, batch_size=1000, verbose=0)[1]
             self.best = (val_error, test_error, epoch + 1)
+        if (epoch + 1) % self.report_every == 0:
+            print(f"  step {(epoch + 1) * self.steps_per_check}: validation error {100 * val_error:.2f} % "
+                  f"(best {100 * self.best[0]:.2f} % at step {self.best[2] * self.steps_per_check})", flush=True)
 
 
 def train_one(args, sparsity, seed, splits):
@@ -102,7 +106,7 @@ def train_one(args, sparsity, seed, splits):
     epochs = args.steps // steps_per_epoch
     dataset = (tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[0]), seed=seed, reshuffle_each_iteration=True)
                .batch(100, drop_remainder=True).repeat().prefetch(2))
-    select = SelectOnValidation(validation, test)
+    select = SelectOnValidation(validation, test, steps_per_epoch)
     start = time.perf_counter()
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[select], verbose=0)
     last = 1 - model.evaluate(*test, batch_size=1000, verbose=0)[1]

@@ -20,8 +20,11 @@ def test_mirrored_scores_equal_single_device_and_custom_loop_keeps_pruned_weight
     none here), mask copies agree, and a strategy.run training loop leaves pruned weights as they were."""
     result = json.loads(run_python((WORKERS / "mirrored_scores.py").read_text(), timeout=300).strip().splitlines()[-1])
     assert result["replicas"] == 2
+    # GraSP divides the logits by T = 200: its Hessian term is a difference of nearly equal float32
+    # sums, and summation order moves it by ~7e-5 of the largest score (2e-6 at T = 1)
+    tolerance = {"snip": 1e-5, "force": 1e-5, "grasp": 2e-4}
     for method, r in result["methods"].items():
-        assert r["max_relative_score_difference"] < 1e-5, method
+        assert r["max_relative_score_difference"] < tolerance[method], method
         assert r["mask_differences_away_from_threshold"] == 0, method
         assert r["mask_differences"] == 0, method  # no ties at the threshold in this case
         assert r["mask_copies_equal"], method

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfprune import _compat
@@ -55,13 +56,25 @@ def changed(changes):
         yield
 
 
+def _global_mean(x, axes):
+    """The mean of ``x`` over ``axes`` and, inside a ``tf.distribute`` replica, over every replica's
+    part of the batch (all-reduced), so the statistics are the global batch's."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return ops.mean(x, axis=axes, keepdims=True)
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(x, axis=axes, keepdims=True))
+    return total / context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+
+
 def _batch_statistics_call(layer):
     """A ``call`` for a batch normalisation ``layer`` that normalises by the batch's statistics.
 
     The mean and the (biased) variance are computed as ``mean(x)`` and ``mean((x − mean)²)``,
     differentiable twice: TensorFlow's ``tf.nn.moments``, which Keras's training branch uses, stops
     the gradient at the mean inside the variance — exact for first derivatives, not for the
-    Hessian-vector products GraSP takes. Masked inputs and batch renormalisation use Keras's own
+    Hessian-vector products GraSP takes. Inside a ``tf.distribute`` replica the statistics are
+    all-reduced over the replicas: those of the global batch, as on one device. Masked inputs and batch renormalisation use Keras's own
     training branch (exact to first order); a frozen layer (``trainable = False``) uses its moving
     statistics, as Keras does. No moving average is updated.
     """
@@ -74,14 +87,14 @@ def _batch_statistics_call(layer):
         reduced = [i for i in range(len(inputs.shape)) if i != axis]
         shape = [1] * len(inputs.shape)
         shape[axis] = inputs.shape[axis]
-        x = ops.cast(inputs, "float32")
-        mean = ops.mean(x, axis=reduced, keepdims=True)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # float16 overflows
+        mean = _global_mean(x, reduced)
         centred = x - mean
-        outputs = centred * ops.rsqrt(ops.mean(ops.square(centred), axis=reduced, keepdims=True) + layer.epsilon)
+        outputs = centred * ops.rsqrt(_global_mean(ops.square(centred), reduced) + layer.epsilon)
         if layer.scale:
-            outputs = outputs * ops.reshape(ops.cast(layer.gamma, "float32"), shape)
+            outputs = outputs * ops.reshape(ops.cast(layer.gamma, x.dtype), shape)
         if layer.center:
-            outputs = outputs + ops.reshape(ops.cast(layer.beta, "float32"), shape)
+            outputs = outputs + ops.reshape(ops.cast(layer.beta, x.dtype), shape)
         return ops.cast(outputs, inputs.dtype)
 
     return call
