@@ -18,7 +18,7 @@ from tfprune.sweep import AccuracySweep
 
 PAPER_SNIP = {("lenet_300_100", 0.0): 1.7, ("lenet_300_100", 0.95): 1.6, ("lenet_300_100", 0.98): 2.4,
               ("lenet5_caffe", 0.0): 0.9, ("lenet5_caffe", 0.98): 0.8, ("lenet5_caffe", 0.99): 1.1}
-PAPER_CRITICAL = {"random": 3.25, "magnitude": 2.75, "snip": 3.5, "grasp": 3.5, "synflow": 6.0}
+PAPER_CRITICAL = {"random": 3.25, "magnitude": 2.75, "snip": 3.5, "grasp": 3.5, "grasp_synflow_code": 3.5, "synflow": 6.0}
 METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
 
 

@@ -99,7 +99,7 @@ def train_one(args, sparsity, seed, splits):
         tfprune.apply_masks(model, tfprune.get_masks(pruned))
     boundaries = list(range(args.decay_every, args.steps, args.decay_every))
     rate = keras.optimizers.schedules.PiecewiseConstantDecay(
-        boundaries, [args.lr * 0.1 ** i for i in range(len(boundaries) + 1)])
+        boundaries, [args.lr * 0.1 ** i for i in range(len(boundaries) + 1)]) if boundaries else args.lr
     model.compile(keras.optimizers.SGD(rate, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], jit_compile=True)
     steps_per_epoch = args.check_every
