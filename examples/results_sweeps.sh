@@ -54,3 +54,12 @@ tfprune sweep --model lenet5_caffe --data mnist --data-dir "$DATA_DIR" --methods
 tfprune sweep --model lenet5_caffe --data mnist --data-dir "$DATA_DIR" --methods snip \
     --compressions 50,100 --include-bias --samples 100 --train-samples 54000 --epochs 20 \
     --batch-size 100 --lr 0.05 --weight-decay 5e-4 --seeds 1 --out "$OUT/snip_lenet5_20epochs"
+
+# 1 (continued). SNIP with the authors' recipe — standardised inputs, 10 % validation split, a
+#    second initialisation under the mask, coupled L2 0.00025·Σw², SGD momentum 0.9, lr 0.1 ×0.1
+#    every 25k steps, selection on validation — 250k steps on LeNet-300-100 (about 30 min per
+#    network here), 50k on LeNet-5-Caffe (the first two learning rates of the schedule).
+python examples/snip_authors_recipe.py --model lenet_300_100 --sparsities 0,0.95,0.98 --steps 250000 \
+    --out "$OUT/snip_authors_recipe/lenet_300_100.csv"
+python examples/snip_authors_recipe.py --model lenet5_caffe --sparsities 0.98,0.99 --steps 50000 \
+    --out "$OUT/snip_authors_recipe/lenet5_caffe.csv"
