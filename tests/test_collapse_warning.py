@@ -4,7 +4,7 @@ on_collapse="warn" | "raise" | "ignore", and --on-collapse on `tfprune prune`.""
 import keras
 import numpy as np
 import pytest
-from helpers import subclassed_mlp
+from helpers import assert_unchanged, snapshot, subclassed_mlp
 
 import tfprune
 from tfprune import cli
@@ -17,17 +17,6 @@ L = keras.layers
 def mobilenet():
     keras.utils.set_random_seed(0)
     return keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10)
-
-
-def values(model):
-    return [v.numpy().copy() for v in model.variables]
-
-
-def assert_same(before, model):
-    after = values(model)
-    assert len(before) == len(after)
-    for a, b in zip(before, after):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_magnitude_empties_mobilenet_predictions_and_warns_naming_it(mobilenet):
@@ -44,10 +33,10 @@ def test_magnitude_empties_mobilenet_predictions_and_warns_naming_it(mobilenet):
 
 
 def test_raise_leaves_every_variable_bit_identical(mobilenet):
-    before = values(mobilenet)
+    before = snapshot(mobilenet)
     with pytest.raises(tfprune.CollapseError, match="predictions/kernel"):
         tfprune.prune_at_init(mobilenet, "magnitude", sparsity=0.9, verbose=0, on_collapse="raise")
-    assert_same(before, mobilenet)
+    assert_unchanged(mobilenet, before)
 
 
 def chain(widths=(4, 5, 5, 2), seed=0):
@@ -71,12 +60,12 @@ def test_raise_on_an_already_wrapped_model_leaves_weights_and_masks_as_they_were
     rng = np.random.default_rng(0)
     masks = [rng.random(t.shape) < 0.7 for t in tfprune.prunable_weights(wrapped)]
     tfprune.apply_masks(wrapped, masks)
-    before = values(wrapped)
+    before = snapshot(wrapped)
     kept_outside_d1 = int(masks[0].sum() + masks[2].sum())
     with pytest.raises(tfprune.CollapseError, match="d1/kernel"):
         tfprune.prune_at_init(wrapped, zero_for("d1/kernel"), sparsity=1 - kept_outside_d1 / 55, verbose=0,
                               on_collapse="raise")
-    assert_same(before, wrapped)
+    assert_unchanged(wrapped, before)
 
 
 def test_an_emptied_layer_of_a_chain_disconnects_the_output():
@@ -140,10 +129,10 @@ def test_a_bad_on_collapse_raises_before_anything_runs():
         raise AssertionError("scored")
 
     model = chain()
-    before = values(model)
+    before = snapshot(model)
     with pytest.raises(ValueError, match=r"on_collapse must be one of \('warn', 'raise', 'ignore'\), got 'loud'"):
         tfprune.prune_at_init(model, never, sparsity=0.5, verbose=0, on_collapse="loud")
-    assert_same(before, model)
+    assert_unchanged(model, before)
 
 
 def test_cli_on_collapse(tmp_path, capsys):

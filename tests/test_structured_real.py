@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_same_outputs, zeroed_copy
+from helpers import assert_same_outputs, assert_unchanged, snapshot, zeroed_copy
 
 from tfprune import _compat, structured
 from tfprune.structured import criteria, dependency_graph, remove
@@ -35,17 +35,6 @@ def randomize(model, seed=0):
         elif v.name in ("beta", "moving_mean", "bias"):
             v.assign(rng.normal(0, 0.5, v.shape).astype("float32"))
     return model
-
-
-def snapshot(model):
-    return [v.numpy().copy() for v in model.weights]
-
-
-def assert_unchanged(model, before):
-    after = snapshot(model)
-    assert len(after) == len(before)
-    for a, b in zip(after, before):
-        np.testing.assert_array_equal(a, b)
 
 
 def variable(model, path):

@@ -4,6 +4,7 @@ batch or moving statistics), its sign, the authors' defaults."""
 import keras
 import numpy as np
 import pytest
+from helpers import assert_unchanged, snapshot
 from numpy_mlp import grads, keras_mlp
 
 import tfprune
@@ -65,15 +66,14 @@ def test_grasp_sign_removing_the_highest_minus_theta_hg_preserves_gradient_flow(
 def test_reinit_dense_scores_with_glorot_kernels_but_leaves_weights():
     model = keras_mlp(W, activation="tanh")
     targets = tfprune.prunable_weights(model)
-    before = [v.numpy().copy() for v in model.weights]
+    before = snapshot(model)
     a = tfprune.scores.grasp(model, targets, (X, Y), reinit_dense=True, seed=3)
     b = tfprune.scores.grasp(model, targets, (X, Y), reinit_dense=True, seed=3)
     c = tfprune.scores.grasp(model, targets, (X, Y), reinit_dense=False)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.allclose(a[0], c[0])
-    for v, w in zip(model.weights, before):
-        np.testing.assert_array_equal(v.numpy(), w)
+    assert_unchanged(model, before)
 
 
 def test_temperature_needs_logits():
@@ -144,13 +144,12 @@ def numpy_grasp_bn(batch_statistics, eps=1e-4):
 def test_grasp_with_batch_norm_matches_finite_differences(batch_statistics):
     model = keras_bn_net()
     bn = model.get_layer("bn")
-    before = [v.numpy().copy() for v in model.weights]
+    before = snapshot(model)
     scores = tfprune.scores.grasp(model, tfprune.prunable_weights(model), (X, Y), temperature=1.0, reinit_dense=False,
                                   batch_statistics=batch_statistics)
     for s, e in zip(scores, numpy_grasp_bn(batch_statistics)):
         np.testing.assert_allclose(s, e, rtol=2e-3, atol=2e-4 * np.abs(e).max())
-    for v, w in zip(model.weights, before):  # the moving averages too: scoring updates nothing
-        np.testing.assert_array_equal(v.numpy(), w)
+    assert_unchanged(model, before)  # the moving averages too: scoring updates nothing
     np.testing.assert_array_equal(bn.moving_mean.numpy(), BN["mean"].astype("float32"))
     assert "call" not in vars(bn)  # the batch-statistics change is undone
 
