@@ -1,39 +1,68 @@
-"""A PyTorch baseline for timing: the pruning loop of the SynFlow paper's reference code.
+"""One timed run of a PyTorch baseline — the SynFlow paper's pruning loop — in a fresh process.
 
 Re-implements, from scratch and for timing comparison only, the pruning-at-initialisation loop of
 github.com/ganguli-lab/Synaptic-Flow (``prune.py``, ``Pruners/pruners.py``, ``Layers/layers.py``):
 masks are buffers multiplied into the weights in ``forward``; scores are global; each round keeps
 the weights whose score is strictly above the k-th smallest (``torch.kthvalue``); densities follow
-the exponential schedule ``d ** ((t + 1) / T)``; the model is in eval mode throughout. SynFlow runs
-100 rounds, SNIP, GraSP and magnitude one round; SNIP and GraSP see one batch of 100 random
-CIFAR-shaped samples (the values do not matter for timing). The networks are the CIFAR VGG-16-BN
-and ResNet-20 of ``tfprune.models`` in PyTorch, with the same shapes and prunable kernels.
+the exponential schedule ``d ** ((t + 1) / T)`` to compression 100. SynFlow runs 100 rounds, SNIP,
+GraSP and magnitude one round. Choices made so that both sides do the same work as tfprune:
 
-Each run builds a fresh model with ``torch.manual_seed(0)`` and times ``score`` and ``mask`` over
-all rounds to a ``--compression`` mask (default 100, i.e. density 1/100); the medians of
-``--repeats`` runs are printed as a markdown table, split into scoring and masking time. Run
-``examples/scoring_benchmark.py`` beside it for tfprune on the same CPU.
+* **Models**: ``vgg16`` and ``resnet20`` are the CIFAR VGG-16-BN and ResNet-20 of
+  ``tfprune.models`` in PyTorch (same shapes and prunable kernels, Kaiming-normal kernels).
+  ``resnet50`` and ``mobilenetv2`` are ``torchvision.models.resnet50`` and
+  ``mobilenet_v2`` (``weights=None``, torchvision's own initialisation) with every ``nn.Conv2d``
+  and ``nn.Linear`` replaced by its masked version (same stride, padding, dilation, groups and
+  bias; depthwise convolutions are ``nn.Conv2d`` with groups, so they are masked too, as tfprune
+  masks Keras's ``DepthwiseConv2D``). Biases and batch norm are never pruned, as in tfprune by
+  default, so Keras's conv biases (which torchvision's convolutions lack) change no count: both
+  sides prune 25,502,912 (ResNet50) and 3,469,760 (MobileNetV2, 64,224 of them depthwise) weights.
+  Each model's count is asserted against tfprune's (``PRUNABLE``).
+* **Data**: SNIP and GraSP see random NCHW images with labels in [0, classes): 100 of 32×32 for
+  the CIFAR models, 32 of 224×224 for the others (the values do not change the work).
+* **SNIP**: eval mode (batch norm on running statistics), one batch of all samples (as
+  tfprune's SNIP without ``batch_size``).
+* **GraSP**, as the authors' code (``pruner/GraSP.py`` of github.com/alecwangcq/GraSP), which
+  tfprune's default follows: the network is scored on a ``copy.deepcopy`` whose ``nn.Linear``
+  weights are re-drawn with ``nn.init.xavier_normal_``, its batch norm layers in ``train()`` mode
+  (batch statistics, differentiated through; the copy's running statistics change, the model's do
+  not). Only batch norm: MobileNetV2's dropout stays in eval mode, as tfprune changes only batch
+  norm (the authors' networks have no dropout, so their whole-network ``train()`` is the same);
+  the samples are split into two halves, the stopped gradient g is summed over both halves, then
+  ``H g`` is the summed backward of ``g · ∂L/∂θ`` (``create_graph=True``) over each half;
+  logits are divided by 200, and the score ``θ · H g`` is divided by ``|Σ| + 1e-10``.
+* **SynFlow**: eval mode; |·| of every state tensor in place, one all-ones input, signs restored.
+  ReLU6 (MobileNetV2) is left as it is (tfprune linearises it for the score; the work is the same).
 
-    python examples/reference_pytorch.py [--models vgg16,resnet20] \\
-        [--methods synflow,snip,grasp,magnitude] [--repeats 3] [--compression 100] [--json OUT.json]
+Timed: ``score`` and ``mask`` summed over the rounds (the masked model is built with its masks, so
+there is no wrapping step: ``total`` = scoring + masking); ``build`` (model construction) is
+reported but not compared. Prints one JSON line with those times, ``rss_before_mb`` (VmRSS just
+before pruning), ``peak_rss_mb`` (ru_maxrss at the end), the prunable and kept weight counts,
+versions and thread counts:
 
+    python examples/reference_pytorch.py resnet20 snip
+
+``examples/benchmark_vs_reference.py`` runs it beside ``examples/scoring_benchmark.py``.
 This is not the reference code and not a pruning tool; do not use its masks for anything.
 """
 
-import argparse
-import json
-import statistics
+import copy
+import os
+import platform
 import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torchvision
+
+from benchmark_vs_reference import COMPRESSION, MODELS, emit, peak_rss_mb, rss_mb, run_arguments
 
 VGG16_PLAN = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
-PRUNABLE = {"vgg16": 14_715_584, "resnet20": 270_896}
+# Prunable kernel entries on the tfprune side, asserted: the same for all four (Keras's conv biases, like
+# torchvision's Linear biases, are not pruned; depthwise kernels are, on both sides).
+PRUNABLE = {"vgg16": 14_715_584, "resnet20": 270_896, "resnet50": 25_502_912, "mobilenetv2": 3_469_760}
 ROUNDS = {"synflow": 100, "snip": 1, "grasp": 1, "magnitude": 1}
-SAMPLES = 100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,18 +167,41 @@ def initialize(model):
     return model
 
 
+def with_masked_layers(module):
+    """``module`` with every ``nn.Conv2d`` and ``nn.Linear`` inside replaced by its masked version.
+
+    The replacement keeps the layer's arguments and shares its weight and bias parameters.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, nn.Conv2d):
+            masked = MaskedConv2d(child.in_channels, child.out_channels, child.kernel_size, stride=child.stride,
+                                  padding=child.padding, dilation=child.dilation, groups=child.groups,
+                                  bias=child.bias is not None, padding_mode=child.padding_mode)
+        elif isinstance(child, nn.Linear):
+            masked = MaskedLinear(child.in_features, child.out_features, bias=child.bias is not None)
+        else:
+            with_masked_layers(child)
+            continue
+        masked.weight, masked.bias = child.weight, child.bias
+        setattr(module, name, masked)
+    return module
+
+
 BUILDERS = {
-    "vgg16": lambda: VGG(VGG16_PLAN),
-    "resnet20": lambda: ResNet([(16, 3), (32, 3), (64, 3)]),
+    "vgg16": lambda: initialize(VGG(VGG16_PLAN)),
+    "resnet20": lambda: initialize(ResNet([(16, 3), (32, 3), (64, 3)])),
+    "resnet50": lambda: with_masked_layers(torchvision.models.resnet50(weights=None)),
+    "mobilenetv2": lambda: with_masked_layers(torchvision.models.mobilenet_v2(weights=None)),
 }
 
 
 def build(name):
-    """A freshly initialised model, seeded with 0; checks its prunable weight count."""
+    """A freshly initialised model, seeded with 0; checks its prunable weight count against tfprune's."""
     torch.manual_seed(0)
-    model = initialize(BUILDERS[name]())
+    model = BUILDERS[name]()
     count = sum(p.numel() for _, p in masked_parameters(model))
-    assert count == PRUNABLE[name], f"{name}: {count} prunable weights, expected {PRUNABLE[name]}"
+    if count != PRUNABLE[name]:
+        raise AssertionError(f"{name}: {count} prunable weights, expected {PRUNABLE[name]}")
     return model
 
 
@@ -216,25 +268,34 @@ class SNIP(Pruner):
 
 
 class GraSP(Pruner):
-    """Hg * w with logits / 200: g without graph, then grad of g . grad(create_graph), over |sum| + eps."""
+    """Hg * w as the authors' code: on a copy with batch norm in train() mode and xavier-normal Linear
+    weights, two half batches, logits / 200; g without graph, then the grad of g . grad(create_graph)
+    per half; over |sum| + eps."""
 
     temperature = 200.0
     eps = 1e-10
 
-    def _flat_grad(self, model, loss, x, y, create_graph):
-        weights = [p for _, p in self.masked_params]
+    def _flat_grad(self, model, weights, loss, x, y, create_graph):
         grads = torch.autograd.grad(loss(model(x) / self.temperature, y), weights, create_graph=create_graph)
         return torch.cat([g.reshape(-1) for g in grads])
 
     def score(self, model, loss, batches):
+        net = copy.deepcopy(model).eval()
+        for m in net.modules():
+            if isinstance(m, MaskedLinear):
+                nn.init.xavier_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.train()
+        weights = [p for _, p in masked_parameters(net)]
+        halves = [(x[part], y[part]) for x, y in batches
+                  for part in (slice(None, len(x) // 2), slice(len(x) // 2, None))]
         stopped = 0
-        for x, y in batches:
-            stopped = stopped + self._flat_grad(model, loss, x, y, create_graph=False)
-        for x, y in batches:
-            (stopped * self._flat_grad(model, loss, x, y, create_graph=True)).sum().backward()
-        for _, p in self.masked_params:
-            self.scores[id(p)] = (p.grad * p.detach()).detach().clone()
-            p.grad.zero_()
+        for x, y in halves:
+            stopped = stopped + self._flat_grad(net, weights, loss, x, y, create_graph=False)
+        for x, y in halves:
+            (stopped * self._flat_grad(net, weights, loss, x, y, create_graph=True)).sum().backward()
+        for (_, p), w in zip(self.masked_params, weights):
+            self.scores[id(p)] = (w.grad * w.detach()).detach()
         all_scores = torch.cat([torch.flatten(v) for v in self.scores.values()])
         self._normalise(torch.abs(torch.sum(all_scores)) + self.eps)
 
@@ -290,74 +351,41 @@ def prune_loop(model, pruner, batches, density, rounds):
     return scoring, masking
 
 
-def prune_batches():
-    """One batch of SAMPLES random CIFAR-shaped inputs and labels, from a fixed generator."""
+def random_batches(spec):
+    """One batch of ``spec.samples`` random NCHW inputs and labels in [0, classes), seeded."""
     gen = torch.Generator().manual_seed(1)
-    return [(torch.randn(SAMPLES, 3, 32, 32, generator=gen), torch.randint(0, 10, (SAMPLES,), generator=gen))]
+    x = torch.randn(spec.samples, 3, spec.image_size, spec.image_size, generator=gen)
+    return [(x, torch.randint(0, spec.classes, (spec.samples,), generator=gen))]
 
 
-def one_run(model_name, method, density, batches):
+def one_run(model_name, method):
+    """Builds and prunes once; returns the JSON record (see the module docstring)."""
+    spec = MODELS[model_name]
+    batches = random_batches(spec)
+    start = time.perf_counter()
     model = build(model_name)
+    build_seconds = time.perf_counter() - start
     pruner = PRUNERS[method](masked_parameters(model))
-    scoring, masking = prune_loop(model, pruner, batches, density, ROUNDS[method])
-    expected = PRUNABLE[model_name] * density
-    if abs(pruner.remaining() - expected) >= 5:  # the reference's own check, as a warning
-        print(f"warning: {model_name}/{method}: {pruner.remaining()} weights remain, expected {expected:.0f}",
-              file=sys.stderr)
-    return scoring, masking, scoring + masking
+    prunable = sum(p.numel() for _, p in pruner.masked_params)
+    rss_before = rss_mb()
+    scoring, masking = prune_loop(model, pruner, batches, 1.0 / COMPRESSION, ROUNDS[method])
+    peak = peak_rss_mb()
+    kept = pruner.remaining()
+    expected = prunable / COMPRESSION
+    if abs(kept - expected) >= 5:  # the reference's own check, as a warning
+        print(f"warning: {model_name}/{method}: {kept} weights remain, expected {expected:.0f}", file=sys.stderr)
+    return dict(
+        framework="reference", model=model_name, method=method, rounds=ROUNDS[method],
+        samples=spec.samples if method in ("snip", "grasp") else 0, compression=COMPRESSION, prunable=prunable,
+        kept=kept, build=build_seconds, scoring=scoring, masking=masking, total=scoring + masking,
+        rss_before_mb=rss_before, peak_rss_mb=peak,
+        versions=dict(torch=torch.__version__, torchvision=torchvision.__version__, python=platform.python_version()),
+        threads=dict(intra_op=torch.get_num_threads(), inter_op=torch.get_num_interop_threads(), cpus=os.cpu_count()))
 
 
-def benchmark(model_names, methods, repeats, compression):
-    """{model: {method: {"scoring", "masking", "total"}}}, medians over ``repeats`` runs."""
-    batches = prune_batches()
-    results = {}
-    for model_name in model_names:
-        for method in methods:
-            runs = [one_run(model_name, method, 1.0 / compression, batches) for _ in range(repeats)]
-            medians = [statistics.median(column) for column in zip(*runs)]
-            results.setdefault(model_name, {})[method] = dict(zip(("scoring", "masking", "total"), medians))
-            print(f"  {model_name} {method}: {medians[2]:.3f} s", file=sys.stderr, flush=True)
-    return results
-
-
-def table(results):
-    lines = ["| model | method | rounds | scoring s | masking s | total s |",
-             "|---|---|---:|---:|---:|---:|"]
-    for model_name, by_method in results.items():
-        for method, t in by_method.items():
-            lines.append(f"| {model_name} | {method} | {ROUNDS[method]} | {t['scoring']:.3f} | "
-                         f"{t['masking']:.3f} | {t['total']:.3f} |")
-    return "\n".join(lines)
-
-
-def csv_list(choices):
-    def parse(text):
-        items = [s.strip() for s in text.split(",") if s.strip()]
-        unknown = [s for s in items if s not in choices]
-        if unknown or not items:
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}; got {text!r}")
-        return items
-    return parse
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=csv_list(list(BUILDERS)), default=list(BUILDERS))
-    parser.add_argument("--methods", type=csv_list(list(PRUNERS)), default=list(PRUNERS))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--compression", type=float, default=100.0, help="dense / remaining weights")
-    parser.add_argument("--json", metavar="OUT.json", help="also write the medians here")
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.compression < 1:
-        parser.error("--repeats and --compression must be at least 1")
-
-    results = benchmark(args.models, args.methods, args.repeats, args.compression)
-    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, compression {args.compression:g}, "
-          f"median of {args.repeats}\n")
-    print(table(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+def main():
+    args = run_arguments(__doc__.splitlines()[0], PRUNERS)
+    emit(one_run(args.model, args.method))
 
 
 if __name__ == "__main__":

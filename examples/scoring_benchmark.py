@@ -1,20 +1,36 @@
-"""Time pruning at initialisation to compression 10^2: scoring against masking, per method.
+"""One timed run of tfprune's pruning at initialisation, in a fresh process: one JSON line out.
 
-SynFlow (100 rounds), SNIP and GraSP (100 samples, one batch) and magnitude on VGG-16-BN (CIFAR
-form, 14.7M prunable weights) and ResNet-20 (271k). Each run builds a fresh model with the same
-seed, so the time includes tracing the compiled scoring steps, as a user's first call would.
-Medians of ``--repeats`` runs in one process. Scoring time is the time inside the scorer;
-masking is the rest of ``prune_at_init`` (selection, mask assignment).
+Builds one model (seed 0), wraps it with ``tfprune.wrap`` and prunes it with
+``tfprune.prune_at_init`` to compression 100 (global scope, the method's default rounds: SynFlow
+100, the others 1), and prints one JSON line: seconds for ``build`` (not compared), ``wrap``,
+``prune`` split into ``scoring`` (inside the scorer) and ``masking`` (the rest of
+``prune_at_init``), ``total`` (wrap + prune); ``rss_before_mb`` (VmRSS just before wrapping) and
+``peak_rss_mb`` (ru_maxrss after pruning); the prunable and kept weight counts, versions and
+thread counts. As the process is fresh, the time includes tracing the compiled scoring steps, as
+a user's first call does.
 
-    python examples/scoring_benchmark.py [--repeats 3] [--json OUT.json]
+Models: ``vgg16`` and ``resnet20`` (``tfprune.models``, CIFAR form: 32×32×3, 10 classes) and
+``resnet50`` and ``mobilenetv2`` (``keras.applications``, ``weights=None``, 224×224×3, 1000
+classes). SNIP and GraSP score random images with random labels (100 for the CIFAR models, 32
+for the others; the values do not change the work), GraSP with its defaults (two half batches,
+batch statistics, Dense kernels re-drawn).
 
-Run ``examples/reference_pytorch.py`` beside it for the PyTorch reference loop on the same CPU.
+For SynFlow the line also holds its floor, measured in the same process after the run (and
+after ``peak_rss_mb`` was read): 100 × the median time of one compiled forward+backward of the
+plain model on an all-ones input (gradients of the sum of its output with respect to its
+prunable kernels; traced and warmed up first, the trace not counted), plus the 100 selections,
+each the time of ``np.partition`` over the ``N·d^(t/100)`` weights alive in round t (random
+float32 values, d = 1/100).
+
+    python examples/scoring_benchmark.py resnet20 snip
+
+``examples/benchmark_vs_reference.py`` runs this and ``examples/reference_pytorch.py``
+interleaved, several times, and prints the comparison.
 """
 
-import argparse
 import inspect
-import json
 import os
+import platform
 import statistics
 import time
 
@@ -25,9 +41,17 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfprune  # noqa: E402
+from benchmark_vs_reference import COMPRESSION, METHODS, MODELS, emit, peak_rss_mb, rss_mb, run_arguments  # noqa: E402
 
-MODELS = {"vgg16": lambda: tfprune.models.vgg(16), "resnet20": lambda: tfprune.models.resnet_cifar(20)}
-METHODS = ("synflow", "snip", "grasp", "magnitude")
+BUILDERS = {
+    "vgg16": lambda spec: tfprune.models.vgg(16),
+    "resnet20": lambda spec: tfprune.models.resnet_cifar(20),
+    "resnet50": lambda spec: keras.applications.ResNet50(
+        weights=None, input_shape=(spec.image_size, spec.image_size, 3), classes=spec.classes),
+    "mobilenetv2": lambda spec: keras.applications.MobileNetV2(
+        weights=None, input_shape=(spec.image_size, spec.image_size, 3), classes=spec.classes),
+}
+FLOOR_TIMINGS = 11  # timed forward+backward passes whose median sets the floor
 
 
 class TimedScorer:
@@ -50,39 +74,95 @@ class TimedScorer:
                                      self.scorer.default_rounds)
 
 
-def one_run(build, method, data):
+def random_data(spec):
+    """``spec.samples`` uniform random NHWC images and labels in [0, classes), seeded."""
+    rng = np.random.default_rng(0)
+    x = rng.random((spec.samples, spec.image_size, spec.image_size, 3), dtype=np.float32)
+    return x, rng.integers(0, spec.classes, spec.samples)
+
+
+def synflow_floor(model, prunable, rounds):
+    """The floor of ``rounds`` SynFlow rounds on ``model``: (forward+backward s, selections s).
+
+    Args:
+        model: The plain (unwrapped) model.
+        prunable: Its number of prunable weights N.
+        rounds: The number of rounds.
+
+    Returns:
+        ``rounds`` × the median of one compiled forward+backward, and the summed time of the
+        ``np.partition`` of each round over its ``N·d^(t/rounds)`` alive weights.
+    """
+    kernels = [t.variable for t in tfprune.prunable_weights(model)]
+    ones = tf.ones((1, *model.input_shape[1:]))
+
+    @tf.function
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(model(ones, training=False))
+        return tape.gradient(total, kernels)
+
+    for _ in range(2):  # trace, then one warm call
+        forward_backward()
+    times = []
+    for _ in range(FLOOR_TIMINGS):
+        start = time.perf_counter()
+        forward_backward()
+        times.append(time.perf_counter() - start)
+
+    values = np.random.default_rng(0).random(prunable, dtype=np.float32)
+    density = 1.0 / COMPRESSION
+    selections = 0.0
+    for t in range(rounds):
+        alive = tfprune.masks.kept_count(density ** (t / rounds), prunable)
+        kept = tfprune.masks.kept_count(density ** ((t + 1) / rounds), prunable)
+        start = time.perf_counter()
+        np.partition(values[:alive], alive - kept)
+        selections += time.perf_counter() - start
+    return rounds * statistics.median(times), selections
+
+
+def one_run(model_name, method):
+    """Builds, wraps and prunes once; returns the JSON record (see the module docstring)."""
+    spec = MODELS[model_name]
+    scorer = tfprune.scores.get(method)
+    options = dict(data=random_data(spec), samples=spec.samples) if scorer.needs_data else {}
     keras.utils.set_random_seed(0)
-    model = build()
+    start = time.perf_counter()
+    model = BUILDERS[model_name](spec)
+    build = time.perf_counter() - start
+    prunable = sum(t.size for t in tfprune.prunable_weights(model))
+
+    rss_before = rss_mb()
     timed = TimedScorer(method)
     start = time.perf_counter()
-    tfprune.prune_at_init(model, timed.as_scorer(), compression=100, data=data, verbose=0)
-    total = time.perf_counter() - start
-    return timed.seconds, total - timed.seconds, total
+    wrapped = tfprune.wrap(model)
+    wrap = time.perf_counter() - start
+    start = time.perf_counter()
+    tfprune.prune_at_init(wrapped, timed.as_scorer(), compression=COMPRESSION, verbose=0, **options)
+    prune = time.perf_counter() - start
+    peak = peak_rss_mb()
+
+    record = dict(
+        framework="tfprune", model=model_name, method=method, rounds=scorer.default_rounds,
+        samples=spec.samples if scorer.needs_data else 0, compression=COMPRESSION, prunable=prunable,
+        kept=int(sum(np.count_nonzero(m) for m in tfprune.get_masks(wrapped))),
+        build=build, wrap=wrap, prune=prune, scoring=timed.seconds, masking=prune - timed.seconds,
+        total=wrap + prune, rss_before_mb=rss_before, peak_rss_mb=peak,
+        versions=dict(tensorflow=tf.__version__, keras=keras.__version__, tfprune=tfprune.__version__,
+                      numpy=np.__version__, python=platform.python_version()),
+        threads=dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
+                     inter_op=tf.config.threading.get_inter_op_parallelism_threads(), cpus=os.cpu_count()))
+    if method == "synflow":
+        forward_backward, selections = synflow_floor(model, prunable, scorer.default_rounds)
+        record.update(floor=forward_backward + selections, floor_forward_backward=forward_backward,
+                      floor_selections=selections)
+    return record
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="vgg16,resnet20")
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default=None, help="also write the medians as JSON here")
-    args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    data = (rng.random((100, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 100))
-    results = {}
-    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPUs")
-    print("| model | method | rounds | scoring s | masking s | total s |")
-    print("|---|---|---|---|---|---|")
-    for model_name in args.models.split(","):
-        for method in args.methods.split(","):
-            runs = [one_run(MODELS[model_name], method, data) for _ in range(args.repeats)]
-            scoring, masking, total = (statistics.median(r[i] for r in runs) for i in range(3))
-            results.setdefault(model_name, {})[method] = {"scoring": scoring, "masking": masking, "total": total}
-            rounds = tfprune.scores.get(method).default_rounds
-            print(f"| {model_name} | {method} | {rounds} | {scoring:.2f} | {masking:.2f} | {total:.2f} |", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    args = run_arguments(__doc__.splitlines()[0], METHODS)
+    emit(one_run(args.model, args.method))
 
 
 if __name__ == "__main__":

@@ -527,3 +527,4 @@ def test_helpers_agree_with_from_scores_count():
     got = M.from_scores(scores, sparsity=0.9)
     n = sum(x.size for x in scores)
     assert M.density(got) == _exact_kept(0.9, n) / n
+

@@ -308,7 +308,9 @@ def test_scoring_writes_no_variable_and_compiles_once():
     for a, b in zip(before, numpy_weights(model)):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     steps = model.__dict__["_tfprune_compiled"]
-    assert steps and all(f.experimental_get_tracing_count() == 1 for f in steps.values())
+    # a step runs eagerly in its first round and is traced once, in its second
+    assert steps and any(f.rounds > 1 for f in steps.values())
+    assert all(f.compiled.experimental_get_tracing_count() == (f.rounds > 1) for f in steps.values())
 
 
 def test_registry():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from collections import defaultdict
 
 import keras
 from keras import ops
 from tfprune import _compat, kinds
+from tfprune.layer_changes import changed
 
-__all__ = ["MaskedLayer"]
+__all__ = ["MaskedLayer", "effective_values_given"]
 
 
 def relative_path(unit, variable):
@@ -155,6 +157,10 @@ class MaskedLayer(SubstitutingWrapper):
             )
             self._pairs.append((variable, mask))
 
+    # Ids of masked variables whose effective value (already masked) an enclosing StatelessScope
+    # gives (see :func:`effective_values_given`): the layer reads it as it is, unmultiplied.
+    _effective_given = frozenset()
+
     @property
     def masks(self):
         """The mask variables, in the order of ``masked_weights``."""
@@ -173,7 +179,31 @@ class MaskedLayer(SubstitutingWrapper):
         return None
 
     def substitutes(self):
-        return [(v, ops.multiply(v.value, m.value)) for v, m in self._pairs]
+        given = self._effective_given
+        return [(v, ops.multiply(v.value, m.value)) for v, m in self._pairs if id(v) not in given]
 
     def get_config(self):
         return {**super().get_config(), "masked_weights": list(self.masked_weights)}
+
+
+def effective_values_given(targets):
+    """A context in which the wrappers of ``targets`` read those weights as effective values.
+
+    Inside it, an enclosing :class:`keras.StatelessScope` maps each target's variable to its
+    *effective* value ``θ ⊙ m`` (or any value to use as such); the :class:`MaskedLayer` uses that
+    value as it is instead of multiplying it by the mask again, which saves a multiplication over
+    every masked weight, and a tensor of ones, per forward pass. Other masked weights of the same
+    wrappers are masked as usual.
+
+    Args:
+        targets: :class:`tfprune.targets.Target` objects; those without a wrapper are ignored.
+
+    Returns:
+        A context manager (:func:`tfprune.layer_changes.changed`).
+    """
+    wrappers, given = {}, defaultdict(set)
+    for t in targets:
+        if t.wrapper is not None:
+            wrappers[id(t.wrapper)] = t.wrapper
+            given[id(t.wrapper)].add(id(t.variable))
+    return changed((wrappers[key], "_effective_given", frozenset(ids)) for key, ids in given.items())

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from tfprune import patterns
+from tfprune.topk import top_k
 
 __all__ = [
     "Budget",
@@ -139,31 +140,6 @@ def check_scores(scores, names=None):
     return arrays
 
 
-def _top_k(flat, k, candidates=None):
-    """Boolean vector keeping the ``k`` highest entries of ``flat``, ties to the lower index.
-
-    Entries outside ``candidates`` (a boolean vector) are never kept. Linear time: one partition
-    of the candidates' scores finds the threshold; the mask is then two comparisons over the whole
-    vector, and only the entries equal to the threshold are ranked by index. Partitioning the
-    candidates only makes iterative pruning cheaper as the network gets sparser, and keeps the
-    pruned weights' scores away from NumPy's partition, which slows down badly on arrays full of
-    one repeated value.
-    """
-    pool = flat if candidates is None else flat[np.flatnonzero(candidates)]
-    if k == 0:
-        return np.zeros(flat.shape, dtype=bool)
-    if k >= pool.size:
-        return np.ones(flat.shape, dtype=bool) if candidates is None else candidates.copy()
-    threshold = np.partition(pool, pool.size - k)[pool.size - k]
-    keep = flat > threshold
-    ties = flat == threshold
-    if candidates is not None:
-        keep &= candidates
-        ties &= candidates
-    keep[np.flatnonzero(ties)[: k - np.count_nonzero(keep)]] = True
-    return keep
-
-
 def erk_densities(shapes, density):
     """Erdős–Rényi-Kernel densities per tensor with total kept fraction ``density``.
 
@@ -269,12 +245,11 @@ class Budget:
         target = self.density
         sizes = [a.size for a in scores]
         if self.scope == "global":
-            flat = np.concatenate([a.ravel() for a in scores])
-            cand = None if candidates is None else np.concatenate([c.ravel() for c in candidates])
-            k = kept_count(target, flat.size)
+            cand = None if candidates is None else [c.ravel() for c in candidates]
+            k = kept_count(target, sum(sizes))
             _check_enough(k, cand, "all tensors")
-            keep = _top_k(flat, k, cand)
-            return [m.reshape(a.shape) for m, a in zip(np.split(keep, np.cumsum(sizes)[:-1]), scores)]
+            keep = top_k([a.ravel() for a in scores], k, cand)
+            return [m.reshape(a.shape) for m, a in zip(keep, scores)]
 
         if per_tensor:
             counts = _local_counts(sizes, self.allocation, None)
@@ -285,9 +260,9 @@ class Budget:
             counts = _local_counts(sizes, [target] * len(scores), None)
         masks = []
         for i, (a, k) in enumerate(zip(scores, counts)):
-            cand = None if candidates is None else candidates[i].ravel()
+            cand = None if candidates is None else [candidates[i].ravel()]
             _check_enough(k, cand, names[i] if names is not None else f"tensor {i}")
-            masks.append(_top_k(a.ravel(), k, cand).reshape(a.shape))
+            masks.append(top_k([a.ravel()], k, cand)[0].reshape(a.shape))
         return masks
 
 
@@ -358,11 +333,12 @@ def from_scores(
 
 
 def _check_enough(k, candidates, where):
-    if candidates is not None and int(candidates.sum()) < k:
+    """Raises if the ``candidates`` (boolean arrays, or ``None`` for all) hold fewer than ``k``."""
+    available = None if candidates is None else sum(int(np.count_nonzero(c)) for c in candidates)
+    if available is not None and available < k:
         raise ValueError(
-            f"cannot keep {k} weights of {where}: the current masks keep only "
-            f"{int(candidates.sum())}; pruning continues from the current masks and cannot "
-            "grow them (reset the masks to prune to a lower sparsity)"
+            f"cannot keep {k} weights of {where}: the current masks keep only {available}; pruning continues "
+            "from the current masks and cannot grow them (reset the masks to prune to a lower sparsity)"
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from keras import ops
 
 from tfprune import _compat, distribute, walk
 from tfprune.layers import MaskedLayer, relative_path
@@ -184,7 +185,7 @@ def apply_masks(model, masks):
             raise ValueError(f"mask for {t.name} holds values other than 0 and 1")
         checked.append((t, m))
     for t, m in checked:
-        t.mask.assign(m.astype(t.mask.dtype))
+        t.mask.assign(ops.cast(m, t.mask.dtype))  # a boolean copy into TensorFlow, cast there
 
 
 def strip(model):

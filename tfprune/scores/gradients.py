@@ -34,6 +34,7 @@ from keras import ops
 
 from tfprune import datachecks, distribute
 from tfprune.layer_changes import batch_statistics as batch_statistics_mode
+from tfprune.layers import effective_values_given
 from tfprune.linearized import without_output_activation
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "effective_gradients",
     "hessian_gradient",
     "compiled",
+    "Step",
     "normalised",
 ]
 
@@ -67,6 +69,39 @@ def compiled(model, key, build):
     if key not in cache:
         cache[key] = build()
     return cache[key]
+
+
+class Step:
+    """A scoring step that runs eagerly in its first round and as a ``tf.function`` afterwards.
+
+    Tracing a step costs more than running it once (0.5–3 s on a CIFAR ResNet or VGG): a one-shot
+    score (SNIP, GraSP) never repays it, while a score repeated over rounds (SynFlow, iterative
+    SNIP, FORCE) traces once, in its second round, and runs compiled from then on. A round is one
+    call, or one :func:`batch_sum` over all its batches. Results of the two modes agree up to
+    float32 rounding. Under a ``tf.distribute`` strategy, :func:`batch_sum` always runs
+    ``compiled`` (the strategy wraps the whole replicated call in it).
+
+    Args:
+        function: The step, a Python function of tensors returning tensors.
+
+    Example:
+        >>> step = compiled(model, key, lambda: Step(gradient_of_batch))
+        >>> step(x)  # eagerly; later calls compiled
+    """
+
+    def __init__(self, function):
+        self.python_function = function
+        self.compiled = tf.function(function, reduce_retracing=True)
+        self.rounds = 0
+
+    def next_round(self):
+        """The function to run the next round with: eager in the first round, compiled after."""
+        self.rounds += 1
+        return self.python_function if self.rounds == 1 else self.compiled
+
+    def __call__(self, *args):
+        """Runs one round of one call."""
+        return self.next_round()(*args)
 
 
 def _num_classes(model):
@@ -183,16 +218,13 @@ def effective_values(targets):
 def substitute(targets, values, others=()):
     """Runs the enclosed forward passes with ``values`` as the targets' effective weights.
 
-    The targets' masks read as ones and each target's variable as its value, so the forward
-    pass uses exactly ``values`` and gradients with respect to them are not blocked by masks.
-    ``others`` adds ``(variable, value)`` pairs (SynFlow's absolute values). No variable changes.
+    Each target's variable reads as its value and its wrapper does not multiply it by the mask
+    (:func:`tfprune.layers.effective_values_given`), so the forward pass uses exactly ``values``
+    and gradients with respect to them are not blocked by masks. ``others`` adds
+    ``(variable, value)`` pairs (SynFlow's absolute values). No variable changes.
     """
-    mapping = list(others)
-    for t, value in zip(targets, values):
-        mapping.append((t.variable, value))
-        if t.mask is not None:
-            mapping.append((t.mask, ops.ones(t.mask.shape, t.mask.dtype)))
-    with keras.StatelessScope(state_mapping=mapping):
+    mapping = list(others) + [(t.variable, value) for t, value in zip(targets, values)]
+    with keras.StatelessScope(state_mapping=mapping), effective_values_given(targets):
         yield
 
 
@@ -202,28 +234,47 @@ def check_logits(model, batches, loss, from_logits):
     With the default loss and ``from_logits=True``, a final softmax found in the model's graph is
     skipped (see the module docstring); one the graph does not show (a subclassed model's ``call``,
     a ``Lambda``) is caught here: every output row of the first batch in [0, 1] and summing to 1.
-    Checked once per model and loss.
+    Checked once per model and loss; :func:`effective_gradients` checks the rows of its own
+    forward passes instead of running one more.
 
     Raises:
         ValueError: naming the model and saying what to pass instead.
     """
-    if not on_logits(loss, from_logits):
+    if not on_logits(loss, from_logits) or _logits_checked(model)[0]:
         return
+    with without_output_activation(model):
+        outputs = model(batches[0][0], training=False)
+    _raise_if_probabilities(model, _rows_not_probabilities(outputs))
 
-    def check():
-        with without_output_activation(model):
-            outputs = tf.nest.flatten(model(batches[0][0], training=False))
-        rows = [np.asarray(o, dtype=np.float64).reshape(-1, o.shape[-1]) for o in outputs]
-        if any(r.shape[-1] > 1 and (r >= 0).all() and np.allclose(r.sum(axis=1), 1.0, atol=1e-5) for r in rows):
-            raise ValueError(
-                f"model {model.name!r} outputs probabilities (each output row is in [0, 1] and sums to 1), but "
-                "from_logits=True scores the loss on logits, and its final softmax is not one tfprune can skip "
-                "(it looks through functional and Sequential graphs): pass from_logits=False, or a loss of "
-                "your own"
-            )
-        return True
 
-    compiled(model, ("logits_checked",), check)
+def _logits_checked(model):
+    return compiled(model, ("logits_checked",), lambda: [False])
+
+
+def _rows_not_probabilities(outputs):
+    """Per output: the rows that are not a probability vector — an entry below 0, or a sum more
+    than 2e-5 from 1 — and all rows of an output with a single column."""
+    counts = []
+    for o in tf.nest.flatten(outputs):
+        rows = ops.reshape(o, (-1, o.shape[-1]))
+        bad = ops.logical_or(ops.any(rows < 0, axis=1), ops.abs(ops.sum(rows, axis=1) - 1.0) > 2e-5)
+        if o.shape[-1] <= 1:
+            bad = ops.ones_like(bad)
+        counts.append(ops.sum(ops.cast(bad, "float32")))
+    return ops.stack(counts)
+
+
+def _raise_if_probabilities(model, rows_not_probabilities):
+    """Raises if some output has no row that is not a probability vector; else marks the model
+    checked (:func:`check_logits`)."""
+    if not np.all(np.asarray(rows_not_probabilities) > 0):
+        raise ValueError(
+            f"model {model.name!r} outputs probabilities (each output row is in [0, 1] and sums to 1), but "
+            "from_logits=True scores the loss on logits, and its final softmax is not one tfprune can skip "
+            "(it looks through functional and Sequential graphs): pass from_logits=False, or a loss of "
+            "your own"
+        )
+    _logits_checked(model)[0] = True
 
 
 def _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values):
@@ -234,7 +285,7 @@ def _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, 
     norm = batch_statistics_mode(model) if batch_statistics else contextlib.nullcontext()
     with substitute(targets, values), head, norm:
         outputs = model(x, training=False)
-    return loss_fn(y, outputs / temperature)
+    return loss_fn(y, outputs / temperature), outputs
 
 
 def example_share(x, global_size):
@@ -244,28 +295,31 @@ def example_share(x, global_size):
 
 
 def _gradient_step(model, targets, loss_fn, temperature, logits, batch_statistics):
-    @tf.function(reduce_retracing=True)
+    """The gradients of one batch, and its output rows that are not probabilities (the
+    :func:`check_logits` test, from the same forward pass)."""
+
     def step(x, y, global_size, values):
         with tf.GradientTape() as tape:
             tape.watch(values)
-            loss = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values)
+            loss, outputs = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values)
             loss = loss * example_share(x, global_size)
-        return tape.gradient(loss, values)
+        return [*tape.gradient(loss, values), _rows_not_probabilities(outputs)]
 
-    return step
+    return Step(step)
 
 
 def batch_sum(model, step, batches, strategy, *args):
-    """``Σ_b step(x_b, y_b, n_b, *args)``; under a strategy each batch is split across replicas
-    and the replicas' results are all-reduced (see :mod:`tfprune.distribute`)."""
+    """``Σ_b step(x_b, y_b, n_b, *args)`` for a :class:`Step`; under a strategy each batch is split
+    across replicas and the replicas' results are all-reduced (see :mod:`tfprune.distribute`)."""
     strategy = distribute.strategy_of(model, strategy)
+    run = step.next_round()
     total = None
     for x, y in batches:
         size = tf.constant(float(x.shape[0]))
         if strategy is None:
-            out = step(x, y, size, *args)
+            out = run(x, y, size, *args)
         else:
-            out = distribute.replica_sum(strategy, step, x, y, size, *args)
+            out = distribute.replica_sum(strategy, step.compiled, x, y, size, *args)
         total = list(out) if total is None else [a + b for a, b in zip(total, out)]
     return total
 
@@ -296,29 +350,30 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
         ValueError: if the score should see logits but the model outputs probabilities (see
             :func:`check_logits`).
     """
-    check_logits(model, batches, loss, from_logits)
     values = effective_values(targets) if values is None else values
     key = ("gradient", loss_key(loss, from_logits), float(temperature), bool(batch_statistics),
            tuple(id(t.variable) for t in targets))
     step = compiled(model, key, lambda: _gradient_step(model, targets, loss_function(loss, from_logits), temperature,
                                                       on_logits(loss, from_logits), batch_statistics))
-    return batch_sum(model, step, batches, strategy, values)
+    *grads, rows_not_probabilities = batch_sum(model, step, batches, strategy, values)
+    if on_logits(loss, from_logits) and not _logits_checked(model)[0]:
+        _raise_if_probabilities(model, rows_not_probabilities)
+    return grads
 
 
 def _hessian_step(model, targets, loss_fn, temperature, logits, batch_statistics):
-    @tf.function(reduce_retracing=True)
     def step(x, y, global_size, values, direction):
         with tf.GradientTape() as outer:
             outer.watch(values)
             with tf.GradientTape() as inner:
                 inner.watch(values)
-                loss = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values)
+                loss, _ = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values)
                 loss = loss * example_share(x, global_size)
             grads = inner.gradient(loss, values)
             inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
         return outer.gradient(inner_product, values)
 
-    return step
+    return Step(step)
 
 
 def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=True, values=None, temperature=1.0,

@@ -18,7 +18,9 @@ What is scored is the network the paper defines, for any model:
 
 Where a prunable tensor still gets the same score for all its kept weights (no flow reaches it,
 or its gradient is constant), :func:`synflow` warns and names it: its mask is then decided by
-ties, not by the criterion. Activations a subclassed model computes inline in ``call`` are not
+ties, not by the criterion. This depends on the network's structure, so it is checked in the
+first round a model is scored (in later rounds a collapse is what :mod:`tfprune.connectivity`
+reports). Activations a subclassed model computes inline in ``call`` are not
 reached and run unchanged.
 
 Numerics: ``R`` is a product over layers and overflows float32 on deep networks. Rescaling
@@ -42,7 +44,7 @@ from keras import ops
 
 from tfprune import _compat
 from tfprune.linearized import linearized
-from tfprune.scores.gradients import compiled, substitute
+from tfprune.scores.gradients import Step, compiled, substitute
 from tfprune.scores.registry import register
 
 __all__ = ["synflow", "flow_network", "ones_inputs", "rescaled"]
@@ -83,15 +85,16 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
     scores = None
     if rescale is not True and not (rescale == "auto" and overflowed[0]):
         step = compiled(model, ("synflow", key, False), lambda: _synflow_step(model, targets, False))
-        scores = [np.asarray(s) for s in step(inputs)]
-        if rescale == "auto" and not all(np.isfinite(s).all() for s in scores):
+        scores, finite = step(inputs)
+        if rescale == "auto" and not np.asarray(finite).all():  # a score is NaN or infinite
             overflowed[0] = True
             scores = None
     if scores is None:
         step = compiled(model, ("synflow", key, True), lambda: _synflow_step(model, targets, True))
-        scores = [np.asarray(s) for s in step(inputs)]
-    _warn_unranked(targets, scores)
-    return scores
+        scores, _ = step(inputs)
+    if step.rounds == 1:  # a property of the network: checked in the first round it is scored
+        _warn_unranked(targets, scores)
+    return [np.asarray(s) for s in scores]
 
 
 @contextlib.contextmanager
@@ -138,7 +141,6 @@ def rescaled(values, targets):
 def _synflow_step(model, targets, rescale):
     """A compiled step: the scores of the network with every parameter made non-negative."""
 
-    @tf.function(reduce_retracing=True)
     def step(inputs):
         values = [ops.abs(t.value) for t in targets]
         if rescale:
@@ -148,18 +150,28 @@ def _synflow_step(model, targets, rescale):
             with flow_network(model, targets, values):
                 outputs = model(inputs, training=False)
             flow = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(outputs)])
-        return [v * g for v, g in zip(values, tape.gradient(flow, values))]
+        scores = [v * g for v, g in zip(values, tape.gradient(flow, values))]
+        return scores, ops.stack([ops.all(ops.isfinite(s)) for s in scores])
 
-    return step
+    return Step(step)
+
+
+def _kept_range(scores, mask):
+    """``(highest, lowest, count)`` of the scores of the kept weights (all weights if unmasked)."""
+    if mask is None:
+        return float(ops.max(scores)), float(ops.min(scores)), int(np.prod(scores.shape))
+    kept = ops.not_equal(mask.value, 0)
+    return (float(ops.max(ops.where(kept, scores, -np.inf))), float(ops.min(ops.where(kept, scores, np.inf))),
+            int(ops.count_nonzero(kept)))
 
 
 def _warn_unranked(targets, scores):
     """Warns naming the targets whose kept weights (two or more) all have the same score."""
     unranked = []
     for t, s in zip(targets, scores):
-        kept = s if t.mask is None else s[np.asarray(t.mask.numpy()) != 0]
-        if kept.size >= 2 and np.isfinite(kept.max()) and kept.max() == kept.min():  # non-finite: masks.check_scores
-            unranked.append(f"{t.name} (all {kept.size} kept weights score {kept.max():.3g})")
+        highest, lowest, count = _kept_range(s, t.mask)
+        if count >= 2 and np.isfinite(highest) and highest == lowest:  # non-finite: masks.check_scores
+            unranked.append(f"{t.name} (all {count} kept weights score {highest:.3g})")
     if unranked:
         warnings.warn(
             f"SynFlow cannot rank the weights of {len(unranked)} tensor(s): {', '.join(unranked)}. Their "

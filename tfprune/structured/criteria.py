@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune import datachecks, layer_specs, walk
-from tfprune.scores.gradients import (batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
+from tfprune.scores.gradients import (Step, batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
                                       substitute)
 from tfprune.targets import is_wrapped
 
@@ -336,7 +336,6 @@ def _gradient_step(model, producers, loss_fn):
     is scaled by ``scales[i][n]`` (inference mode; nothing is written)."""
     variables = [v for p in producers for v in p.variables]
 
-    @tf.function(reduce_retracing=True)
     def step(x, y, global_size, scales, weight):
         values = [value for p, scale in zip(producers, scales) for value in p.scaled(scale)]
         with tf.GradientTape() as tape:
@@ -346,7 +345,7 @@ def _gradient_step(model, producers, loss_fn):
             loss = loss_fn(y, outputs) * example_share(x, global_size) * weight
         return tape.gradient(loss, values)
 
-    return step
+    return Step(step)
 
 
 class _Gradients:

@@ -1,0 +1,274 @@
+"""Time and peak memory of pruning at initialisation: tfprune against the PyTorch reference loop.
+
+Every run is one fresh process — ``examples/scoring_benchmark.py MODEL METHOD`` (tfprune) or
+``examples/reference_pytorch.py MODEL METHOD`` (the reference) — that prunes one model with one
+method to compression 100 and prints one JSON line; its timed call is a user's true first call
+(tracing included) and its peak RSS is its own. This driver runs them interleaved — repeat 1 of
+every (model, method) for each framework in turn, then repeat 2, … — so that drift on a shared
+machine hits both alike, appends each line to ``--out`` as it comes, and prints the medians as
+markdown tables. A run that fails or times out is recorded with its error and the others go on;
+run the same command again to resume: finished runs are skipped, failed ones retried.
+
+The full measurement (tens of minutes; CIFAR VGG-16-BN and ResNet-20 on 100 samples,
+ImageNet-size ResNet50 and MobileNetV2 on 32 samples of 224×224):
+
+    python examples/benchmark_vs_reference.py --repeats 3 --out docs/benchmark_vs_reference.jsonl
+
+A small check, and the tables again from a file without running anything:
+
+    python examples/benchmark_vs_reference.py --models resnet20 --methods snip,magnitude --repeats 1 \\
+        --out /tmp/a.jsonl
+    python examples/benchmark_vs_reference.py --table-only --out /tmp/a.jsonl
+
+This module also holds what both run scripts share (the model settings, memory readings, the
+JSON line); it imports only the standard library.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMPRESSION = 100.0
+FRAMEWORKS = {"tfprune": "scoring_benchmark.py", "reference": "reference_pytorch.py"}
+METHODS = ("synflow", "snip", "grasp", "magnitude")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What both frameworks build and feed for one model name.
+
+    Attributes:
+        image_size: Height and width of the square RGB input.
+        classes: Number of output classes (labels are drawn in [0, classes)).
+        samples: Random examples that SNIP and GraSP score on.
+    """
+
+    image_size: int
+    classes: int
+    samples: int
+
+
+MODELS = {
+    "vgg16": ModelSpec(32, 10, 100),
+    "resnet20": ModelSpec(32, 10, 100),
+    "resnet50": ModelSpec(224, 1000, 32),
+    "mobilenetv2": ModelSpec(224, 1000, 32),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by the run scripts
+# ---------------------------------------------------------------------------------------------
+
+def rss_mb():
+    """This process's resident memory now (``VmRSS`` of ``/proc/self/status``), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS line in /proc/self/status: memory readings need Linux")
+
+
+def peak_rss_mb():
+    """This process's peak resident memory so far (``ru_maxrss``, KiB on Linux), in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_arguments(description, methods):
+    """The command line of a run script: ``MODEL METHOD``, checked against the known names.
+
+    Args:
+        description: The script's one-line description.
+        methods: The methods the script can run.
+
+    Returns:
+        The parsed arguments (``model``, ``method``).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("model", choices=list(MODELS))
+    parser.add_argument("method", choices=list(methods))
+    return parser.parse_args()
+
+
+def emit(record):
+    """Prints ``record`` as the run's one JSON line (the driver reads the last line of stdout)."""
+    print(json.dumps(record), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+def csv_list(choices):
+    """An argparse type: a comma-separated list, each item one of ``choices``."""
+    def parse(text):
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        unknown = [s for s in items if s not in choices]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(choices)}; got {text!r}")
+        return items
+    return parse
+
+
+def read_records(path):
+    """The JSON records of ``path`` (none if it does not exist).
+
+    Raises:
+        SystemExit: if a line is not JSON, naming the file and line.
+    """
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    sys.exit(f"{path} line {number} is not a JSON record ({error}); "
+                             "fix or remove that line, or use another --out")
+    return records
+
+
+def key(record):
+    return record["framework"], record["model"], record["method"], record["repeat"]
+
+
+def run_one(framework, model, method, repeat, timeout):
+    """Runs one fresh process and returns its record, or a record with ``error`` if it failed."""
+    command = [sys.executable, os.path.join(HERE, FRAMEWORKS[framework]), model, method]
+    record = {"framework": framework, "model": model, "method": method, "repeat": repeat}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**record, "error": f"timed out after {timeout:g} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**record, "error": f"exit code {done.returncode}: {tail}"}
+    try:
+        return {**json.loads(lines[-1]), **record}
+    except json.JSONDecodeError:
+        return {**record, "error": f"last line of output is not JSON: {lines[-1][:200]}"}
+
+
+def run_all(args):
+    """Runs the missing (framework, model, method, repeat) combinations, interleaved, appending each."""
+    done = {key(r) for r in read_records(args.out) if "error" not in r}
+    for repeat in range(1, args.repeats + 1):
+        for model in args.models:
+            for method in args.methods:
+                for framework in args.frameworks:
+                    if (framework, model, method, repeat) in done:
+                        continue
+                    record = run_one(framework, model, method, repeat, args.timeout)
+                    with open(args.out, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    outcome = record.get("error") or (f"total {record['total']:.2f} s, "
+                                                      f"peak {record['peak_rss_mb']:.0f} MiB")
+                    print(f"repeat {repeat} {framework} {model} {method}: {outcome}", file=sys.stderr, flush=True)
+
+
+def medians(records):
+    """{(framework, model, method): {field: median}, plus ``runs`` and the first record's fixed fields}."""
+    groups = {}
+    for r in records:
+        if "error" not in r:
+            groups.setdefault((r["framework"], r["model"], r["method"]), []).append(r)
+    out = {}
+    for group, runs in groups.items():
+        numbers = {k for k, v in runs[0].items() if isinstance(v, float)}
+        out[group] = {k: statistics.median(r[k] for r in runs) for k in numbers}
+        out[group].update(runs=len(runs), rounds=runs[0]["rounds"], prunable=runs[0]["prunable"])
+    return out
+
+
+def fmt(value, digits=2):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def tables(records):
+    """The markdown tables of the medians: every (model, method), then the SynFlow floor."""
+    m = medians(records)
+    if not m:
+        return "no finished runs recorded yet" + _failures(records)
+    rows = sorted({(model, method) for _, model, method in m},
+                  key=lambda r: (list(MODELS).index(r[0]), list(METHODS).index(r[1])))
+    lines = ["| model | method | rounds | tfprune scoring s | tfprune masking s | tfprune wrap s | "
+             "**tfprune total s** | reference scoring s | reference masking s | **reference total s** | "
+             "total ratio | tfprune peak RSS MiB | reference peak RSS MiB | RSS ratio | repeats tfprune / reference |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for model, method in rows:
+        tf_, ref = m.get(("tfprune", model, method), {}), m.get(("reference", model, method), {})
+        rounds = tf_.get("rounds", ref.get("rounds"))
+        lines.append(
+            f"| {model} | {method} | {rounds} | {fmt(tf_.get('scoring'))} | {fmt(tf_.get('masking'))} | "
+            f"{fmt(tf_.get('wrap'))} | **{fmt(tf_.get('total'))}** | {fmt(ref.get('scoring'))} | "
+            f"{fmt(ref.get('masking'))} | **{fmt(ref.get('total'))}** | "
+            f"{fmt(ratio(tf_.get('total'), ref.get('total')))} | {fmt(tf_.get('peak_rss_mb'), 0)} | "
+            f"{fmt(ref.get('peak_rss_mb'), 0)} | {fmt(ratio(tf_.get('peak_rss_mb'), ref.get('peak_rss_mb')))} | "
+            f"{tf_.get('runs', 0)} / {ref.get('runs', 0)} |")
+    floors = [(model, m[("tfprune", model, method)]) for model, method in rows
+              if method == "synflow" and ("tfprune", model, method) in m]
+    if floors:
+        lines += ["", "| model | tfprune SynFlow total s | floor s | of which forward+backward s | "
+                      "of which selections s | total / floor | repeats |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for model, r in floors:
+            lines.append(f"| {model} | {fmt(r['total'])} | {fmt(r['floor'])} | {fmt(r['floor_forward_backward'])} | "
+                         f"{fmt(r['floor_selections'])} | {fmt(ratio(r['total'], r['floor']))} | {r['runs']} |")
+    counts = {}
+    for (framework, model, _), r in m.items():
+        counts.setdefault(model, {})[framework] = r["prunable"]
+    lines.append("")
+    for model, by_framework in counts.items():
+        tf_n, ref_n = by_framework.get("tfprune"), by_framework.get("reference")
+        agree = "" if tf_n is None or ref_n is None else ("agree" if tf_n == ref_n else f"DIFFER by {tf_n - ref_n:+d}")
+        lines.append(f"prunable weights of {model}: tfprune {tf_n}, reference {ref_n} {agree}".rstrip())
+    return "\n".join(lines) + _failures(records)
+
+
+def _failures(records):
+    """A line on the failed runs not finished since, if any (the next run retries them)."""
+    finished = {key(r) for r in records if "error" not in r}
+    failures = [r for r in records if "error" in r and key(r) not in finished]
+    if not failures:
+        return ""
+    last = failures[-1]
+    return (f"\n{len(failures)} failed run(s) not finished yet (a rerun retries them); the last: "
+            f"{last['framework']} {last['model']} {last['method']} repeat {last['repeat']}: {last['error']}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=csv_list(list(MODELS)), default=list(MODELS))
+    parser.add_argument("--methods", type=csv_list(list(METHODS)), default=list(METHODS))
+    parser.add_argument("--frameworks", type=csv_list(list(FRAMEWORKS)), default=list(FRAMEWORKS))
+    parser.add_argument("--repeats", type=int, default=3, help="runs per (framework, model, method)")
+    parser.add_argument("--out", required=True, help="JSONL file the records are appended to (and read from)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds one run may take")
+    parser.add_argument("--table-only", action="store_true", help="print the tables of --out without running")
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.timeout <= 0:
+        parser.error(f"--timeout must be positive, got {args.timeout:g}")
+    if args.table_only and not os.path.exists(args.out):
+        parser.error(f"--table-only reads --out, and {args.out} does not exist")
+    if not args.table_only:
+        run_all(args)
+    print(tables(read_records(args.out)))
+
+
+if __name__ == "__main__":
+    main()

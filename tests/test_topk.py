@@ -1,0 +1,108 @@
+"""Tests of tfprune.topk: the exact top-k over several arrays, through the band and without it.
+
+Expected sets come from a float64 NumPy reference ranking of the concatenation,
+``np.lexsort((index, -score))`` (highest first, lower index wins ties), as in test_masks.py.
+"""
+
+import numpy as np
+import pytest
+
+from tfprune import masks as M
+from tfprune import topk
+
+KINDS = ["random", "half_zero", "all_equal", "int_repeats"]
+SIZES = [91, 50, 60, 2000]
+
+
+def _parts(kind, seed=0):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for n in SIZES:
+        if kind == "random":
+            p = rng.standard_normal(n)
+        elif kind == "half_zero":
+            p = np.abs(rng.standard_normal(n))
+            p[rng.permutation(n)[: n // 2]] = 0.0
+        elif kind == "all_equal":
+            p = np.full(n, 0.25)
+        else:
+            p = rng.integers(-2, 3, n).astype(np.float64)
+        parts.append(p)
+    return parts
+
+
+def _reference(parts, k, candidates=None):
+    flat = np.concatenate(parts).astype(np.float64)
+    if candidates is not None:
+        flat[~np.concatenate(candidates)] = -np.inf
+    keep = np.zeros(flat.size, dtype=bool)
+    keep[np.lexsort((np.arange(flat.size), -flat))[:k]] = True
+    return np.split(keep, np.cumsum([p.size for p in parts])[:-1])
+
+
+def _assert_equal(got, expected):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.dtype == bool
+        np.testing.assert_array_equal(g, e)
+
+
+@pytest.fixture
+def band_spy(monkeypatch):
+    """Makes any input long enough for the band and the threads, and records what each band found."""
+    monkeypatch.setattr(topk, "_PARTITION_BELOW", 1)
+    monkeypatch.setattr(topk, "_SAMPLE", 64)
+    found, band = [], topk._band_kth_highest
+
+    def spy(*args):
+        found.append(band(*args))
+        return found[-1]
+
+    monkeypatch.setattr(topk, "_band_kth_highest", spy)
+    return found
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("k", [1, 22, 1100, 2180, 2201])
+@pytest.mark.parametrize("with_candidates", [False, True])
+def test_band_keeps_the_reference_set(band_spy, kind, k, with_candidates):
+    """Narrowing to a band around a sampled threshold keeps exactly the reference ranking's set,
+    ties to the lower index of the concatenation across arrays."""
+    parts = _parts(kind)
+    rng = np.random.default_rng(1)
+    candidates = [rng.random(p.size) < 0.995 for p in parts] if with_candidates else None
+    k = min(k, sum(int(c.sum()) for c in candidates)) if with_candidates else k
+    got = topk.top_k(parts, k, candidates)
+    _assert_equal(got, _reference(parts, k, candidates))
+    assert sum(int(g.sum()) for g in got) == k
+    if kind == "random" and 0 < k < 2150:
+        assert band_spy and band_spy[0] is not None  # the band held the threshold: no fallback
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("k", [0, 1, 700, 2201])
+def test_short_inputs_partition_directly(kind, k):
+    parts = _parts(kind, seed=3)
+    _assert_equal(topk.top_k(parts, k), _reference(parts, k))
+
+
+def test_band_that_misses_the_threshold_falls_back_to_an_exact_partition(band_spy):
+    """A sample that misrepresents the scores (every sampled entry 0, the rest rising) gives a band
+    without the threshold; the selection is still exact."""
+    flat = np.arange(1.0, 6401.0)
+    flat[::100] = 0.0  # the strided sample (stride 6400 // 64 = 100) sees only zeros
+    got = topk.top_k([flat], 3200)
+    assert band_spy == [None]
+    _assert_equal(got, _reference([flat], 3200))
+
+
+def test_long_float32_scores_with_candidates_keep_the_reference_set():
+    """Above the direct-partition length (2^18 entries, so threads and the band are used unpatched),
+    float32 scores with candidates keep the reference set, through masks.from_scores."""
+    rng = np.random.default_rng(2)
+    scores = [rng.standard_normal(300_000).astype(np.float32), rng.standard_normal((300, 400)).astype(np.float32)]
+    candidates = [rng.random(300_000) < 0.6, rng.random((300, 400)) < 0.6]
+    k = M.kept_count(0.3, 420_000)
+    got = M.from_scores(scores, sparsity=0.7, candidates=candidates)
+    expected = _reference([s.ravel() for s in scores], k, [c.ravel() for c in candidates])
+    _assert_equal([g.ravel() for g in got], expected)
