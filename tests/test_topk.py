@@ -97,12 +97,12 @@ def test_band_that_misses_the_threshold_falls_back_to_an_exact_partition(band_sp
 
 
 def test_long_float32_scores_with_candidates_keep_the_reference_set():
-    """Above the direct-partition length (2^18 entries, so threads and the band are used unpatched),
+    """Above the direct-partition length (2^20 entries, so threads and the band are used unpatched),
     float32 scores with candidates keep the reference set, through masks.from_scores."""
     rng = np.random.default_rng(2)
-    scores = [rng.standard_normal(300_000).astype(np.float32), rng.standard_normal((300, 400)).astype(np.float32)]
-    candidates = [rng.random(300_000) < 0.6, rng.random((300, 400)) < 0.6]
-    k = M.kept_count(0.3, 420_000)
+    scores = [rng.standard_normal(1_000_000).astype(np.float32), rng.standard_normal((300, 400)).astype(np.float32)]
+    candidates = [rng.random(1_000_000) < 0.6, rng.random((300, 400)) < 0.6]
+    k = M.kept_count(0.3, 1_120_000)
     got = M.from_scores(scores, sparsity=0.7, candidates=candidates)
     expected = _reference([s.ravel() for s in scores], k, [c.ravel() for c in candidates])
     _assert_equal([g.ravel() for g in got], expected)

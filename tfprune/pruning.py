@@ -10,7 +10,7 @@ from tfprune import datachecks, patterns, schedules, scores
 from tfprune.connectivity import check_collapse, check_on_collapse
 from tfprune.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
 from tfprune.walk import check_built
-from tfprune.wrapping import apply_masks, get_masks, unwrap, wrap
+from tfprune.wrapping import assign_masks, get_masks, unwrap, wrap
 
 __all__ = ["prune_at_init"]
 
@@ -143,7 +143,7 @@ def prune_at_init(
                 pattern=chosen_pattern,
                 reduction_axes=axes,
             )
-            apply_masks(wrapped, current)
+            assign_masks(targets, current)
             if progress is not None:
                 progress.update(step + 1, values=[("density", masks_lib.density(current))])
         check_collapse(wrapped, on_collapse, scorer_options.get("input_shape"))

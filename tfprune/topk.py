@@ -21,10 +21,10 @@ import numpy as np
 
 __all__ = ["top_k"]
 
-# Arrays holding fewer entries than this in all are partitioned directly and on one thread; more
-# are narrowed to a band around the threshold estimated from a strided sample of about _SAMPLE
-# entries.
-_PARTITION_BELOW = 1 << 18
+# Arrays holding fewer entries than this in all are partitioned directly and on one thread (where
+# the band and the threads would cost more than they save); more are narrowed to a band around the
+# threshold estimated from a strided sample of about _SAMPLE entries.
+_PARTITION_BELOW = 1 << 20
 _SAMPLE = 1 << 15
 _POOL = []
 

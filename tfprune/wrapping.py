@@ -184,7 +184,17 @@ def apply_masks(model, masks):
         if m.dtype != bool and not ((m == 0) | (m == 1)).all():
             raise ValueError(f"mask for {t.name} holds values other than 0 and 1")
         checked.append((t, m))
-    for t, m in checked:
+    assign_masks([t for t, _ in checked], [m for _, m in checked])
+
+
+def assign_masks(targets, masks):
+    """Writes masks into the targets' mask variables, unchecked (:func:`apply_masks` checks them).
+
+    Args:
+        targets: Targets of a wrapped model (:func:`tfprune.prunable_weights`).
+        masks: Boolean or 0/1 arrays shaped like the targets, in the same order.
+    """
+    for t, m in zip(targets, masks):
         t.mask.assign(ops.cast(m, t.mask.dtype))  # a boolean copy into TensorFlow, cast there
 
 
