@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from tfprune import patterns
-from tfprune.topk import top_k
+from tfprune.topk import map_parts, top_k
 
 __all__ = [
     "Budget",
@@ -128,9 +128,9 @@ def check_scores(scores, names=None):
     arrays = [a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64) for a in arrays]
     if not arrays:
         raise ValueError("no score tensors given")
-    for i, a in enumerate(arrays):
-        bad = ~np.isfinite(a)
-        if bad.any():
+    for i, finite in enumerate(map_parts(lambda a: bool(np.isfinite(a).all()), arrays)):
+        if not finite:
+            a = arrays[i]
             where = names[i] if names is not None else f"score tensor {i}"
             raise ValueError(
                 f"scores of {where} contain {int(np.isnan(a).sum())} NaN and "

@@ -8,6 +8,7 @@ import numpy as np
 from tfprune import masks as masks_lib
 from tfprune import datachecks, patterns, schedules, scores
 from tfprune.connectivity import check_collapse, check_on_collapse
+from tfprune.scores import gradients
 from tfprune.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
 from tfprune.walk import check_built
 from tfprune.wrapping import assign_masks, get_masks, unwrap, wrap
@@ -131,7 +132,8 @@ def prune_at_init(
         total = round_schedule.rounds
         progress = keras.utils.Progbar(total, unit_name="round") if verbose and total > 1 else None
         for step in range(total):
-            round_scores = scorer(wrapped, targets, data, **scorer_options)
+            with gradients.scoring_rounds(total):
+                round_scores = scorer(wrapped, targets, data, **scorer_options)
             _check_shapes(round_scores, targets, scorer.name)
             current = masks_lib.from_scores(
                 round_scores,

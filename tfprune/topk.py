@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["top_k"]
+__all__ = ["top_k", "map_parts"]
 
 # Arrays holding fewer entries than this in all are partitioned directly and on one thread (where
 # the band and the threads would cost more than they save); more are narrowed to a band around the
@@ -49,12 +49,12 @@ def top_k(parts, k, candidates=None):
     size = sum(p.size for p in parts)
     if k == 0:
         return [np.zeros(p.shape, dtype=bool) for p in parts]
-    available = size if candidates[0] is None else sum(_map(np.count_nonzero, candidates, size))
+    available = size if candidates[0] is None else sum(map_parts(np.count_nonzero, candidates, size=size))
     if k >= available:
         return [np.ones(p.shape, dtype=bool) if c is None else c.copy() for p, c in zip(parts, candidates)]
     threshold = _kth_highest(parts, k, candidates, available, size)
-    keep = _map(lambda p, c: _at_least(p, threshold, c), parts, size, candidates)
-    excess = sum(_map(np.count_nonzero, keep, size)) - k
+    keep = map_parts(lambda p, c: _at_least(p, threshold, c), parts, candidates, size=size)
+    excess = sum(map_parts(np.count_nonzero, keep, size=size)) - k
     for p, m in zip(reversed(parts), reversed(keep)):  # ties at the threshold: the highest indices go
         if excess <= 0:
             break
@@ -110,7 +110,7 @@ def _band_kth_highest(parts, k, candidates, available, size):
         inside &= part <= high
         return at_least_low, part[inside]
 
-    counted = _map(band, parts, size, candidates)
+    counted = map_parts(band, parts, candidates, size=size)
     at_least_low = sum(n for n, _ in counted)
     values = np.concatenate([b for _, b in counted])
     if not at_least_low - values.size < k <= at_least_low:  # the threshold lies outside the band
@@ -118,9 +118,16 @@ def _band_kth_highest(parts, k, candidates, available, size):
     return np.partition(values, at_least_low - k)[at_least_low - k]
 
 
-def _map(fn, parts, size, *others):
-    """``[fn(part, *other) ...]`` over the parts, on a thread per CPU core once they are long
-    (NumPy releases the interpreter lock in its passes over arrays)."""
+def map_parts(fn, parts, *others, size=None):
+    """``[fn(part, *other) ...]`` over the parts, on a thread per CPU core once they hold
+    ``size`` (default: their total size) >= 2^20 entries; NumPy releases the interpreter lock in
+    its passes over arrays.
+
+    Example:
+        >>> map_parts(np.count_nonzero, [np.ones(3), np.zeros(2)])
+        [3, 0]
+    """
+    size = sum(np.size(p) for p in parts) if size is None else size
     items = list(zip(parts, *others))
     if size < _PARTITION_BELOW or len(items) < 2 or (os.cpu_count() or 1) < 2:
         return [fn(*item) for item in items]

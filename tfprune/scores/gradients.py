@@ -26,6 +26,7 @@ loss sees the logits it expects rather than probabilities taken for logits; with
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import keras
 import numpy as np
@@ -52,6 +53,7 @@ __all__ = [
     "hessian_gradient",
     "compiled",
     "Step",
+    "scoring_rounds",
     "normalised",
 ]
 
@@ -71,15 +73,44 @@ def compiled(model, key, build):
     return cache[key]
 
 
-class Step:
-    """A scoring step that runs eagerly in its first round and as a ``tf.function`` afterwards.
+_ROUNDS = contextvars.ContextVar("tfprune_scoring_rounds", default=1)
 
-    Tracing a step costs more than running it once (0.5–3 s on a CIFAR ResNet or VGG): a one-shot
-    score (SNIP, GraSP) never repays it, while a score repeated over rounds (SynFlow, iterative
-    SNIP, FORCE) traces once, in its second round, and runs compiled from then on. A round is one
-    call, or one :func:`batch_sum` over all its batches. Results of the two modes agree up to
-    float32 rounding. Under a ``tf.distribute`` strategy, :func:`batch_sum` always runs
-    ``compiled`` (the strategy wraps the whole replicated call in it).
+
+@contextlib.contextmanager
+def scoring_rounds(rounds):
+    """Tells the scoring steps run inside how many rounds the enclosing pruning scores.
+
+    :func:`tfprune.prune_at_init` sets it: with more than one round, a :class:`Step` is compiled
+    from its first round on instead of running that one eagerly.
+
+    Example:
+        >>> with scoring_rounds(100):
+        ...     scores = tfprune.scores.synflow(model, targets)
+    """
+    token = _ROUNDS.set(int(rounds))
+    try:
+        yield
+    finally:
+        _ROUNDS.reset(token)
+
+
+# Batches holding at least this many input values are compiled from the first round (see Step).
+EAGER_BELOW_INPUT_VALUES = 1 << 20
+
+
+class Step:
+    """A scoring step that runs eagerly in a lone first round and as a ``tf.function`` otherwise.
+
+    Tracing a step costs more than running it once on small inputs (0.5–3 s on a CIFAR ResNet or
+    VGG, batch 100): a one-shot score (SNIP, GraSP) never repays it there. So a step runs eagerly
+    in its first round, unless more rounds follow (:func:`scoring_rounds`: SynFlow, iterative
+    SNIP, FORCE under :func:`tfprune.prune_at_init`) or its batches are large (at least
+    ``EAGER_BELOW_INPUT_VALUES`` = 2^20 input values: an ImageNet batch of 32 at 224×224 holds
+    4.8M). On large batches graph execution is faster and frees intermediate tensors sooner:
+    SNIP on ResNet50, batch 32, took 7.0 s and 3.0 GB compiled against 10.5 s and 7.4 GB eager
+    (``docs/benchmarks.md``). A round is one call, or one :func:`batch_sum` over all its batches.
+    Results of the two modes agree up to float32 rounding. Under a ``tf.distribute`` strategy,
+    :func:`batch_sum` always runs ``compiled`` (the strategy wraps the whole replicated call in it).
 
     Args:
         function: The step, a Python function of tensors returning tensors.
@@ -94,10 +125,12 @@ class Step:
         self.compiled = tf.function(function, reduce_retracing=True)
         self.rounds = 0
 
-    def next_round(self):
-        """The function to run the next round with: eager in the first round, compiled after."""
+    def next_round(self, input_values=0):
+        """The function to run the next round with, on batches of at most ``input_values`` input
+        values: eager in a lone first round on small batches, compiled otherwise."""
         self.rounds += 1
-        return self.python_function if self.rounds == 1 else self.compiled
+        eager = self.rounds == 1 and _ROUNDS.get() == 1 and input_values < EAGER_BELOW_INPUT_VALUES
+        return self.python_function if eager else self.compiled
 
     def __call__(self, *args):
         """Runs one round of one call."""
@@ -312,7 +345,7 @@ def batch_sum(model, step, batches, strategy, *args):
     """``Σ_b step(x_b, y_b, n_b, *args)`` for a :class:`Step`; under a strategy each batch is split
     across replicas and the replicas' results are all-reduced (see :mod:`tfprune.distribute`)."""
     strategy = distribute.strategy_of(model, strategy)
-    run = step.next_round()
+    run = step.next_round(max(sum(int(np.prod(t.shape)) for t in tf.nest.flatten(x)) for x, _ in batches))
     total = None
     for x, y in batches:
         size = tf.constant(float(x.shape[0]))
