@@ -106,3 +106,17 @@ def test_long_float32_scores_with_candidates_keep_the_reference_set():
     got = M.from_scores(scores, sparsity=0.7, candidates=candidates)
     expected = _reference([s.ravel() for s in scores], k, [c.ravel() for c in candidates])
     _assert_equal([g.ravel() for g in got], expected)
+
+
+def test_a_forked_child_selects_with_threads_of_its_own():
+    """The thread pool of a parent is useless after fork (its threads are not copied); a child
+    process makes its own and selects the same set."""
+    import multiprocessing
+
+    rng = np.random.default_rng(4)
+    parts = [rng.standard_normal(700_000), rng.standard_normal(600_000)]
+    expected = topk.top_k(parts, 1000)  # the parent's pool now exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(topk.top_k, (parts, 1000)).get(timeout=60)
+    _assert_equal(got, expected)
+    _assert_equal(expected, _reference(parts, 1000))

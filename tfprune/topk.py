@@ -13,6 +13,7 @@ partition of them all (2 cores; ``examples/scoring_benchmark.py`` times it in co
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,6 @@ __all__ = ["top_k", "map_parts"]
 # threshold estimated from a strided sample of about _SAMPLE entries.
 _PARTITION_BELOW = 1 << 20
 _SAMPLE = 1 << 15
-_POOL = []
 
 
 def top_k(parts, k, candidates=None):
@@ -131,6 +131,11 @@ def map_parts(fn, parts, *others, size=None):
     items = list(zip(parts, *others))
     if size < _PARTITION_BELOW or len(items) < 2 or (os.cpu_count() or 1) < 2:
         return [fn(*item) for item in items]
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="tfprune-topk"))
-    return list(_POOL[0].map(lambda item: fn(*item), items))
+    return list(_pool(os.getpid()).map(lambda item: fn(*item), items))
+
+
+@functools.cache
+def _pool(pid):
+    """One thread per CPU core, made on first use in process ``pid`` and kept (a forked child,
+    whose copy of its parent's pool has no threads, makes its own)."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="tfprune-topk")
