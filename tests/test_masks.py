@@ -13,33 +13,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from ranking import KINDS, assert_masks_equal, reference_global, reference_keep, score_tensors
+
 from tfprune import masks as M
 
-SHAPES = [(7, 13), (50,), (3, 4, 5), (40, 50)]  # 91 + 50 + 60 + 2000 = 2201 weights
 SPARSITIES = [0.0, 0.1, 0.5, 0.9, 0.99, 0.999]
-KINDS = ["random", "half_zero", "all_equal", "int_repeats"]
-
-
-def _scores(kind, shapes=SHAPES, seed=0):
-    """Score tensors of the given kind: continuous, half (signed) zeros, all equal, or small ints."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for shape in shapes:
-        n = int(np.prod(shape))
-        if kind == "random":
-            s = rng.standard_normal(n)
-        elif kind == "half_zero":
-            s = np.abs(rng.standard_normal(n))
-            zero = rng.permutation(n)[: n // 2]
-            s[zero] = np.where(rng.random(zero.size) < 0.5, 0.0, -0.0)
-        elif kind == "all_equal":
-            s = np.full(n, 0.25)
-        elif kind == "int_repeats":
-            s = rng.integers(-2, 3, n).astype(np.float64)
-        else:
-            raise AssertionError(kind)
-        out.append(s.reshape(shape))
-    return out
 
 
 def _exact_kept(sparsity, n):
@@ -48,41 +26,13 @@ def _exact_kept(sparsity, n):
     return math.floor(d * n + Fraction(1, 2))
 
 
-def _ref_top_k(flat, k, cand=None):
-    """Reference mask: the k highest of flat (float64), ties to the lower index, only candidates."""
-    s = np.asarray(flat, dtype=np.float64).copy()
-    if cand is not None:
-        s[~cand] = -np.inf
-    order = np.lexsort((np.arange(s.size), -s))
-    keep = np.zeros(s.size, dtype=bool)
-    keep[order[:k]] = True
-    if cand is not None:
-        assert k <= cand.sum()
-    return keep
-
-
-def _ref_global(scores, k, candidates=None):
-    flat = np.concatenate([np.ravel(s) for s in scores])
-    cand = None if candidates is None else np.concatenate([np.ravel(c) for c in candidates]).astype(bool)
-    keep = _ref_top_k(flat, k, cand)
-    sizes = [np.size(s) for s in scores]
-    return [m.reshape(np.shape(s)) for m, s in zip(np.split(keep, np.cumsum(sizes)[:-1]), scores)]
-
-
 def _ref_local(scores, counts, candidates=None):
     return [
-        _ref_top_k(np.ravel(s), k, None if candidates is None else np.ravel(candidates[i]).astype(bool)).reshape(
+        reference_keep(np.ravel(s), k, None if candidates is None else np.ravel(candidates[i]).astype(bool)).reshape(
             np.shape(s)
         )
         for i, (s, k) in enumerate(zip(scores, counts))
     ]
-
-
-def _assert_masks_equal(got, expected):
-    assert len(got) == len(expected)
-    for g, e in zip(got, expected):
-        assert g.dtype == bool and g.shape == e.shape
-        np.testing.assert_array_equal(g, e)
 
 
 # --------------------------------------------------------------------------- from_scores: counts
@@ -92,23 +42,23 @@ def _assert_masks_equal(got, expected):
 @pytest.mark.parametrize("s", SPARSITIES)
 def test_global_count_and_kept_set_match_reference(s, kind):
     """Global scope keeps exactly floor(d·N+1/2) weights: the reference ranking over the concatenation."""
-    scores = _scores(kind)
+    scores = score_tensors(kind)
     n = sum(np.size(x) for x in scores)
     k = _exact_kept(s, n)
     got = M.from_scores(scores, sparsity=s, scope="global")
     assert sum(int(m.sum()) for m in got) == k
-    _assert_masks_equal(got, _ref_global(scores, k))
+    assert_masks_equal(got, reference_global(scores, k))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("s", SPARSITIES)
 def test_local_uniform_count_and_kept_set_match_reference(s, kind):
     """Local uniform scope keeps floor(d·N_l+1/2) per tensor: the reference ranking inside each tensor."""
-    scores = _scores(kind)
+    scores = score_tensors(kind)
     counts = [_exact_kept(s, np.size(x)) for x in scores]
     got = M.from_scores(scores, sparsity=s, scope="local", allocation="uniform")
     assert [int(m.sum()) for m in got] == counts
-    _assert_masks_equal(got, _ref_local(scores, counts))
+    assert_masks_equal(got, _ref_local(scores, counts))
 
 
 def test_global_ties_go_to_lower_flat_index_across_tensors():
@@ -143,7 +93,7 @@ FLOAT_HALF_CASES = [
 @pytest.mark.parametrize("s,shapes,scope", FLOAT_HALF_CASES)
 def test_kept_count_exact_at_half_way_points(s, shapes, scope):
     """At an exact half-way point d·N = j + 1/2, sparsity s keeps j + 1 weights (rounds half up)."""
-    scores = _scores("random", shapes)
+    scores = score_tensors("random", shapes)
     got = M.from_scores(scores, sparsity=s, scope=scope)
     if scope == "global":
         expected = [_exact_kept(s, sum(np.size(x) for x in scores))]
@@ -161,10 +111,10 @@ def test_kept_count_exact_at_half_way_points(s, shapes, scope):
 @pytest.mark.parametrize("c", [1, 1.25, 2, 4, 8, 100])
 def test_compression_equals_sparsity_one_minus_inverse(c, scope):
     """compression=c gives the same masks as sparsity=1-1/c, and keeps floor(N/c+1/2) weights."""
-    scores = _scores("int_repeats")
+    scores = score_tensors("int_repeats")
     a = M.from_scores(scores, compression=c, scope=scope)
     b = M.from_scores(scores, sparsity=1 - 1 / c, scope=scope)
-    _assert_masks_equal(a, b)
+    assert_masks_equal(a, b)
     if scope == "global":
         n = sum(np.size(x) for x in scores)
         assert sum(int(m.sum()) for m in a) == math.floor(Fraction(n) / Fraction(c) + Fraction(1, 2))
@@ -176,12 +126,12 @@ def test_compression_10_equals_sparsity_09_on_five_weights():
     a = M.from_scores(scores, compression=10)
     b = M.from_scores(scores, sparsity=0.9)
     assert a[0].tolist() == [True, False, False, False, False]
-    _assert_masks_equal(b, a)
+    assert_masks_equal(b, a)
 
 
 def test_both_or_neither_amount_raises():
     """Giving both sparsity and compression, or neither, raises ValueError."""
-    scores = _scores("random")
+    scores = score_tensors("random")
     with pytest.raises(ValueError, match="not both"):
         M.from_scores(scores, sparsity=0.5, compression=2)
     with pytest.raises(ValueError):
@@ -194,7 +144,7 @@ def test_both_or_neither_amount_raises():
 def test_bad_sparsity_raises_with_value(s):
     """A sparsity outside [0, 1) raises ValueError quoting the value."""
     with pytest.raises(ValueError, match=re.escape(str(s))):
-        M.from_scores(_scores("random"), sparsity=s)
+        M.from_scores(score_tensors("random"), sparsity=s)
     with pytest.raises(ValueError, match=re.escape(str(s))):
         M.resolve_density(sparsity=s)
 
@@ -203,7 +153,7 @@ def test_bad_sparsity_raises_with_value(s):
 def test_bad_compression_raises_with_value(c):
     """A compression below 1, infinite or NaN raises ValueError quoting the value."""
     with pytest.raises(ValueError, match=re.escape(str(c))):
-        M.from_scores(_scores("random"), compression=c)
+        M.from_scores(score_tensors("random"), compression=c)
     with pytest.raises(ValueError, match=re.escape(str(c))):
         M.resolve_density(compression=c)
 
@@ -256,7 +206,7 @@ def test_kept_count_closed_form(d, n, expected):
 @pytest.mark.parametrize("scope", ["global", "local"])
 def test_non_finite_scores_raise_naming_tensor(bad, scope):
     """NaN or ±inf in a score tensor raises ValueError naming that tensor and mentioning NaN."""
-    scores = _scores("random", [(3, 4), (5,)])
+    scores = score_tensors("random", [(3, 4), (5,)])
     scores[1][2] = bad
     with pytest.raises(ValueError, match="NaN") as info:
         M.from_scores(scores, sparsity=0.5, scope=scope, names=["dense/kernel", "dense_1/kernel"])
@@ -278,7 +228,7 @@ def test_non_finite_scores_without_names_give_index():
 @pytest.mark.parametrize("s", [0.6, 0.8, 0.9])
 def test_candidates_restrict_and_match_reference(s, scope, kind):
     """Weights outside the candidates are never kept; the kept set is the reference top-k among candidates."""
-    scores = _scores(kind, seed=1)
+    scores = score_tensors(kind, seed=1)
     rng = np.random.default_rng(2)
     cands = [rng.random(x.shape) < 0.45 for x in scores]
     got = M.from_scores(scores, sparsity=s, scope=scope, candidates=cands)
@@ -286,10 +236,10 @@ def test_candidates_restrict_and_match_reference(s, scope, kind):
         assert not (g & ~c).any()
     if scope == "global":
         k = _exact_kept(s, sum(x.size for x in scores))
-        expected = _ref_global(scores, k, cands)
+        expected = reference_global(scores, k, cands)
     else:
         expected = _ref_local(scores, [_exact_kept(s, x.size) for x in scores], cands)
-    _assert_masks_equal(got, expected)
+    assert_masks_equal(got, expected)
 
 
 def test_candidates_accept_0_1_arrays():
@@ -320,7 +270,7 @@ def test_candidates_too_few_raise(scope):
 def test_candidates_mismatch_raises(cands):
     """Candidates with the wrong number of tensors or wrong shapes raise ValueError."""
     with pytest.raises(ValueError, match="candidates"):
-        M.from_scores(_scores("random", [(3, 4), (5,)]), sparsity=0.5, candidates=cands)
+        M.from_scores(score_tensors("random", [(3, 4), (5,)]), sparsity=0.5, candidates=cands)
 
 
 # --------------------------------------------------------------------------- ERK
@@ -385,7 +335,7 @@ def test_erk_densities_density_one_is_dense_without_warnings():
 def test_local_erk_total_exact_and_per_tensor_within_one(s, kind):
     """Local ERK keeps exactly floor(d·N+1/2) in total, each tensor within 1 of d_l·N_l, its top-k."""
     shapes = [(100, 10), (10, 10), (3, 3, 4, 8), (5,), (7, 9)]
-    scores = _scores(kind, shapes, seed=3)
+    scores = score_tensors(kind, shapes, seed=3)
     n = sum(np.prod(x) for x in shapes)
     got = M.from_scores(scores, sparsity=s, scope="local", allocation="erk")
     counts = [int(m.sum()) for m in got]
@@ -393,13 +343,13 @@ def test_local_erk_total_exact_and_per_tensor_within_one(s, kind):
     dl = M.erk_densities(shapes, 1 - s)
     for c, d, shape in zip(counts, dl, shapes):
         assert abs(c - d * np.prod(shape)) < 1
-    _assert_masks_equal(got, _ref_local(scores, counts))
+    assert_masks_equal(got, _ref_local(scores, counts))
 
 
 def test_local_erk_cascading_caps_counts():
     """Local ERK on the cascading-cap example keeps exactly 1120, 100 and 1000 weights."""
     shapes = [(100, 100), (5, 20), (1, 1000)]
-    got = M.from_scores(_scores("random", shapes), sparsity=0.8, scope="local", allocation="erk")
+    got = M.from_scores(score_tensors("random", shapes), sparsity=0.8, scope="local", allocation="erk")
     assert [int(m.sum()) for m in got] == [1120, 100, 1000]
     assert got[1].all() and got[2].all()
 
@@ -410,13 +360,13 @@ def test_local_erk_cascading_caps_counts():
 @pytest.mark.parametrize("kind", ["random", "all_equal", "int_repeats"])
 def test_per_tensor_allocation(kind):
     """allocation=[d_l] with local scope keeps floor(d_l·N_l+1/2) per tensor, the reference top-k."""
-    scores = _scores(kind)
+    scores = score_tensors(kind)
     dl = [0.5, 0.1, 1.0, 0.0]
     got = M.from_scores(scores, scope="local", allocation=dl)
     counts = [math.floor(Fraction(str(d)) * x.size + Fraction(1, 2)) for d, x in zip(dl, scores)]
     assert counts == [46, 5, 60, 0]
     assert [int(m.sum()) for m in got] == counts
-    _assert_masks_equal(got, _ref_local(scores, counts))
+    assert_masks_equal(got, _ref_local(scores, counts))
 
 
 @pytest.mark.parametrize(
@@ -438,7 +388,7 @@ def test_per_tensor_allocation(kind):
 def test_bad_scope_or_allocation_raises(kwargs, pattern):
     """Invalid scope/allocation combinations, lengths and strings raise ValueError."""
     with pytest.raises(ValueError, match=re.escape(pattern)):
-        M.from_scores(_scores("random", [(3, 4), (5,)]), **kwargs)
+        M.from_scores(score_tensors("random", [(3, 4), (5,)]), **kwargs)
 
 
 # --------------------------------------------------------------------------- determinism, types
@@ -454,7 +404,7 @@ def test_bad_scope_or_allocation_raises(kwargs, pattern):
 )
 def test_deterministic_bool_masks_with_score_shapes(kwargs):
     """Same scores twice give identical bool masks shaped like the scores; inputs are left unchanged."""
-    scores = _scores("int_repeats", seed=5)
+    scores = score_tensors("int_repeats", seed=5)
     copies = [x.copy() for x in scores]
     a = M.from_scores(scores, **kwargs)
     b = M.from_scores([x.copy() for x in scores], **kwargs)
@@ -468,10 +418,10 @@ def test_deterministic_bool_masks_with_score_shapes(kwargs):
 
 def test_float32_and_list_scores_accepted():
     """Scores as float32 arrays or nested lists give the same masks as float64 arrays."""
-    scores = _scores("int_repeats", [(4, 5), (6,)], seed=7)
+    scores = score_tensors("int_repeats", [(4, 5), (6,)], seed=7)
     ref = M.from_scores(scores, sparsity=0.6)
-    _assert_masks_equal(M.from_scores([x.astype(np.float32) for x in scores], sparsity=0.6), ref)
-    _assert_masks_equal(M.from_scores([x.tolist() for x in scores], sparsity=0.6), ref)
+    assert_masks_equal(M.from_scores([x.astype(np.float32) for x in scores], sparsity=0.6), ref)
+    assert_masks_equal(M.from_scores([x.tolist() for x in scores], sparsity=0.6), ref)
 
 
 def test_empty_scores_raise():
@@ -523,8 +473,7 @@ def test_collapsed_layers(masks, expected):
 
 def test_helpers_agree_with_from_scores_count():
     """density() of from_scores masks equals kept/N computed independently."""
-    scores = _scores("half_zero")
+    scores = score_tensors("half_zero")
     got = M.from_scores(scores, sparsity=0.9)
     n = sum(x.size for x in scores)
     assert M.density(got) == _exact_kept(0.9, n) / n
-

@@ -1,50 +1,21 @@
 """Tests of tfprune.topk: the exact top-k over several arrays, through the band and without it.
 
-Expected sets come from a float64 NumPy reference ranking of the concatenation,
-``np.lexsort((index, -score))`` (highest first, lower index wins ties), as in test_masks.py.
+Expected sets come from the float64 NumPy reference ranking of tests/ranking.py.
 """
 
 import numpy as np
 import pytest
 
+from ranking import KINDS, assert_masks_equal, reference_global, score_tensors
+
 from tfprune import masks as M
 from tfprune import topk
 
-KINDS = ["random", "half_zero", "all_equal", "int_repeats"]
-SIZES = [91, 50, 60, 2000]
-
 
 def _parts(kind, seed=0):
-    rng = np.random.default_rng(seed)
-    parts = []
-    for n in SIZES:
-        if kind == "random":
-            p = rng.standard_normal(n)
-        elif kind == "half_zero":
-            p = np.abs(rng.standard_normal(n))
-            p[rng.permutation(n)[: n // 2]] = 0.0
-        elif kind == "all_equal":
-            p = np.full(n, 0.25)
-        else:
-            p = rng.integers(-2, 3, n).astype(np.float64)
-        parts.append(p)
-    return parts
+    """The mask tests' score tensors (2201 entries), flattened."""
+    return [s.ravel() for s in score_tensors(kind, seed=seed)]
 
-
-def _reference(parts, k, candidates=None):
-    flat = np.concatenate(parts).astype(np.float64)
-    if candidates is not None:
-        flat[~np.concatenate(candidates)] = -np.inf
-    keep = np.zeros(flat.size, dtype=bool)
-    keep[np.lexsort((np.arange(flat.size), -flat))[:k]] = True
-    return np.split(keep, np.cumsum([p.size for p in parts])[:-1])
-
-
-def _assert_equal(got, expected):
-    assert len(got) == len(expected)
-    for g, e in zip(got, expected):
-        assert g.dtype == bool
-        np.testing.assert_array_equal(g, e)
 
 
 @pytest.fixture
@@ -73,7 +44,7 @@ def test_band_keeps_the_reference_set(band_spy, kind, k, with_candidates):
     candidates = [rng.random(p.size) < 0.995 for p in parts] if with_candidates else None
     k = min(k, sum(int(c.sum()) for c in candidates)) if with_candidates else k
     got = topk.top_k(parts, k, candidates)
-    _assert_equal(got, _reference(parts, k, candidates))
+    assert_masks_equal(got, reference_global(parts, k, candidates))
     assert sum(int(g.sum()) for g in got) == k
     if kind == "random" and 0 < k < 2150:
         assert band_spy and band_spy[0] is not None  # the band held the threshold: no fallback
@@ -83,7 +54,7 @@ def test_band_keeps_the_reference_set(band_spy, kind, k, with_candidates):
 @pytest.mark.parametrize("k", [0, 1, 700, 2201])
 def test_short_inputs_partition_directly(kind, k):
     parts = _parts(kind, seed=3)
-    _assert_equal(topk.top_k(parts, k), _reference(parts, k))
+    assert_masks_equal(topk.top_k(parts, k), reference_global(parts, k))
 
 
 def test_band_that_misses_the_threshold_falls_back_to_an_exact_partition(band_spy):
@@ -93,7 +64,7 @@ def test_band_that_misses_the_threshold_falls_back_to_an_exact_partition(band_sp
     flat[::100] = 0.0  # the strided sample (stride 6400 // 64 = 100) sees only zeros
     got = topk.top_k([flat], 3200)
     assert band_spy == [None]
-    _assert_equal(got, _reference([flat], 3200))
+    assert_masks_equal(got, reference_global([flat], 3200))
 
 
 def test_long_float32_scores_with_candidates_keep_the_reference_set():
@@ -104,8 +75,8 @@ def test_long_float32_scores_with_candidates_keep_the_reference_set():
     candidates = [rng.random(1_000_000) < 0.6, rng.random((300, 400)) < 0.6]
     k = M.kept_count(0.3, 1_120_000)
     got = M.from_scores(scores, sparsity=0.7, candidates=candidates)
-    expected = _reference([s.ravel() for s in scores], k, [c.ravel() for c in candidates])
-    _assert_equal([g.ravel() for g in got], expected)
+    expected = reference_global([s.ravel() for s in scores], k, [c.ravel() for c in candidates])
+    assert_masks_equal([g.ravel() for g in got], expected)
 
 
 def test_a_forked_child_selects_with_threads_of_its_own():
@@ -118,5 +89,5 @@ def test_a_forked_child_selects_with_threads_of_its_own():
     expected = topk.top_k(parts, 1000)  # the parent's pool now exists
     with multiprocessing.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(topk.top_k, (parts, 1000)).get(timeout=60)
-    _assert_equal(got, expected)
-    _assert_equal(expected, _reference(parts, 1000))
+    assert_masks_equal(got, expected)
+    assert_masks_equal(expected, reference_global(parts, 1000))

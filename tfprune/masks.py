@@ -247,8 +247,8 @@ class Budget:
         if self.scope == "global":
             cand = None if candidates is None else [c.ravel() for c in candidates]
             k = kept_count(target, sum(sizes))
-            _check_enough(k, cand, "all tensors")
-            keep = top_k([a.ravel() for a in scores], k, cand)
+            available = _available(k, cand, "all tensors")
+            keep = top_k([a.ravel() for a in scores], k, cand, available)
             return [m.reshape(a.shape) for m, a in zip(keep, scores)]
 
         if per_tensor:
@@ -261,8 +261,8 @@ class Budget:
         masks = []
         for i, (a, k) in enumerate(zip(scores, counts)):
             cand = None if candidates is None else [candidates[i].ravel()]
-            _check_enough(k, cand, names[i] if names is not None else f"tensor {i}")
-            masks.append(top_k([a.ravel()], k, cand)[0].reshape(a.shape))
+            available = _available(k, cand, names[i] if names is not None else f"tensor {i}")
+            masks.append(top_k([a.ravel()], k, cand, available)[0].reshape(a.shape))
         return masks
 
 
@@ -332,14 +332,18 @@ def from_scores(
     return chosen.select(arrays, budget, candidates=candidates, reduction_axes=axes, names=names)
 
 
-def _check_enough(k, candidates, where):
-    """Raises if the ``candidates`` (boolean arrays, or ``None`` for all) hold fewer than ``k``."""
-    available = None if candidates is None else sum(int(np.count_nonzero(c)) for c in candidates)
-    if available is not None and available < k:
+def _available(k, candidates, where):
+    """The number of ``candidates`` (boolean arrays; ``None``: all, not counted); raises if they
+    hold fewer than ``k``."""
+    if candidates is None:
+        return None
+    available = sum(map_parts(np.count_nonzero, candidates))
+    if available < k:
         raise ValueError(
             f"cannot keep {k} weights of {where}: the current masks keep only {available}; pruning continues "
             "from the current masks and cannot grow them (reset the masks to prune to a lower sparsity)"
         )
+    return available
 
 
 def densities(masks):

@@ -29,7 +29,7 @@ _PARTITION_BELOW = 1 << 20
 _SAMPLE = 1 << 15
 
 
-def top_k(parts, k, candidates=None):
+def top_k(parts, k, candidates=None, available=None):
     """Boolean arrays keeping the ``k`` highest entries over all ``parts``, ties to the lower index.
 
     Args:
@@ -37,6 +37,7 @@ def top_k(parts, k, candidates=None):
         k: Number of entries to keep, at most the number of candidates.
         candidates: Optional sequence of 1-D boolean arrays shaped like ``parts``; entries they
             leave out are never kept.
+        available: The number of candidates, if the caller has counted them already.
 
     Returns:
         A list of 1-D boolean arrays, one per part.
@@ -49,7 +50,8 @@ def top_k(parts, k, candidates=None):
     size = sum(p.size for p in parts)
     if k == 0:
         return [np.zeros(p.shape, dtype=bool) for p in parts]
-    available = size if candidates[0] is None else sum(map_parts(np.count_nonzero, candidates, size=size))
+    if available is None:
+        available = size if candidates[0] is None else sum(map_parts(np.count_nonzero, candidates, size=size))
     if k >= available:
         return [np.ones(p.shape, dtype=bool) if c is None else c.copy() for p, c in zip(parts, candidates)]
     threshold = _kth_highest(parts, k, candidates, available, size)
