@@ -7,8 +7,9 @@ each array in place, on all CPU cores once the arrays are long, and only a band 
 around the threshold is partitioned. NumPy's partition is slow on long vectors and on vectors
 full of one repeated value (the scores of pruned weights); the band avoids both.
 
-A global ranking over a VGG-16's 14.7M scores takes about 20 ms this way, against 100 ms for a
-partition of them all (2 cores; ``examples/scoring_benchmark.py`` times it in context).
+Over 14.7M random float32 scores (VGG-16's count) the band selection took 24 ms on 2 cores,
+against about 100 ms for a partition of them all (``docs/benchmarks.md``;
+``examples/scoring_benchmark.py`` times the whole masking in context).
 """
 
 from __future__ import annotations
