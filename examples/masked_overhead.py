@@ -9,7 +9,7 @@ MobileNetV2 at 224×224×3, 10 classes, batch 16. SGD(0.01), 90 % sparsity of ev
 * ``tfprune``: the same Keras 3 model, ``tfprune.prune_at_init(model, "magnitude", sparsity=0.9,
   scope="local")`` (90 % of each kernel, as TF-MOT);
 * ``tfmot``: the same architecture in tf_keras under TF-MOT's ``prune_low_magnitude`` with
-  ``ConstantSparsity(0.9, begin_step=0, frequency=100)``, trained with its ``UpdatePruningStep``
+  ``ConstantSparsity(0.9, begin_step=0, frequency=10000)``, trained with its ``UpdatePruningStep``
   callback; the wrapper re-masks the weights and runs its mask-update condition inside every step;
 * ``tfmot_dense``: the same tf_keras model, unwrapped;
 
@@ -19,20 +19,21 @@ step cannot run is shown as "fails", with TensorFlow's error under the table: wi
 XLA under MirroredStrategy over logical CPU devices fails for every model, dense ones included
 ("Trying to access a variable located in device CPU:1 from device CPU:0").
 
-Timing: the steps are timed inside ``fit`` (one epoch of ``--steps`` + 2 copies of one fixed
-batch from a ``tf.data`` pipeline, after a traced warm-up ``fit``): a step is the time between
+Timing: the steps are timed inside ``fit`` (an epoch of ``--steps`` + 2 copies of one fixed batch
+from a ``tf.data`` pipeline, after a traced warm-up ``fit``): a step is the time between
 consecutive batch starts, so callbacks (TF-MOT's included) count; the first batch (iterator start)
-and the last one (epoch end) are left out. A model's time in one repeat is the mean over its steps.
-Every repeat starts one process per framework and device setup, Keras 3 (this file) then tf_keras
-(``masked_overhead_tfmot.py``, since importing TF-MOT makes ``tf.keras`` mean tf_keras); within a
-process the dense and masked models are timed back to back, first one, then the other, swapping
-the order every repeat. The table gives the median over repeats of each time, and of the per-repeat
-ratios (tfprune/dense: same process; tfprune/TF-MOT: processes run one after the other).
+and the last one (epoch end) are left out. Every repeat starts one process per framework and device
+setup, Keras 3 (this file) then tf_keras (``masked_overhead_tfmot.py``, since importing TF-MOT
+makes ``tf.keras`` mean tf_keras). Within a process the dense and masked models run ``--blocks``
+such epochs each, alternating ABBA… (the order shifts every repeat), so that a drift of the
+machine's speed within the process falls on both alike; a model's time in one repeat is the median
+of its epochs' mean step times. The table gives the median over repeats of each time, and of the
+per-repeat ratios (tfprune/dense: same process; tfprune/TF-MOT: processes run one after the other).
 
 TF-MOT computes its masks when its step counter reaches a multiple of ``frequency``, counting from
-1, so a fresh model is first pruned at step 100; the worker sets the counter to 99 before the
-warm-up, so the first warm-up step computes the 90 % masks inside the step. Neither framework
-updates a mask during the timed steps (TF-MOT's next update would be at step 200).
+1; the worker sets the counter to ``frequency - 1`` before the warm-up, so the first warm-up step
+computes the 90 % masks inside the step. Neither framework updates a mask during the timed steps
+(TF-MOT's next update would be at step 20,000).
 
 Checks, after the timed steps, in every process: tfprune's ``kernel × mask`` and TF-MOT's kernels
 after ``strip_pruning`` keep exactly ``floor(0.1·n + ½)`` non-zero weights per kernel (pruned
@@ -40,8 +41,8 @@ weights still zero, the others non-zero), tfprune's masks are the ones set befor
 weights changed during the timed steps, and TF-MOT's step counter advanced once per step. The
 sparsity is printed.
 
-    python examples/masked_overhead.py                    # all: 2 networks × 2 setups × XLA off/on, 5 × 50 steps
-    python examples/masked_overhead.py --networks lenet_300_100 --setups one --xla off --steps 5 --repeats 1
+    python examples/masked_overhead.py                    # all: 2 networks × 2 setups × XLA off/on, 5 × 6 × 50 steps
+    python examples/masked_overhead.py --networks lenet_300_100 --setups one --xla off --steps 5 --blocks 2 --repeats 1
     python examples/masked_overhead.py --networks resnet50,mobilenetv2 --setups one --xla off \
         --variants dense,tfprune --steps 5 --repeats 3        # ImageNet-size, Keras 3 only
 """
@@ -172,21 +173,30 @@ def timed_fit(model, dataset, steps, callback_class, callbacks=()):
     return 1000.0 * (starts[-1] - starts[1]) / steps
 
 
-def time_back_to_back(models, dataset, steps, order_index, callback_class):
-    """Times each model once, in dict order, reversed when ``order_index`` is odd.
+def time_back_to_back(models, dataset, steps, order_index, callback_class, blocks=1):
+    """Times each model in ``blocks`` alternating blocks; returns each model's median block time.
+
+    Block ``b`` runs every model once, in dict order, reversed when ``order_index + b`` is odd
+    (ABBA…), so that a drift of the machine's speed within the process (memory layout, caches,
+    frequency) falls on every model alike instead of on whichever runs second.
 
     Args:
         models: ``{variant: (model, callbacks)}``, compiled and warmed up.
         dataset: The batches (:func:`fixed_batches`).
-        steps: Timed steps per model.
-        order_index: The repeat's index; odd reverses the order.
+        steps: Timed steps per model and block.
+        order_index: The repeat's index; shifts the alternation.
         callback_class: ``keras.callbacks.LambdaCallback`` or ``tf_keras.callbacks.LambdaCallback``.
+        blocks: Blocks per model.
 
     Returns:
-        ``{variant: ms per step}``.
+        ``{variant: ms per step}``, the median over blocks of each block's mean step time.
     """
-    names = list(models)[::-1] if order_index % 2 else list(models)
-    return {name: timed_fit(models[name][0], dataset, steps, callback_class, models[name][1]) for name in names}
+    times = {name: [] for name in models}
+    for block in range(blocks):
+        names = list(models)[::-1] if (order_index + block) % 2 else list(models)
+        for name in names:
+            times[name].append(timed_fit(models[name][0], dataset, steps, callback_class, models[name][1]))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def check_kept(where, kernels, changed_from=None):
@@ -231,7 +241,8 @@ def worker_args(argv=None):
     parser.add_argument("--xla", required=True)
     parser.add_argument("--variants", required=True)
     parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--repeat", type=int, required=True, help="repeat index: odd reverses the order")
+    parser.add_argument("--blocks", type=int, required=True, help="alternating timed blocks per model")
+    parser.add_argument("--repeat", type=int, required=True, help="repeat index: shifts the alternation")
     return parser.parse_args(argv)
 
 
@@ -264,7 +275,8 @@ def keras3_worker(args):
                         models[variant] = (model, [])
             masked = tfprune.prunable_weights(models["tfprune"][0]) if "tfprune" in models else []
             before = {t.name: (t.variable.numpy() * t.mask.numpy(), t.mask.numpy()) for t in masked}
-            result = {"ms": time_back_to_back(models, dataset, args.steps, args.repeat, keras.callbacks.LambdaCallback),
+            result = {"ms": time_back_to_back(models, dataset, args.steps, args.repeat, keras.callbacks.LambdaCallback,
+                                                   args.blocks),
                       "failed": failed, "sparsity": {}}
             if masked:
                 for t in masked:
@@ -283,7 +295,7 @@ def run_worker(script, args, setup, variants, repeat):
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     command = [sys.executable, str(script), "--setup", setup, "--networks", ",".join(args.networks),
                "--xla", ",".join(args.xla), "--variants", ",".join(variants), "--steps", str(args.steps),
-               "--repeat", str(repeat)]
+               "--blocks", str(args.blocks), "--repeat", str(repeat)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{script.name} --setup {setup} (repeat {repeat}) failed:\n{done.stderr[-4000:]}")
@@ -340,11 +352,14 @@ def parse_args(argv=None):
     parser.add_argument("--xla", type=choices(XLA), default=list(XLA),
                         help="jit_compile off and/or on; comma-separated")
     parser.add_argument("--variants", type=choices(COLUMNS), default=list(COLUMNS), help="comma-separated")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per model and repeat")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per model and block")
+    parser.add_argument("--blocks", type=int, default=6,
+                        help="alternating timed blocks per model and process; a process gives their median")
     parser.add_argument("--repeats", type=int, default=5, help="rounds of processes; the table gives medians")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.repeats < 1:
-        parser.error(f"--steps and --repeats must be at least 1, got {args.steps} and {args.repeats}")
+    if min(args.steps, args.blocks, args.repeats) < 1:
+        parser.error(f"--steps, --blocks and --repeats must be at least 1, got {args.steps}, {args.blocks} "
+                     f"and {args.repeats}")
     return args
 
 
@@ -369,8 +384,8 @@ def main(argv=None):
                     print(f"repeat {repeat} {group.replace('|', ' ')}: {', '.join(times + checked)}", flush=True)
         repeats.append(merged)
     batches = ", ".join(f"{n} {BATCH_SIZES[n]}" for n in args.networks)
-    print(f"\nMedians of {args.repeats} repeat(s) × {args.steps} steps, batch {batches}; ratios are medians of "
-          "the per-repeat ratios.\n")
+    print(f"\nMedians of {args.repeats} repeat(s) (processes), each the median of {args.blocks} alternating "
+          f"blocks of {args.steps} steps; batch {batches}; ratios are medians of the per-repeat ratios.\n")
     print(table(repeats))
 
 

@@ -65,7 +65,7 @@ class TimedScorer:
         def timed(model, targets, data, **options):
             start = time.perf_counter()
             scores = self.scorer.fn(model, targets, data, **options)
-            scores = [np.asarray(s) for s in scores]  # finish the work inside the timing
+            scores = type(scores)(np.asarray(s) for s in scores)  # finish the work inside the timing
             self.seconds += time.perf_counter() - start
             return scores
 

@@ -220,6 +220,16 @@ def test_non_finite_scores_without_names_give_index():
         M.from_scores(scores, sparsity=0.5)
 
 
+def test_finite_scores_select_exactly_as_a_plain_list():
+    """FiniteScores skip the NaN/inf pass only: integer scores still become floats, and the masks
+    are the reference ranking's."""
+    scores = score_tensors("int_repeats", [(3, 4), (5,)])
+    scores[1] = np.arange(5)  # integers, converted as for a plain list
+    got = M.from_scores(M.FiniteScores(scores), sparsity=0.5)
+    assert_masks_equal(got, reference_global(scores, M.kept_count(0.5, 17)))
+    assert_masks_equal(got, M.from_scores(scores, sparsity=0.5))
+
+
 # --------------------------------------------------------------------------- candidates
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfprune import views
+
 __all__ = ["check_data", "check_arrays", "check_examples", "check_weights", "is_array_pair", "pair"]
 
 _BATCH_HINT = "e.g. tf.data.Dataset.from_tensor_slices((x, y)).batch(32)"
@@ -148,7 +150,7 @@ def check_weights(model):
         ValueError: naming the first weight that is not finite and how many entries are not.
     """
     for v in model.weights:
-        _check_finite(np.asarray(v.numpy()), f"weight {getattr(v, 'path', v.name)!r} of model {model.name!r}",
+        _check_finite(views.view(v), f"weight {getattr(v, 'path', v.name)!r} of model {model.name!r}",
                       "the model's weights must be finite to be scored or trained: re-initialise or reload "
                       "the model (a diverged training leaves such weights; lower the learning rate)",
                       per_example=False)

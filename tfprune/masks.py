@@ -36,6 +36,7 @@ __all__ = [
     "compression",
     "collapsed_layers",
     "check_scores",
+    "FiniteScores",
 ]
 
 SCOPES = ("global", "local")
@@ -108,6 +109,21 @@ def kept_count(density, n):
     return int(min(n, max(0, math.floor(round(density * n, 6) + 0.5))))
 
 
+class FiniteScores(list):
+    """Score arrays that the scorer has already found finite: :func:`check_scores` passes them on
+    without checking every entry again (a full pass over the scores per pruning round).
+
+    Return it only with a proof of finiteness, e.g. ``isfinite(sum(s))`` for every tensor ``s``,
+    computed where the scores are (a NaN or ±inf entry makes the sum NaN or ±inf).
+
+    Args:
+        arrays: Floating-point NumPy arrays, one per weight tensor.
+
+    Example:
+        >>> scores = FiniteScores([np.array([0.5, 2.0])])
+    """
+
+
 def check_scores(scores, names=None):
     """Converts scores to floating-point NumPy arrays and rejects NaN or infinite entries.
 
@@ -123,11 +139,14 @@ def check_scores(scores, names=None):
 
     Raises:
         ValueError: if ``scores`` is empty or a score tensor holds NaN or ±inf; the message names it.
+            :class:`FiniteScores` are not searched for NaN or ±inf.
     """
     arrays = [np.asarray(s) for s in scores]
     arrays = [a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64) for a in arrays]
     if not arrays:
         raise ValueError("no score tensors given")
+    if isinstance(scores, FiniteScores):
+        return arrays
     for i, finite in enumerate(map_parts(lambda a: bool(np.isfinite(a).all()), arrays)):
         if not finite:
             a = arrays[i]

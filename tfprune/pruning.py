@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from tfprune import masks as masks_lib
-from tfprune import datachecks, patterns, schedules, scores
+from tfprune import datachecks, patterns, schedules, scores, views
 from tfprune.connectivity import check_collapse, check_on_collapse
 from tfprune.scores import gradients
 from tfprune.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
@@ -114,7 +114,7 @@ def prune_at_init(
 
     warn_unpruned(model)
     variables = list(model.weights)
-    before = [v.numpy() for v in variables]
+    before = views.snapshot(variables)  # copy-on-write views: free, and exact if a step fails
     was_wrapped = is_wrapped(model)
     masks = get_masks(model) if was_wrapped else None  # a plain model is wrapped with all masks ones
     if masks and scorer.keeps_pruned and scope == "global" and isinstance(chosen_pattern, patterns.Unstructured):
@@ -150,8 +150,7 @@ def prune_at_init(
                 progress.update(step + 1, values=[("density", masks_lib.density(current))])
         check_collapse(wrapped, on_collapse, scorer_options.get("input_shape"))
     except BaseException:
-        for variable, value in zip(variables, before):
-            variable.assign(value)
+        views.restore(variables, before)
         if not was_wrapped and is_wrapped(model):  # a subclassed model wrapped in place
             unwrap(model)
         raise

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfprune import _compat, distribute, walk
+from tfprune import _compat, distribute, views, walk
 from tfprune.layers import MaskedLayer, relative_path
 from tfprune.targets import require_keras3, is_wrapped, prunable_weights
 
@@ -146,7 +146,7 @@ def get_masks(model):
         >>> masks = tfprune.get_masks(wrapped)
         >>> tfprune.masks.density(masks)
     """
-    return [np.asarray(t.mask.numpy()) != 0 for t in _masked(model)]
+    return [views.view(t.mask) != 0 for t in _masked(model)]
 
 
 def apply_masks(model, masks):

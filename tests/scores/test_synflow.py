@@ -88,6 +88,21 @@ def test_fifty_layer_net_overflows_without_rescaling_and_is_finite_with_it():
     assert tfprune.masks.collapsed_layers(tfprune.get_masks(pruned)) == []
 
 
+def test_scores_are_marked_finite_only_when_every_entry_is():
+    """Finite scores come as FiniteScores (from_scores then skips its NaN/inf pass); overflowing
+    ones come as a plain list, and from_scores names the tensor."""
+    model = deep_plain_net()
+    targets = tfprune.prunable_weights(model)
+    scaled = tfprune.scores.synflow(model, targets, rescale=True)
+    assert isinstance(scaled, tfprune.masks.FiniteScores)
+    assert all(np.isfinite(s).all() for s in scaled)
+    raw = tfprune.scores.synflow(model, targets, rescale=False)
+    assert type(raw) is list
+    first_bad = next(t.name for t, s in zip(targets, raw) if not np.isfinite(s).all())
+    with pytest.raises(ValueError, match=f"scores of {first_bad} contain"):
+        tfprune.masks.from_scores(raw, sparsity=0.5, names=[t.name for t in targets])
+
+
 def test_subclassed_model_needs_input_shape():
     model = subclassed_mlp(features=10)
     targets = tfprune.prunable_weights(model)

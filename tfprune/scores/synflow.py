@@ -44,6 +44,7 @@ from keras import ops
 
 from tfprune import _compat
 from tfprune.linearized import linearized
+from tfprune.masks import FiniteScores
 from tfprune.scores.gradients import Step, compiled, substitute
 from tfprune.scores.registry import register
 
@@ -68,7 +69,9 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
             (subclassed models); one shape, or a list for several inputs.
 
     Returns:
-        One float32 array per target (non-negative).
+        One float32 array per target (non-negative); a :class:`tfprune.masks.FiniteScores` when
+        every tensor's summed score is finite, which :func:`tfprune.masks.from_scores` then does
+        not search again for NaN or ±inf.
 
     Warns:
         UserWarning: naming the targets whose kept weights all get the same score (their masks
@@ -91,10 +94,11 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
             scores = None
     if scores is None:
         step = compiled(model, ("synflow", key, True), lambda: _synflow_step(model, targets, True))
-        scores, _ = step(inputs)
+        scores, finite = step(inputs)
     if step.rounds == 1:  # a property of the network: checked in the first round it is scored
         _warn_unranked(targets, scores)
-    return [np.asarray(s) for s in scores]
+    arrays = [np.asarray(s) for s in scores]
+    return FiniteScores(arrays) if np.asarray(finite).all() else arrays
 
 
 @contextlib.contextmanager
@@ -151,7 +155,10 @@ def _synflow_step(model, targets, rescale):
                 outputs = model(inputs, training=False)
             flow = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(outputs)])
         scores = [v * g for v, g in zip(values, tape.gradient(flow, values))]
-        return scores, ops.stack([ops.all(ops.isfinite(s)) for s in scores])
+        # A tensor's sum is finite only if every entry is (one pass, no boolean tensor). The
+        # scores are non-negative and a tensor's sum is at most R (synaptic flow is conserved
+        # across a layer), so with a finite R the sum does not overflow on finite scores.
+        return scores, ops.stack([ops.isfinite(ops.sum(s)) for s in scores])
 
     return Step(step)
 
