@@ -63,10 +63,11 @@ def test_dropout_keeps_the_calls_training_flag_and_a_frozen_layer_its_moving_sta
     np.testing.assert_allclose(frozen, model(x, training=False).numpy(), rtol=1e-6)
 
 
-def test_second_derivatives_are_exact():
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_second_derivatives_are_exact(axis):
     """d²/dt² of Σ BN(x + t v)² at t = 0 against central differences in float64 NumPy (TensorFlow's
     ``tf.nn.moments`` stops the gradient at the mean inside the variance, which this would catch)."""
-    model, bn = bn_model()
+    model, bn = bn_model(axis)
     x = RNG.normal(size=(4, 5, 4, 3)).astype("float32")
     v = RNG.normal(size=x.shape).astype("float32")
     weights = RNG.normal(size=x.shape).astype("float32")
@@ -84,7 +85,7 @@ def test_second_derivatives_are_exact():
     gamma, beta = bn.gamma.numpy(), bn.beta.numpy()
 
     def numpy_objective(step):
-        return float((weights * numpy_batch_norm(x + step * v, gamma, beta, -1, 1e-5) ** 2).sum())
+        return float((weights * numpy_batch_norm(x + step * v, gamma, beta, axis, 1e-5) ** 2).sum())
 
     eps = 1e-3
     expected = (numpy_objective(eps) - 2 * numpy_objective(0.0) + numpy_objective(-eps)) / eps**2

@@ -37,6 +37,8 @@ from tfprune import datachecks, distribute
 from tfprune.layer_changes import batch_statistics as batch_statistics_mode
 from tfprune.layers import effective_values_given
 from tfprune.linearized import without_output_activation
+from tfprune.masks import FiniteScores
+from tfprune.topk import map_parts
 
 __all__ = [
     "scoring_batches",
@@ -435,14 +437,21 @@ def normalised(scores, absolute_sum=False, epsilon=0.0):
     """Scores divided by their sum over all targets (or by ``|sum| + epsilon``).
 
     Dividing every score by one positive number changes no ranking, global or local; it makes
-    the numbers comparable across runs and models.
+    the numbers comparable across runs and models. The sums are taken in float64 and the
+    quotients in float32, tensor by tensor on all cores. A float64 sum of float32 values cannot
+    overflow, so it is finite exactly when every entry is: then the result is a
+    :class:`tfprune.masks.FiniteScores`, which the mask selection does not search again.
 
     Returns:
-        A list of float32 NumPy arrays.
+        A list of float32 NumPy arrays: a :class:`tfprune.masks.FiniteScores` when they are all
+        finite (NaN or ±inf scores come back undivided, for the selection to name them).
     """
-    arrays = [np.asarray(s, dtype=np.float64) for s in scores]
-    total = sum(float(a.sum()) for a in arrays)
+    arrays = [np.asarray(s) for s in scores]
+    sums = map_parts(lambda a: float(np.sum(a, dtype=np.float64)), arrays)
+    total = sum(sums)
+    if not all(np.isfinite(sums)):
+        return [a.astype(np.float32, copy=False) for a in arrays]
     denominator = abs(total) + epsilon if absolute_sum else total
-    if denominator == 0 or not np.isfinite(denominator):
-        return [a.astype(np.float32) for a in arrays]
-    return [(a / denominator).astype(np.float32) for a in arrays]
+    if denominator == 0:
+        return FiniteScores(a.astype(np.float32, copy=False) for a in arrays)
+    return FiniteScores(map_parts(lambda a: np.divide(a, denominator, dtype=np.float32), arrays))
