@@ -130,3 +130,24 @@ def test_batch_norm_statistics_follow_each_methods_code():
     for method in (tfprune.scores.iter_snip, tfprune.scores.force):  # equal to SNIP on an unmasked network
         assert_equal_but_rounding(method(model, targets, (X, Y)), batch)
         assert_equal_but_rounding(method(model, targets, (X, Y), batch_statistics=False), moving)
+
+
+@pytest.mark.parametrize("absolute_sum", [False, True])
+def test_normalised_divides_by_the_float64_sum_and_marks_finite_scores(absolute_sum):
+    """Signed float32 scores over two tensors: each divided by the float64 sum (or |sum| + ε), as
+    float32, and marked finite; a NaN comes back undivided, unmarked, and is then named."""
+    from tfprune.scores.gradients import normalised
+
+    scores = [RNG.normal(size=(40, 30)).astype("float32"), RNG.normal(size=7).astype("float32") + 0.5]
+    total = sum(float(s.astype(np.float64).sum()) for s in scores)
+    denominator = abs(total) + 1e-10 if absolute_sum else total
+    got = normalised(scores, absolute_sum=absolute_sum, epsilon=1e-10 if absolute_sum else 0.0)
+    assert isinstance(got, tfprune.masks.FiniteScores)
+    for g, s in zip(got, scores):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, s.astype(np.float64) / denominator, rtol=1e-6)
+    scores[1][3] = np.nan
+    bad = normalised(scores)
+    assert type(bad) is list and np.array_equal(bad[0], scores[0])
+    with pytest.raises(ValueError, match="scores of b contain 1 NaN"):
+        tfprune.masks.from_scores(bad, sparsity=0.5, names=["a", "b"])
