@@ -173,7 +173,7 @@ def timed_fit(model, dataset, steps, callback_class, callbacks=()):
     return 1000.0 * (starts[-1] - starts[1]) / steps
 
 
-def time_back_to_back(models, dataset, steps, order_index, callback_class, blocks=1):
+def time_in_alternating_blocks(models, dataset, steps, order_index, callback_class, blocks=1):
     """Times each model in ``blocks`` alternating blocks; returns each model's median block time.
 
     Block ``b`` runs every model once, in dict order, reversed when ``order_index + b`` is odd
@@ -275,9 +275,9 @@ def keras3_worker(args):
                         models[variant] = (model, [])
             masked = tfprune.prunable_weights(models["tfprune"][0]) if "tfprune" in models else []
             before = {t.name: (t.variable.numpy() * t.mask.numpy(), t.mask.numpy()) for t in masked}
-            result = {"ms": time_back_to_back(models, dataset, args.steps, args.repeat, keras.callbacks.LambdaCallback,
-                                                   args.blocks),
-                      "failed": failed, "sparsity": {}}
+            ms = time_in_alternating_blocks(models, dataset, args.steps, args.repeat, keras.callbacks.LambdaCallback,
+                                            args.blocks)
+            result = {"ms": ms, "failed": failed, "sparsity": {}}
             if masked:
                 for t in masked:
                     assert np.array_equal(t.mask.numpy(), before[t.name][1]), f"tfprune: the mask of {t.name} changed"

@@ -64,10 +64,9 @@ def tfmot_worker(args):
                         models[variant] = (model, callbacks)
             wrappers = pruning_wrappers(models["tfmot"][0]) if "tfmot" in models else []
             before = {w.layer.name: w.layer.kernel.numpy() for w in wrappers if w.pruning_vars}
-            result = {"ms": bench.time_back_to_back(models, dataset, args.steps, args.repeat,
-                                                    tf_keras.callbacks.LambdaCallback, args.blocks),
-                      "failed": failed,
-                      "sparsity": {}}
+            ms = bench.time_in_alternating_blocks(models, dataset, args.steps, args.repeat,
+                                                  tf_keras.callbacks.LambdaCallback, args.blocks)
+            result = {"ms": ms, "failed": failed, "sparsity": {}}
             if wrappers:
                 steps_run = 2 + args.blocks * (args.steps + 2)  # warm-up, then the timed fits
                 for w in wrappers:

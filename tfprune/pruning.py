@@ -128,7 +128,7 @@ def prune_at_init(
         targets = prunable_weights(wrapped)
         names = [t.name for t in targets]
         axes = [t.reduction_axis for t in targets]
-        current = get_masks(wrapped)
+        current = masks if was_wrapped else get_masks(wrapped)  # read once: nothing wrote them since
         total = round_schedule.rounds
         progress = keras.utils.Progbar(total, unit_name="round") if verbose and total > 1 else None
         for step in range(total):

@@ -448,9 +448,9 @@ def normalised(scores, absolute_sum=False, epsilon=0.0):
     """
     arrays = [np.asarray(s) for s in scores]
     sums = map_parts(lambda a: float(np.sum(a, dtype=np.float64)), arrays)
-    total = sum(sums)
     if not all(np.isfinite(sums)):
         return [a.astype(np.float32, copy=False) for a in arrays]
+    total = sum(sums)
     denominator = abs(total) + epsilon if absolute_sum else total
     if denominator == 0:
         return FiniteScores(a.astype(np.float32, copy=False) for a in arrays)
