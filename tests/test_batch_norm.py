@@ -1,0 +1,147 @@
+"""batch_norm.normalised: values, gradients and second derivatives (with respect to x, γ and β and
+to the upstream gradient) against float64 NumPy, on one device and under two replicas."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from subprocess_util import run_python
+
+from tfprune.batch_norm import normalised
+
+RNG = np.random.default_rng(11)
+EPSILON = 1e-3
+# Channels last on a 4-D batch takes TensorFlow's fused kernels; a 3-D batch the plain operations.
+SHAPES = {"fused": (6, 3, 2, 4), "plain": (6, 5, 4)}
+
+
+def reduced(x):
+    return list(range(x.ndim - 1))
+
+
+def numpy_objective(x, gamma, beta, weights):
+    """Σ W ⊙ y³ in float64, y the batch norm of x (channels last): not quadratic in y, so its
+    second derivative reads every path of the Hessian."""
+    x = x.astype(np.float64)
+    mean, variance = x.mean(tuple(reduced(x)), keepdims=True), x.var(tuple(reduced(x)), keepdims=True)
+    y = (x - mean) / np.sqrt(variance + EPSILON) * gamma + beta
+    return float((weights * y ** 3).sum())
+
+
+def line(x, gamma, beta, directions, step):
+    """The float64 point ``step`` along the line through ``(x, γ, β)``."""
+    return [a.astype(np.float64) + step * d.astype(np.float64) for a, d in zip((x, gamma, beta), directions)]
+
+
+def draw(path="fused"):
+    shape = SHAPES[path]
+    channels = (1,) * (len(shape) - 1) + shape[-1:]
+    x = RNG.normal(1.5, 2.0, size=shape).astype("float32")
+    gamma = (1 + 0.3 * RNG.normal(size=channels)).astype("float32")
+    beta = RNG.normal(size=channels).astype("float32")
+    weights = RNG.normal(size=shape).astype("float32")
+    directions = [RNG.normal(size=a.shape).astype("float32") for a in (x, gamma, beta)]
+    return x, gamma, beta, weights, directions
+
+
+def first_and_second(x, gamma, beta, weights, directions):
+    """d/dt and d²/dt² of the objective along ``x + t v_x, γ + t v_γ, β + t v_β`` at t = 0, by
+    nested tapes through ``normalised``."""
+    t = tf.constant(0.0)
+    with tf.GradientTape() as outer:
+        outer.watch(t)
+        with tf.GradientTape() as inner:
+            inner.watch(t)
+            args = [tf.constant(a) + t * d for a, d in zip((x, gamma, beta), directions)]
+            value = tf.reduce_sum(weights * normalised(*args, reduced(x), EPSILON) ** 3)
+        first = inner.gradient(value, t)
+    return float(first), float(outer.gradient(first, t))
+
+
+def central_differences(x, gamma, beta, weights, directions):
+    """First and second derivatives along the line in float64 (steps 1e-6 and 1e-4: truncation and
+    rounding errors both below 1e-6 of the values here)."""
+    def f(step):
+        return numpy_objective(*line(x, gamma, beta, directions, step), weights)
+
+    first = (f(1e-6) - f(-1e-6)) / 2e-6
+    return first, (f(1e-4) - 2 * f(0.0) + f(-1e-4)) / 1e-8
+
+
+@pytest.mark.parametrize("path", SHAPES)
+def test_values_are_numpy_batch_norm(path):
+    x, gamma, beta, _, _ = draw(path)
+    y = normalised(tf.constant(x), gamma, beta, reduced(x), EPSILON).numpy()
+    x64, axes = x.astype(np.float64), tuple(reduced(x))
+    expected = (x64 - x64.mean(axes)) / np.sqrt(x64.var(axes) + EPSILON) * gamma + beta
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", SHAPES)
+@pytest.mark.parametrize("moved", ["x", "gamma", "beta", "all"])
+def test_first_and_second_derivatives_match_central_differences(moved, path):
+    """Moving γ (or β) along the line makes ∂γ (or ∂β) part of the first derivative, so the second
+    reads the gradient's own gradient for its cotangents ``a`` and ``b`` as well as ``U``."""
+    x, gamma, beta, weights, directions = draw(path)
+    keep = {"x": 0, "gamma": 1, "beta": 2}
+    directions = [d if moved in ("all", name) else np.zeros_like(d) for name, d in zip(keep, directions)]
+    first, second = first_and_second(x, gamma, beta, weights, directions)
+    expected_first, expected_second = central_differences(x, gamma, beta, weights, directions)
+    assert first == pytest.approx(expected_first, rel=1e-4)
+    if moved == "beta":  # y is linear in β: only the cubic's own curvature, 6 Σ W y v_β²
+        assert second == pytest.approx(expected_second, rel=1e-3)
+    else:
+        assert second == pytest.approx(expected_second, rel=2e-3)
+
+
+REPLICAS = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfprune.batch_norm import normalised
+
+data = dict(np.load(sys.argv[1] if len(sys.argv) > 1 else PATH))
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rows = data["x"].shape[0] // 2
+
+
+def half(context):
+    i = context.replica_id_in_sync_group
+    return {k: v[rows * i:rows * (i + 1)] if k in ("x", "weights", "v_x") else v for k, v in data.items()}
+
+
+@tf.function
+def derivatives(v):
+    t = tf.constant(0.0)
+    with tf.GradientTape() as outer:
+        outer.watch(t)
+        with tf.GradientTape() as inner:
+            inner.watch(t)
+            y = normalised(v["x"] + t * v["v_x"], v["gamma"] + t * v["v_gamma"], v["beta"] + t * v["v_beta"],
+                           [0, 1, 2], EPSILON)
+            value = tf.reduce_sum(v["weights"] * y ** 3)
+        first = inner.gradient(value, t)
+    return first, outer.gradient(first, t)
+
+
+per_replica = strategy.run(derivatives, (strategy.experimental_distribute_values_from_function(half),))
+print(json.dumps([float(strategy.reduce("SUM", a, axis=None)) for a in per_replica]))
+"""
+
+
+def test_the_same_derivatives_on_two_replicas(tmp_path):
+    """Each of two replicas (logical CPUs, in a subprocess) holds half the batch: the statistics
+    are the whole batch's (all-reduced in the forward pass and in both derivatives), so the
+    replicas' derivatives sum to the one-device objective's."""
+    x, gamma, beta, weights, directions = draw()
+    path = tmp_path / "data.npz"
+    np.savez(path, x=x, gamma=gamma, beta=beta, weights=weights, v_x=directions[0], v_gamma=directions[1],
+             v_beta=directions[2])
+    code = REPLICAS.replace("PATH", repr(str(path))).replace("EPSILON)", f"{EPSILON!r})")
+    first, second = json.loads(run_python(code, timeout=240).strip().splitlines()[-1])
+    expected_first, expected_second = central_differences(x, gamma, beta, weights, directions)
+    assert first == pytest.approx(expected_first, rel=1e-4)
+    assert second == pytest.approx(expected_second, rel=2e-3)
