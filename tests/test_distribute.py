@@ -8,17 +8,25 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from subprocess_util import run_python
+from test_batch_norm import central_differences
 
 WORKERS = Path(__file__).resolve().parent / "workers"
 
 
-def test_mirrored_scores_equal_single_device_and_custom_loop_keeps_pruned_weights():
+@pytest.fixture(scope="module")
+def mirrored():
+    """The JSON line of tests/workers/mirrored_scores.py (two logical CPU replicas), run once."""
+    return json.loads(run_python((WORKERS / "mirrored_scores.py").read_text(), timeout=300).strip().splitlines()[-1])
+
+
+def test_mirrored_scores_equal_single_device_and_custom_loop_keeps_pruned_weights(mirrored):
     """Two logical CPU replicas: SNIP/GraSP/FORCE scores equal one device's for the same global
     batch (float32 summation order aside), masks equal except ties at the threshold (counted:
     none here), mask copies agree, and a strategy.run training loop leaves pruned weights as they were."""
-    result = json.loads(run_python((WORKERS / "mirrored_scores.py").read_text(), timeout=300).strip().splitlines()[-1])
+    result = mirrored
     assert result["replicas"] == 2
     # GraSP divides the logits by T = 200: its Hessian term is a difference of nearly equal float32
     # sums, and summation order moves it by ~7e-5 of the largest score (2e-6 at T = 1)
@@ -29,6 +37,19 @@ def test_mirrored_scores_equal_single_device_and_custom_loop_keeps_pruned_weight
         assert r["mask_differences"] == 0, method  # no ties at the threshold in this case
         assert r["mask_copies_equal"], method
     assert result["custom_loop"] == {"pruned_unchanged": True, "kept_trained": True, "replicas_agree": True}
+
+
+def test_mirrored_batch_norm_derivatives_are_the_whole_batchs(mirrored):
+    """Batch norm on batch statistics with the batch split across two replicas: the statistics are
+    the whole batch's (all-reduced in the forward pass and in both derivatives), so the replicas'
+    first and second derivatives along a line through (x, γ, β) sum to the float64 central
+    differences of the whole batch's objective."""
+    result = mirrored["batch_norm"]
+    data = {k: np.asarray(v, dtype=np.float32) for k, v in result["data"].items()}
+    directions = [data["v_x"], data["v_gamma"], data["v_beta"]]
+    first, second = central_differences(data["x"], data["gamma"], data["beta"], data["weights"], directions)
+    assert result["first"] == pytest.approx(first, rel=1e-4)
+    assert result["second"] == pytest.approx(second, rel=2e-3)
 
 
 def free_ports(count):

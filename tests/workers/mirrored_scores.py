@@ -1,5 +1,6 @@
 """Two logical CPU replicas: SNIP/GraSP/FORCE scores and masks under MirroredStrategy vs one device,
-and a custom training loop in strategy.run. Prints one JSON line."""
+a custom training loop in strategy.run, and batch norm's first and second derivatives on a batch
+split across the replicas (with the batch, for a float64 check). Prints one JSON line."""
 
 import json
 
@@ -12,6 +13,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 
 import tfprune  # noqa: E402
+from tfprune.batch_norm import normalised  # noqa: E402
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(40, 8, 8, 3)).astype("float32")
@@ -88,4 +90,36 @@ for t, m, b in zip(tfprune.prunable_weights(pruned), masks, before):
     kept_trained |= bool(np.any(copies[0][m] != b[m]))
 result["custom_loop"] = {"pruned_unchanged": bool(pruned_unchanged), "kept_trained": kept_trained,
                          "replicas_agree": bool(replicas_agree)}
+
+# batch norm on batch statistics: d/dt and d²/dt² of Σ W ⊙ y³ along a line through (x, γ, β), the
+# batch's rows split between the replicas; summed over the replicas they are the whole batch's
+bn_rng = np.random.default_rng(5)
+bn = {"x": bn_rng.normal(1.5, 2.0, size=(6, 3, 2, 4)), "gamma": 1 + 0.3 * bn_rng.normal(size=(1, 1, 1, 4)),
+      "beta": bn_rng.normal(size=(1, 1, 1, 4)), "weights": bn_rng.normal(size=(6, 3, 2, 4))}
+bn.update({f"v_{k}": bn_rng.normal(size=bn[k].shape) for k in ("x", "gamma", "beta")})
+bn = {k: v.astype("float32") for k, v in bn.items()}
+
+
+def bn_half(context):
+    rows = slice(3 * context.replica_id_in_sync_group, 3 * context.replica_id_in_sync_group + 3)
+    return {k: v[rows] if k in ("x", "weights", "v_x") else v for k, v in bn.items()}
+
+
+@tf.function
+def bn_derivatives(v):
+    t = tf.constant(0.0)
+    with tf.GradientTape() as outer:
+        outer.watch(t)
+        with tf.GradientTape() as inner:
+            inner.watch(t)
+            y = normalised(v["x"] + t * v["v_x"], v["gamma"] + t * v["v_gamma"], v["beta"] + t * v["v_beta"],
+                           [0, 1, 2], 1e-3)
+            value = tf.reduce_sum(v["weights"] * y ** 3)
+        first = inner.gradient(value, t)
+    return first, outer.gradient(first, t)
+
+
+per_replica = strategy.run(bn_derivatives, (strategy.experimental_distribute_values_from_function(bn_half),))
+first, second = (float(strategy.reduce(tf.distribute.ReduceOp.SUM, a, axis=None)) for a in per_replica)
+result["batch_norm"] = {"first": first, "second": second, "data": {k: v.tolist() for k, v in bn.items()}}
 print(json.dumps(result))
