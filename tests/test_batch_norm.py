@@ -89,3 +89,21 @@ def test_first_and_second_derivatives_match_central_differences(moved, path):
         assert second == pytest.approx(expected_second, rel=1e-3)
     else:
         assert second == pytest.approx(expected_second, rel=2e-3)
+
+
+@pytest.mark.parametrize("path", SHAPES)
+def test_without_a_second_derivative_the_values_and_gradient_are_the_same(path):
+    """``second_derivative=False`` (TensorFlow's fused kernel on the 4-D batch, the closed form on
+    the 3-D one): the same values and first derivative along the line as float64 NumPy."""
+    x, gamma, beta, weights, directions = draw(path)
+    t = tf.constant(0.0)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        args = [tf.constant(a) + t * d for a, d in zip((x, gamma, beta), directions)]
+        y = normalised(*args, reduced(x), EPSILON, second_derivative=False)
+        value = tf.reduce_sum(weights * y ** 3)
+    x64, axes = x.astype(np.float64), tuple(reduced(x))
+    expected = (x64 - x64.mean(axes)) / np.sqrt(x64.var(axes) + EPSILON) * gamma + beta
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+    expected_first, _ = central_differences(x, gamma, beta, weights, directions)
+    assert float(tape.gradient(value, t)) == pytest.approx(expected_first, rel=1e-4)

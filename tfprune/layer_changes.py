@@ -55,7 +55,7 @@ def changed(changes):
         yield
 
 
-def _batch_statistics_call(layer):
+def _batch_statistics_call(layer, second_derivative):
     """A ``call`` for a batch normalisation ``layer`` that normalises by the batch's statistics.
 
     The mean and the (biased) variance are differentiated through, to second order
@@ -81,13 +81,13 @@ def _batch_statistics_call(layer):
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # float16 overflows
         gamma = ops.reshape(ops.cast(layer.gamma, x.dtype), shape) if layer.scale else ops.ones(shape, x.dtype)
         beta = ops.reshape(ops.cast(layer.beta, x.dtype), shape) if layer.center else ops.zeros(shape, x.dtype)
-        outputs = batch_norm.normalised(x, gamma, beta, reduced, layer.epsilon)
+        outputs = batch_norm.normalised(x, gamma, beta, reduced, layer.epsilon, second_derivative)
         return ops.cast(outputs, inputs.dtype)
 
     return call
 
 
-def batch_statistics(model):
+def batch_statistics(model, second_derivative=True):
     """A context manager that runs every ``BatchNormalization`` of ``model`` on batch statistics.
 
     Inside it, each batch normalisation layer normalises by the mean and variance of the batch it
@@ -101,6 +101,8 @@ def batch_statistics(model):
 
     Args:
         model: A Keras 3 model or layer (wrapped or not), nested models included.
+        second_derivative: Whether a second derivative will be taken; ``False`` lets batch norm
+            run a faster kernel where one applies (see :func:`tfprune.batch_norm.normalised`).
 
     Returns:
         A context manager; the change is undone on exit, also on error.
@@ -110,4 +112,4 @@ def batch_statistics(model):
         ...     outputs = model(x, training=False)
     """
     layers = [layer for layer in _compat.nested_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    return changed([(layer, "call", _batch_statistics_call(layer)) for layer in layers])
+    return changed([(layer, "call", _batch_statistics_call(layer, second_derivative)) for layer in layers])
