@@ -195,7 +195,9 @@ def assign_masks(targets, masks):
         masks: Boolean or 0/1 arrays shaped like the targets, in the same order.
     """
     for t, m in zip(targets, masks):
-        t.mask.assign(ops.cast(m, t.mask.dtype))  # a boolean copy into TensorFlow, cast there
+        # A boolean copy into TensorFlow, cast there, written into the TensorFlow variable itself
+        # (mirrored under a strategy): Keras's assign adds a conversion, checks and a read back.
+        t.mask.value.assign(ops.cast(m, t.mask.dtype), read_value=False)
 
 
 def strip(model):
