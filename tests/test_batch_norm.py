@@ -107,3 +107,14 @@ def test_without_a_second_derivative_the_values_and_gradient_are_the_same(path):
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
     expected_first, _ = central_differences(x, gamma, beta, weights, directions)
     assert float(tape.gradient(value, t)) == pytest.approx(expected_first, rel=1e-4)
+
+
+def test_the_fused_kernel_keeps_a_small_epsilon():
+    """ε = 1e-8 on a batch of variance ~1e-6: the fused path adds ε itself (TensorFlow's v1 wrapper
+    would raise it to 1.001e-5 and change the output by a factor of ~3)."""
+    x = (1e-3 * RNG.normal(size=SHAPES["4-D"])).astype("float32")
+    ones, zeros = np.ones((1, 1, 1, 4), "float32"), np.zeros((1, 1, 1, 4), "float32")
+    y = normalised(tf.constant(x), ones, zeros, [0, 1, 2], 1e-8, second_derivative=False).numpy()
+    x64 = x.astype(np.float64)
+    expected = (x64 - x64.mean((0, 1, 2))) / np.sqrt(x64.var((0, 1, 2)) + 1e-8)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)

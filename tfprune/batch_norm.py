@@ -105,10 +105,10 @@ def normalised(x, gamma, beta, axes, epsilon, second_derivative=True):
     Example:
         >>> y = normalised(x, tf.ones((1, 1, 1, 3)), tf.zeros((1, 1, 1, 3)), [0, 1, 2], 1e-3)
     """
-
     if not second_derivative and _fusable(x, axes):
-        return tf.compat.v1.nn.fused_batch_norm(x, tf.reshape(gamma, [-1]), tf.reshape(beta, [-1]), epsilon=epsilon,
-                                                is_training=True)[0]
+        return tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=tf.reshape(gamma, [-1]), offset=tf.reshape(beta, [-1]), mean=tf.zeros([0]),
+            variance=tf.zeros([0]), epsilon=epsilon, is_training=True)[0]
 
     @tf.custom_gradient
     def normalise(x, gamma, beta):
