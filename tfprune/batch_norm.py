@@ -136,18 +136,17 @@ def _gradient(x, gamma, upstream, statistics):
 
         def second(d_x_bar, d_gamma_bar, d_beta_bar):
             standardised = statistics.standardised
-            a = 0.0 if d_gamma_bar is None else d_gamma_bar
-            if d_x_bar is None:  # only ∂γ and ∂β were used
-                u_sum = u_product_sum = bracket_local = bracket = mean_u_product = 0.0
-                d_upstream = a * standardised
-            else:
-                # γ J U: the first-order gradient again, for U; it also gives Σ U x̂ and Σ U
-                d_upstream, u_product_sum, u_sum, mean_u_product, _ = statistics.backward(gamma, d_x_bar)
-                bracket_local = _sum(d_x_bar * upstream, statistics.axes) - mean_upstream * u_sum \
-                    - mean_product * u_product_sum
-                bracket = _global_sum(bracket_local)  # Σ U (g − ḡ − x̂ A)
-                if d_gamma_bar is not None:
-                    d_upstream += a * standardised
+            if d_x_bar is None:  # only ∂γ or ∂β was used: ∂x's cotangent is zero
+                d_x_bar = tf.zeros_like(upstream)
+            # γ J U: the first-order gradient again, for U; it also gives Σ U x̂ and Σ U
+            d_upstream, u_product_sum, u_sum, mean_u_product, _ = statistics.backward(gamma, d_x_bar)
+            bracket_local = _sum(d_x_bar * upstream, statistics.axes) - mean_upstream * u_sum \
+                - mean_product * u_product_sum
+            bracket = _global_sum(bracket_local)  # Σ U (g − ḡ − x̂ A)
+            a = 0.0
+            if d_gamma_bar is not None:
+                a = d_gamma_bar
+                d_upstream += a * standardised
             if d_beta_bar is not None:
                 d_upstream += d_beta_bar
             k = a - scale * mean_u_product
@@ -155,10 +154,8 @@ def _gradient(x, gamma, upstream, statistics):
             mean_w = _global_sum(k * upstream_sum + h * u_sum) / count
             mean_product_w = _global_sum(k * product_sum + h * u_product_sum) / count
             e = -scale * inverse_std * bracket / count
-            d_x_grad = (inverse_std * k) * upstream + (e - inverse_std * mean_product_w) * standardised \
-                - inverse_std * mean_w
-            if d_x_bar is not None:
-                d_x_grad += (inverse_std * h) * d_x_bar
+            d_x_grad = (inverse_std * k) * upstream + (inverse_std * h) * d_x_bar \
+                + (e - inverse_std * mean_product_w) * standardised - inverse_std * mean_w
             return d_x_grad, inverse_std * bracket_local, d_upstream
 
         return (d_x, product_sum, upstream_sum), second

@@ -312,7 +312,7 @@ def _raise_if_probabilities(model, rows_not_probabilities):
     _logits_checked(model)[0] = True
 
 
-def _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, second_derivative, x, y, values):
+def _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values, second_derivative=False):
     """The loss of the network whose effective weights are ``values`` (inference mode; batch norm
     on the batch's statistics when ``batch_statistics``, differentiable twice when
     ``second_derivative``), on its logits (a final softmax or sigmoid skipped) when ``logits``."""
@@ -336,8 +336,7 @@ def _gradient_step(model, targets, loss_fn, temperature, logits, batch_statistic
     def step(x, y, global_size, values):
         with tf.GradientTape() as tape:
             tape.watch(values)
-            loss, outputs = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, False, x, y,
-                                     values)
+            loss, outputs = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values)
             loss = loss * example_share(x, global_size)
         return [*tape.gradient(loss, values), _rows_not_probabilities(outputs)]
 
@@ -403,7 +402,8 @@ def _hessian_step(model, targets, loss_fn, temperature, logits, batch_statistics
             outer.watch(values)
             with tf.GradientTape() as inner:
                 inner.watch(values)
-                loss, _ = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, True, x, y, values)
+                loss, _ = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values,
+                                   second_derivative=True)
                 loss = loss * example_share(x, global_size)
             grads = inner.gradient(loss, values)
             inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
