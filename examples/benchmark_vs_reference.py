@@ -35,8 +35,27 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMPRESSION = 100.0
-FRAMEWORKS = {"tfprune": "scoring_benchmark.py", "reference": "reference_pytorch.py"}
 METHODS = ("synflow", "snip", "grasp", "magnitude")
+ONE_SHOT = ("snip", "grasp", "magnitude")
+#: Rounds of each method (SynFlow's default; the others score once).
+ROUNDS = {"synflow": 100, "snip": 1, "grasp": 1, "magnitude": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class Framework:
+    """A run script, the methods it runs and its extra arguments."""
+
+    script: str
+    methods: tuple = METHODS
+    options: tuple = ()
+
+
+FRAMEWORKS = {
+    "tfprune": Framework("scoring_benchmark.py"),
+    "reference": Framework("reference_pytorch.py"),
+    "tensorflow": Framework("reference_tensorflow.py", ONE_SHOT),
+    "tensorflow-eager": Framework("reference_tensorflow.py", ONE_SHOT, ("--eager",)),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,18 +66,22 @@ class ModelSpec:
         image_size: Height and width of the square RGB input.
         classes: Number of output classes (labels are drawn in [0, classes)).
         samples: Random examples that SNIP and GraSP score on.
+        prunable: Prunable kernel entries, the same in every framework (each run script asserts
+            its own count: Keras's conv biases, like torchvision's Linear biases, are not pruned;
+            depthwise kernels are, on every side).
     """
 
     image_size: int
     classes: int
     samples: int
+    prunable: int
 
 
 MODELS = {
-    "vgg16": ModelSpec(32, 10, 100),
-    "resnet20": ModelSpec(32, 10, 100),
-    "resnet50": ModelSpec(224, 1000, 32),
-    "mobilenetv2": ModelSpec(224, 1000, 32),
+    "vgg16": ModelSpec(32, 10, 100, 14_715_584),
+    "resnet20": ModelSpec(32, 10, 100, 270_896),
+    "resnet50": ModelSpec(224, 1000, 32, 25_502_912),
+    "mobilenetv2": ModelSpec(224, 1000, 32, 3_469_760),
 }
 
 
@@ -80,19 +103,22 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_arguments(description, methods):
+def run_arguments(description, methods, eager_option=False):
     """The command line of a run script: ``MODEL METHOD``, checked against the known names.
 
     Args:
         description: The script's one-line description.
         methods: The methods the script can run.
+        eager_option: Whether the script takes ``--eager``.
 
     Returns:
-        The parsed arguments (``model``, ``method``).
+        The parsed arguments (``model``, ``method``, and ``eager`` if asked for).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("model", choices=list(MODELS))
     parser.add_argument("method", choices=list(methods))
+    if eager_option:
+        parser.add_argument("--eager", action="store_true", help="run the one-shot passes eagerly")
     return parser.parse_args()
 
 
@@ -142,7 +168,8 @@ def key(record):
 
 def run_one(framework, model, method, repeat, timeout):
     """Runs one fresh process and returns its record, or a record with ``error`` if it failed."""
-    command = [sys.executable, os.path.join(HERE, FRAMEWORKS[framework]), model, method]
+    runner = FRAMEWORKS[framework]
+    command = [sys.executable, os.path.join(HERE, runner.script), model, method, *runner.options]
     record = {"framework": framework, "model": model, "method": method, "repeat": repeat}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -165,7 +192,7 @@ def run_all(args):
         for model in args.models:
             for method in args.methods:
                 for framework in args.frameworks:
-                    if (framework, model, method, repeat) in done:
+                    if (framework, model, method, repeat) in done or method not in FRAMEWORKS[framework].methods:
                         continue
                     record = run_one(framework, model, method, repeat, args.timeout)
                     with open(args.out, "a") as f:
@@ -198,7 +225,8 @@ def ratio(a, b):
 
 
 def tables(records):
-    """The markdown tables of the medians: every (model, method), then the SynFlow floor."""
+    """The markdown tables of the medians: every (model, method), the SynFlow floor, and the same loop
+    in TensorFlow where it ran."""
     m = medians(records)
     if not m:
         return "no finished runs recorded yet" + _failures(records)
@@ -227,6 +255,7 @@ def tables(records):
         for model, r in floors:
             lines.append(f"| {model} | {fmt(r['total'])} | {fmt(r['floor'])} | {fmt(r['floor_forward_backward'])} | "
                          f"{fmt(r['floor_selections'])} | {fmt(ratio(r['total'], r['floor']))} | {r['runs']} |")
+    lines += framework_table(m, rows)
     counts = {}
     for (framework, model, _), r in m.items():
         counts.setdefault(model, {})[framework] = r["prunable"]
@@ -236,6 +265,29 @@ def tables(records):
         agree = "" if tf_n is None or ref_n is None else ("agree" if tf_n == ref_n else f"DIFFER by {tf_n - ref_n:+d}")
         lines.append(f"prunable weights of {model}: tfprune {tf_n}, reference {ref_n} {agree}".rstrip())
     return "\n".join(lines) + _failures(records)
+
+
+def framework_table(m, rows):
+    """The lines of the table that splits each row's gap: the same loop in TensorFlow (the faster of
+    its compiled and eager runs) against the reference, and tfprune against it; none if not run."""
+    ported = [(model, method) for model, method in rows
+              if any((f, model, method) in m for f in ("tensorflow", "tensorflow-eager"))]
+    if not ported:
+        return []
+    lines = ["", "| model | method | TensorFlow loop, compiled s | TensorFlow loop, eager s | tfprune total s | "
+                 "reference total s | **TensorFlow loop / reference** | **tfprune / TensorFlow loop** | "
+                 "TensorFlow loop peak RSS MiB | repeats compiled / eager |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for model, method in ported:
+        compiled, eager = m.get(("tensorflow", model, method), {}), m.get(("tensorflow-eager", model, method), {})
+        best = min((r for r in (compiled, eager) if r), key=lambda r: r["total"])
+        tf_, ref = m.get(("tfprune", model, method), {}), m.get(("reference", model, method), {})
+        lines.append(
+            f"| {model} | {method} | {fmt(compiled.get('total'))} | {fmt(eager.get('total'))} | "
+            f"{fmt(tf_.get('total'))} | {fmt(ref.get('total'))} | **{fmt(ratio(best['total'], ref.get('total')))}** | "
+            f"**{fmt(ratio(tf_.get('total'), best['total']))}** | {fmt(best['peak_rss_mb'], 0)} | "
+            f"{compiled.get('runs', 0)} / {eager.get('runs', 0)} |")
+    return lines
 
 
 def _failures(records):

@@ -16,7 +16,7 @@ GraSP and magnitude one round. Choices made so that both sides do the same work 
   masks Keras's ``DepthwiseConv2D``). Biases and batch norm are never pruned, as in tfprune by
   default, so Keras's conv biases (which torchvision's convolutions lack) change no count: both
   sides prune 25,502,912 (ResNet50) and 3,469,760 (MobileNetV2, 64,224 of them depthwise) weights.
-  Each model's count is asserted against tfprune's (``PRUNABLE``).
+  Each model's count is asserted against ``ModelSpec.prunable``.
 * **Data**: SNIP and GraSP see random NCHW images with labels in [0, classes): 100 of 32×32 for
   the CIFAR models, 32 of 224×224 for the others (the values do not change the work).
 * **SNIP**: eval mode (batch norm on running statistics), one batch of all samples (as
@@ -56,13 +56,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from benchmark_vs_reference import COMPRESSION, MODELS, emit, peak_rss_mb, rss_mb, run_arguments
+from benchmark_vs_reference import COMPRESSION, MODELS, ROUNDS, emit, peak_rss_mb, rss_mb, run_arguments
 
 VGG16_PLAN = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
-# Prunable kernel entries on the tfprune side, asserted: the same for all four (Keras's conv biases, like
-# torchvision's Linear biases, are not pruned; depthwise kernels are, on both sides).
-PRUNABLE = {"vgg16": 14_715_584, "resnet20": 270_896, "resnet50": 25_502_912, "mobilenetv2": 3_469_760}
-ROUNDS = {"synflow": 100, "snip": 1, "grasp": 1, "magnitude": 1}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,8 +196,8 @@ def build(name):
     torch.manual_seed(0)
     model = BUILDERS[name]()
     count = sum(p.numel() for _, p in masked_parameters(model))
-    if count != PRUNABLE[name]:
-        raise AssertionError(f"{name}: {count} prunable weights, expected {PRUNABLE[name]}")
+    if count != MODELS[name].prunable:
+        raise AssertionError(f"{name}: {count} prunable weights, expected {MODELS[name].prunable}")
     return model
 
 
