@@ -67,13 +67,8 @@ EPS = 1e-10
 
 def prunable_kernels(model):
     """The kernels of the model's Conv2D, DepthwiseConv2D and Dense layers, in layer order."""
-    kernels = []
-    for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            kernels.append(layer.depthwise_kernel)
-        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            kernels.append(layer.kernel)
-    return kernels
+    layers = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    return [layer.kernel for layer in model._flatten_layers(include_self=False) if isinstance(layer, layers)]
 
 
 def cross_entropy(y, logits):
