@@ -210,8 +210,8 @@ def medians(records):
             groups.setdefault((r["framework"], r["model"], r["method"]), []).append(r)
     out = {}
     for group, runs in groups.items():
-        numbers = {k for k, v in runs[0].items() if isinstance(v, float)}
-        out[group] = {k: statistics.median(r[k] for r in runs) for k in numbers}
+        numbers = {k for r in runs for k, v in r.items() if isinstance(v, float)}
+        out[group] = {k: statistics.median(r[k] for r in runs if k in r) for k in numbers}
         out[group].update(runs=len(runs), rounds=runs[0]["rounds"], prunable=runs[0]["prunable"])
     return out
 
@@ -232,16 +232,17 @@ def tables(records):
         return "no finished runs recorded yet" + _failures(records)
     rows = sorted({(model, method) for _, model, method in m},
                   key=lambda r: (list(MODELS).index(r[0]), list(METHODS).index(r[1])))
-    lines = ["| model | method | rounds | tfprune scoring s | tfprune masking s | tfprune wrap s | "
+    lines = ["| model | method | rounds | tfprune scoring s | tfprune masking s | of which collapse check s | "
+             "tfprune wrap s | "
              "**tfprune total s** | reference scoring s | reference masking s | **reference total s** | "
              "total ratio | tfprune peak RSS MiB | reference peak RSS MiB | RSS ratio | repeats tfprune / reference |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for model, method in rows:
         tf_, ref = m.get(("tfprune", model, method), {}), m.get(("reference", model, method), {})
         rounds = tf_.get("rounds", ref.get("rounds"))
         lines.append(
             f"| {model} | {method} | {rounds} | {fmt(tf_.get('scoring'))} | {fmt(tf_.get('masking'))} | "
-            f"{fmt(tf_.get('wrap'))} | **{fmt(tf_.get('total'))}** | {fmt(ref.get('scoring'))} | "
+            f"{fmt(tf_.get('collapse_check'))} | {fmt(tf_.get('wrap'))} | **{fmt(tf_.get('total'))}** | {fmt(ref.get('scoring'))} | "
             f"{fmt(ref.get('masking'))} | **{fmt(ref.get('total'))}** | "
             f"{fmt(ratio(tf_.get('total'), ref.get('total')))} | {fmt(tf_.get('peak_rss_mb'), 0)} | "
             f"{fmt(ref.get('peak_rss_mb'), 0)} | {fmt(ratio(tf_.get('peak_rss_mb'), ref.get('peak_rss_mb')))} | "
