@@ -66,9 +66,10 @@ EPS = 1e-10
 
 
 def prunable_kernels(model):
-    """The kernels of the model's Conv2D, DepthwiseConv2D and Dense layers, in layer order."""
-    layers = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
-    return [layer.kernel for layer in model._flatten_layers(include_self=False) if isinstance(layer, layers)]
+    """The kernels of the model's Conv2D, DepthwiseConv2D and Dense layers, in layer order (the four
+    models are flat: every layer is one of ``model.layers``)."""
+    kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    return [layer.kernel for layer in model.layers if isinstance(layer, kinds)]
 
 
 def cross_entropy(y, logits):
@@ -98,7 +99,7 @@ def grasp(model, x, y, eager):
     """θ ⊙ Hg over |Σ| + eps, on a clone with re-drawn Dense kernels and batch statistics."""
     net = keras.models.clone_model(model)
     net.set_weights(model.get_weights())
-    for layer in net._flatten_layers(include_self=False):
+    for layer in net.layers:
         if isinstance(layer, keras.layers.Dense):
             layer.kernel.assign(keras.initializers.GlorotNormal()(layer.kernel.shape))
     weights = prunable_kernels(net)
