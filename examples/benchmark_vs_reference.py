@@ -216,6 +216,14 @@ def medians(records):
     return out
 
 
+def paired_ratios(records, model, method):
+    """tfprune's total over the reference's, repeat by repeat (the runs interleaved side by side)."""
+    totals = {(r["framework"], r["repeat"]): r["total"] for r in records
+              if "error" not in r and r["model"] == model and r["method"] == method}
+    return [totals[("tfprune", k)] / totals[("reference", k)] for f, k in sorted(totals)
+            if f == "tfprune" and ("reference", k) in totals]
+
+
 def fmt(value, digits=2):
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -225,8 +233,8 @@ def ratio(a, b):
 
 
 def tables(records):
-    """The markdown tables of the medians: every (model, method), the SynFlow floor, and the same loop
-    in TensorFlow where it ran."""
+    """The markdown tables of the medians (with tfprune / reference repeat by repeat): every (model,
+    method), the SynFlow floor, and the same loop in TensorFlow where it ran."""
     m = medians(records)
     if not m:
         return "no finished runs recorded yet" + _failures(records)
@@ -235,8 +243,9 @@ def tables(records):
     lines = ["| model | method | rounds | tfprune scoring s | tfprune masking s | of which collapse check s | "
              "tfprune wrap s | "
              "**tfprune total s** | reference scoring s | reference masking s | **reference total s** | "
-             "total ratio | tfprune peak RSS MiB | reference peak RSS MiB | RSS ratio | repeats tfprune / reference |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "total ratio | per-repeat ratios | tfprune peak RSS MiB | reference peak RSS MiB | RSS ratio | "
+             "repeats tfprune / reference |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for model, method in rows:
         tf_, ref = m.get(("tfprune", model, method), {}), m.get(("reference", model, method), {})
         rounds = tf_.get("rounds", ref.get("rounds"))
@@ -244,7 +253,8 @@ def tables(records):
             f"| {model} | {method} | {rounds} | {fmt(tf_.get('scoring'))} | {fmt(tf_.get('masking'))} | "
             f"{fmt(tf_.get('collapse_check'))} | {fmt(tf_.get('wrap'))} | **{fmt(tf_.get('total'))}** | {fmt(ref.get('scoring'))} | "
             f"{fmt(ref.get('masking'))} | **{fmt(ref.get('total'))}** | "
-            f"{fmt(ratio(tf_.get('total'), ref.get('total')))} | {fmt(tf_.get('peak_rss_mb'), 0)} | "
+            f"{fmt(ratio(tf_.get('total'), ref.get('total')))} | "
+            f"{', '.join(fmt(r) for r in paired_ratios(records, model, method)) or '–'} | {fmt(tf_.get('peak_rss_mb'), 0)} | "
             f"{fmt(ref.get('peak_rss_mb'), 0)} | {fmt(ratio(tf_.get('peak_rss_mb'), ref.get('peak_rss_mb')))} | "
             f"{tf_.get('runs', 0)} / {ref.get('runs', 0)} |")
     floors = [(model, m[("tfprune", model, method)]) for model, method in rows
