@@ -1,12 +1,15 @@
 """Time and peak memory of pruning at initialisation: tfprune against the PyTorch reference loop.
 
-Every run is one fresh process — ``examples/scoring_benchmark.py MODEL METHOD`` (tfprune) or
-``examples/reference_pytorch.py MODEL METHOD`` (the reference) — that prunes one model with one
-method to compression 100 and prints one JSON line; its timed call is a user's true first call
-(tracing included) and its peak RSS is its own. This driver runs them interleaved — repeat 1 of
-every (model, method) for each framework in turn, then repeat 2, … — so that drift on a shared
-machine hits both alike, appends each line to ``--out`` as it comes, and prints the medians as
-markdown tables. A run that fails or times out is recorded with its error and the others go on;
+Every run is one fresh process — ``examples/scoring_benchmark.py MODEL METHOD`` (tfprune),
+``examples/reference_pytorch.py MODEL METHOD`` (the reference) or, for the one-shot methods,
+``examples/reference_tensorflow.py MODEL METHOD [--eager]`` (the reference's loop written directly
+in TensorFlow: the frameworks ``tensorflow`` and ``tensorflow-eager``) — that prunes one model
+with one method to compression 100 and prints one JSON line; its timed call is a user's true first
+call (tracing included) and its peak RSS is its own. This driver runs them interleaved — repeat 1
+of every (model, method) for each framework in turn, then repeat 2, … — so that drift on a shared
+machine hits all alike, appends each line to ``--out`` as it comes, and prints the medians as
+markdown tables (with tfprune / reference repeat by repeat, and, where the TensorFlow loop ran,
+how each row's gap splits between TensorFlow and tfprune). A run that fails or times out is recorded with its error and the others go on;
 run the same command again to resume: finished runs are skipped, failed ones retried.
 
 The full measurement (tens of minutes; CIFAR VGG-16-BN and ResNet-20 on 100 samples,
