@@ -7,9 +7,9 @@ reference in two: this loop against the reference is what the framework costs (T
 first call, its kernels), tfprune against this loop is what tfprune adds (wrapping, the checks,
 its general machinery).
 
-* **Models**: ``tfprune.models`` VGG-16-BN and ResNet-20 (they output logits) and
-  ``keras.applications`` ResNet50 and MobileNetV2 built with ``classifier_activation=None`` (the
-  logits, as tfprune scores them; building is not timed). The prunable kernels are those of
+* **Models**: those of ``scoring_benchmark.build_model`` — ``tfprune.models`` VGG-16-BN and
+  ResNet-20 (they output logits) and ``keras.applications`` ResNet50 and MobileNetV2, here with
+  ``classifier_activation=None`` (the logits, as tfprune scores them; building is not timed). The prunable kernels are those of
   ``Conv2D``, ``DepthwiseConv2D`` and ``Dense``, their count asserted against ``ModelSpec.prunable``.
 * **The one-shot methods only** (SNIP, GraSP, magnitude; one round each). SynFlow's 100 rounds
   have their own floor, measured by ``examples/scoring_benchmark.py``: 100 bare compiled
@@ -48,19 +48,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import tfprune.models  # noqa: E402  (the CIFAR model definitions only)
 from benchmark_vs_reference import COMPRESSION, MODELS, ONE_SHOT, emit, peak_rss_mb, rss_mb, run_arguments  # noqa: E402
+from scoring_benchmark import build_model  # noqa: E402  (the models only; no tfprune code runs in the loop)
 
-BUILDERS = {
-    "vgg16": lambda spec: tfprune.models.vgg(16),
-    "resnet20": lambda spec: tfprune.models.resnet_cifar(20),
-    "resnet50": lambda spec: keras.applications.ResNet50(
-        weights=None, input_shape=(spec.image_size, spec.image_size, 3), classes=spec.classes,
-        classifier_activation=None),
-    "mobilenetv2": lambda spec: keras.applications.MobileNetV2(
-        weights=None, input_shape=(spec.image_size, spec.image_size, 3), classes=spec.classes,
-        classifier_activation=None),
-}
 TEMPERATURE = 200.0  # GraSP's logits divisor
 EPS = 1e-10
 
@@ -167,7 +157,7 @@ def one_run(model_name, method, eager):
     data = random_data(spec)
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
-    model = BUILDERS[model_name](spec)
+    model = build_model(model_name, classifier_activation=None)
     build = time.perf_counter() - start
     kernels = prunable_kernels(model)
     prunable = sum(int(np.prod(k.shape)) for k in kernels)

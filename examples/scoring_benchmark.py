@@ -44,14 +44,20 @@ import tensorflow as tf  # noqa: E402
 import tfprune  # noqa: E402
 from benchmark_vs_reference import COMPRESSION, METHODS, MODELS, emit, peak_rss_mb, rss_mb, run_arguments  # noqa: E402
 
-BUILDERS = {
-    "vgg16": lambda spec: tfprune.models.vgg(16),
-    "resnet20": lambda spec: tfprune.models.resnet_cifar(20),
-    "resnet50": lambda spec: keras.applications.ResNet50(
-        weights=None, input_shape=(spec.image_size, spec.image_size, 3), classes=spec.classes),
-    "mobilenetv2": lambda spec: keras.applications.MobileNetV2(
-        weights=None, input_shape=(spec.image_size, spec.image_size, 3), classes=spec.classes),
-}
+APPLICATIONS = {"resnet50": keras.applications.ResNet50, "mobilenetv2": keras.applications.MobileNetV2}
+
+
+def build_model(model_name, classifier_activation="softmax"):
+    """The named model, freshly initialised: ``tfprune.models``' CIFAR VGG-16-BN and ResNet-20 (they
+    output logits), or ``keras.applications``' ResNet50 and MobileNetV2 with ``weights=None`` and
+    ``classifier_activation`` on their head."""
+    if model_name == "vgg16":
+        return tfprune.models.vgg(16)
+    if model_name == "resnet20":
+        return tfprune.models.resnet_cifar(20)
+    spec = MODELS[model_name]
+    return APPLICATIONS[model_name](weights=None, input_shape=(spec.image_size, spec.image_size, 3),
+                                    classes=spec.classes, classifier_activation=classifier_activation)
 FLOOR_TIMINGS = 11  # timed forward+backward passes whose median sets the floor
 
 
@@ -157,7 +163,7 @@ def one_run(model_name, method):
     options = dict(data=random_data(spec), samples=spec.samples) if scorer.needs_data else {}
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
-    model = BUILDERS[model_name](spec)
+    model = build_model(model_name)
     build = time.perf_counter() - start
     prunable = sum(t.size for t in tfprune.prunable_weights(model))
 

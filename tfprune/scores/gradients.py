@@ -312,7 +312,8 @@ def _raise_if_probabilities(model, rows_not_probabilities):
     _logits_checked(model)[0] = True
 
 
-def _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values, second_derivative=False):
+def _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values, *,
+             second_derivative=False):
     """The loss of the network whose effective weights are ``values`` (inference mode; batch norm
     on the batch's statistics when ``batch_statistics``, differentiable twice when
     ``second_derivative``), on its logits (a final softmax or sigmoid skipped) when ``logits``."""
