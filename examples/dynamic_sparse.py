@@ -32,9 +32,9 @@ import numpy as np
 import tfprune
 from tfprune import training
 from tfprune.callbacks import DynamicSparse, GradualPruning
-from tfprune.files import replacing_text
-from tfprune.schedules import PolynomialDecay
-from tfprune.sweep import kept_weights
+from tfprune.base.files import replacing_text
+from tfprune.sparsity.schedules import PolynomialDecay
+from tfprune.experiments.sweep import kept_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- dynamic-sparse:begin -->", "<!-- dynamic-sparse:end -->"
@@ -58,7 +58,7 @@ def parse(argv):
     parser.add_argument("--update-frequency", type=int, default=10,
                         help="steps between mask updates (gradual, SET, RigL)")
     parser.add_argument("--drop-fraction", type=float, default=0.3)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "dynamic_sparse"), help="folder of the CSV")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dynamic_sparse"), help="folder of the CSV")
     parser.add_argument("--doc", default=str(ROOT / "docs" / "results.md"),
                         help='markdown file whose dynamic-sparse block is replaced ("" to skip)')
     args = parser.parse_args(argv)

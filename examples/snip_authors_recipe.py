@@ -1,7 +1,7 @@
 """SNIP on MNIST with the authors' training recipe (Lee et al. 2019; namhoonlee/snip-public).
 
     python examples/snip_authors_recipe.py --model lenet_300_100 --sparsities 0.95,0.98 --steps 250000 \\
-        --out docs/results/snip_authors_recipe/lenet_300_100.csv
+        --out benchmarks/results/snip_authors_recipe/lenet_300_100.csv
 
 What differs from the sweeps of docs/results.md, section 1, and follows the official code or the paper:
 

@@ -6,9 +6,9 @@ and reports test accuracy before/after, parameters and MACs. Writes ``OUT.csv`` 
 criterion and step), ``OUT.md`` (the table) and ``OUT.png`` (accuracy against MACs).
 
     python examples/structured_pruning.py --model resnet20 --data cifar10 --train-samples 10000 \\
-        --epochs 10 --target-macs 0.5 --out docs/results/structured_resnet20
+        --epochs 10 --target-macs 0.5 --out benchmarks/results/structured_resnet20
     python examples/structured_pruning.py --model lenet_300_100 --data mnist --epochs 3 \\
-        --target-macs 0.5 --out docs/results/structured_lenet300
+        --target-macs 0.5 --out benchmarks/results/structured_lenet300
 """
 
 import argparse

@@ -120,7 +120,7 @@ def assert_same_outputs(a, b, x):
 
 def assert_equal_but_rounding(got, expected, rtol=1e-5):
     """Score tensors equal up to float32 rounding: a scoring step runs eagerly in its first round and
-    compiled afterwards (:class:`tfprune.scores.gradients.Step`), which may sum in another order.
+    compiled afterwards (:class:`tfprune.autodiff.gradients.Step`), which may sum in another order.
     GraSP needs ``rtol=2e-4``: with T = 200 its Hessian term is a difference of nearly equal sums."""
     for g, e in zip(got, expected, strict=True):
         e = np.asarray(e)

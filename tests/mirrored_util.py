@@ -11,7 +11,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, tfprune
 from tfprune.callbacks import DynamicSparse, GradualPruning
-from tfprune.schedules import PolynomialDecay
+from tfprune.sparsity.schedules import PolynomialDecay
 
 rng = np.random.default_rng(0)
 x = rng.normal(size=(64, 6, 6, 1)).astype("float32"); y = rng.integers(0, 3, 64)

@@ -8,7 +8,8 @@ from helpers import L, batch, residual_cnn, subclassed_mlp
 from subprocess_util import run_python
 
 import tfprune
-from tfprune import autoprune, walk
+from tfprune import autoprune
+from tfprune.base import walk
 
 ALPHA, TAU = 0.05, 0.1
 
@@ -297,7 +298,7 @@ def test_harden_then_strip_predicts_like_the_autoprune_model(build):
 
 
 def test_hardened_stripped_model_exports_to_tflite(tmp_path):
-    export = pytest.importorskip("tfprune.export")
+    export = pytest.importorskip("tfprune.export.tflite_export")
     wrapped = autoprune.wrap(mlp())
     random_aux(wrapped)
     plain = tfprune.strip(autoprune.harden(wrapped))

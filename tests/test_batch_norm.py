@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfprune.batch_norm import normalised
+from tfprune.autodiff.batch_norm import normalised
 
 RNG = np.random.default_rng(11)
 EPSILON = 1e-3

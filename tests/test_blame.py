@@ -7,7 +7,8 @@ import pytest
 from helpers import assert_unchanged, mlp64, snapshot
 
 import tfprune
-from tfprune import masks, structured
+from tfprune.sparsity import masks
+from tfprune import structured
 from tfprune.structured import criteria
 
 

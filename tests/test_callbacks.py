@@ -14,8 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import tfprune
 from tfprune.callbacks import GradualPruning, PruningSummaries
-from tfprune.masks import kept_count
-from tfprune.schedules import ConstantSparsity, PolynomialDecay
+from tfprune.sparsity.masks import kept_count
+from tfprune.sparsity.schedules import ConstantSparsity, PolynomialDecay
 
 END_STEP, FREQUENCY = 12, 3
 UPDATE_STEPS = [0, 3, 6, 9, 12]  # (step - 0) % 3 == 0 and step <= 12, within 18 steps

@@ -3,7 +3,7 @@ bit-identical to an uninterrupted run."""
 
 from resume_util import kill_and_resume
 
-from tfprune.masks import kept_count
+from tfprune.sparsity.masks import kept_count
 
 
 def test_sigkill_mid_schedule_then_restart_ends_with_identical_masks_and_weights(tmp_path):

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune import cli, masks, sweep, training
+from tfprune.experiments import cli, sweep
+from tfprune.sparsity import masks
+from tfprune import training
 
 # LeNet-300-100 on the embedded 8x8 digits: kernels 64x300, 300x100, 100x10.
 KERNELS = 64 * 300 + 300 * 100 + 100 * 10

@@ -10,7 +10,7 @@ import keras
 import pytest
 
 import tfprune
-from tfprune import cli
+from tfprune.experiments import cli
 
 MLP = ["--model", "lenet_300_100", "--input-shape", "8,8,1", "--data", "digits"]
 SWEEP = ["sweep", *MLP, "--methods", "random", "--compressions", "10", "--seeds", "1", "--no-dense", "--epochs", "1",
@@ -36,7 +36,7 @@ def no_work(monkeypatch):
         raise AssertionError("the work ran before the arguments were checked")
 
     monkeypatch.setattr(tfprune, "prune_at_init", fail)
-    monkeypatch.setattr(tfprune.export, "_convert", fail)
+    monkeypatch.setattr(tfprune.export.tflite_export, "_convert", fail)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from helpers import L
 
 import tfprune
-from tfprune.collapse import critical_compression
+from tfprune.experiments.collapse import critical_compression
 
 
 def test_critical_compression_is_the_last_before_the_first_collapse():

@@ -7,8 +7,8 @@ import pytest
 from helpers import assert_unchanged, snapshot, subclassed_mlp
 
 import tfprune
-from tfprune import cli
-from tfprune.connectivity import connected_outputs
+from tfprune.experiments import cli
+from tfprune.analysis.connectivity import connected_outputs
 
 L = keras.layers
 

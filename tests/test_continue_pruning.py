@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune.schedules import Exponential, Linear
+from tfprune.sparsity.schedules import Exponential, Linear
 
 L = keras.layers
 

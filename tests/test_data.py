@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfprune import data
+from tfprune.experiments import data
 
 SHARED = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 CIFAR_TEST_SHA256 = "5a6aa8185204d80b65d3dfb540696dadd5f10d185ded226a96665d3e0fc6259f"

@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tfprune import data
+from tfprune.experiments import data
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import tensorflow as tf
 from helpers import assert_unchanged, mlp64, snapshot
 
 import tfprune
-from tfprune import datachecks, structured, training
+from tfprune.analysis import datachecks
+from tfprune import structured, training
 
 
 @pytest.fixture(scope="module")

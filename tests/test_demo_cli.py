@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from tfprune import cli, demo, masks
+from tfprune.experiments import cli, demo
+from tfprune.sparsity import masks
 
 
 def test_demo_rows_count_kept_weights_exactly_and_train():

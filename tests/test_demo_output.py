@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 
-from tfprune.masks import kept_count
+from tfprune.sparsity.masks import kept_count
 
 CPP_START_UP = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
@@ -27,7 +27,7 @@ def test_demo_prints_only_its_table_after_tensorflow_start_up():
     # six networks: the old evaluation (model.predict per model) warned "retracing" from the fifth;
     # magnitude at 0.98 empties a layer
     methods = ["random", "magnitude", "snip", "grasp", "synflow"]
-    proc = subprocess.run([sys.executable, "-m", "tfprune.cli", "demo", "--epochs", "1", "--sparsities", "0.98",
+    proc = subprocess.run([sys.executable, "-m", "tfprune.experiments.cli", "demo", "--epochs", "1", "--sparsities", "0.98",
                            "--methods", ",".join(methods)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
     lines = proc.stdout.splitlines()

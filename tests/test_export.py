@@ -11,7 +11,7 @@ from subprocess_util import run_python
 from tensorflow.lite.tools import flatbuffer_utils
 
 import tfprune
-from tfprune import export
+from tfprune.export import tflite_export as export
 
 L = keras.layers
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
@@ -205,7 +205,7 @@ import json, numpy as np, tempfile, os
 import keras, tensorflow as tf, tf_keras
 tf_keras_harmless = tf.keras.Model is keras.Model and "TF_USE_LEGACY_KERAS" not in os.environ
 import tensorflow_model_optimization as tfmot
-from tfprune import export
+from tfprune.export import tflite_export as export
 
 tf_keras.utils.set_random_seed(0)
 L = tf_keras.layers

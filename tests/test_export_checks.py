@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfprune import export
+from tfprune.export import tflite_export as export
 
 
 @pytest.fixture

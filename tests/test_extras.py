@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from subprocess_util import run_python
 
 from tfprune import _optional
-from tfprune.masks import kept_count
+from tfprune.sparsity.masks import kept_count
 
 SETUP_CFG = Path(__file__).resolve().parents[1] / "setup.cfg"
 
@@ -71,7 +71,7 @@ WITHOUT_EXTRAS = BLOCK + """
 import contextlib, io, json, os, tempfile
 import keras, numpy as np
 import tfprune
-from tfprune import cli
+from tfprune.experiments import cli
 
 out = {"loaded": sorted({m.split(".")[0] for m in sys.modules} & BLOCKED)}
 try:
@@ -86,7 +86,7 @@ pruned = tfprune.prune_at_init(model, "magnitude", sparsity=0.5, verbose=0)
 plain = tfprune.strip(pruned)
 out["nonzero_kernels"] = int(sum(np.count_nonzero(w.numpy()) for w in plain.weights if w.path.endswith("kernel")))
 out["profile"] = {k: int(v) for k, v in tfprune.profile(pruned, verbose=0).to_dict()["total"].items()}
-from tfprune import demo
+from tfprune.experiments import demo
 rows = demo.run(sparsities=(0.5,), methods=["magnitude"], epochs=1, verbose=0)
 out["demo_kept"] = [r["kept"] for r in rows]
 

@@ -12,7 +12,7 @@ import time
 import pytest
 from subprocess_util import run_python
 
-from tfprune import files
+from tfprune.base import files
 
 
 def mode(path):
@@ -58,7 +58,7 @@ def test_every_output_of_the_command_is_0644_under_umask_022(tmp_path):
         import os
         os.umask(0o022)
         import tfprune
-        from tfprune import cli
+        from tfprune.experiments import cli
         folder = {str(tmp_path)!r}
         mlp = ["--model", "lenet_300_100", "--input-shape", "8,8,1", "--data", "digits"]
         commands = [

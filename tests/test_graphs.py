@@ -12,7 +12,7 @@ import pytest
 from helpers import L, random_masks, subclassed_mlp
 
 import tfprune
-from tfprune import walk
+from tfprune.base import walk
 
 
 def operations_model():

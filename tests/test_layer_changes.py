@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfprune.layer_changes import batch_statistics, changed
+from tfprune.layers.changes import batch_statistics, changed
 
 L = keras.layers
 RNG = np.random.default_rng(3)

@@ -12,8 +12,9 @@ import pytest
 from helpers import L, residual_cnn
 
 import tfprune
-from tfprune import layer_specs, structured
-from tfprune.layer_specs import LayerSpec, WeightSpec
+from tfprune.layers import specs as layer_specs
+from tfprune import structured
+from tfprune.layers.specs import LayerSpec, WeightSpec
 
 
 class Affine(keras.layers.Layer):
@@ -183,7 +184,7 @@ def test_keras_layers_without_prunable_weights_do_not_warn():
         x = layer(x)
     x = L.Attention(use_scale=True)([x, x])
     model = keras.Model(inputs, L.Dense(2)(x))
-    assert tfprune.targets.unpruned_layers(model) == []
+    assert tfprune.layers.targets.unpruned_layers(model) == []
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         tfprune.prune_at_init(model, "magnitude", sparsity=0.5, verbose=0)

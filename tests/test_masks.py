@@ -15,7 +15,7 @@ import pytest
 
 from ranking import KINDS, assert_masks_equal, reference_global, reference_keep, score_tensors
 
-from tfprune import masks as M
+from tfprune.sparsity import masks as M
 
 SPARSITIES = [0.0, 0.1, 0.5, 0.9, 0.99, 0.999]
 

@@ -5,7 +5,7 @@ import pytest
 from helpers import residual_cnn
 
 import tfprune
-from tfprune import masks
+from tfprune.sparsity import masks
 
 
 def reference_blocks(scores, b, density):

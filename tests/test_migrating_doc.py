@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from subprocess_util import run_python
 
-from tfprune.masks import kept_count
+from tfprune.sparsity.masks import kept_count
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "migrating-from-tfmot.md"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune import models
+from tfprune.experiments import models
 
 TRUNCATED_NORMAL_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
@@ -271,7 +271,7 @@ def test_magnitude_critical_compression_of_vgg16_is_the_synflow_papers(seed):
     scores = tfprune.scores.magnitude(model, targets)
     grid = 10 ** np.arange(0, 4.01, 0.25)
     collapsed = [bool(tfprune.masks.collapsed_layers(tfprune.masks.from_scores(scores, compression=c))) for c in grid]
-    assert math.log10(tfprune.collapse.critical_compression(grid, collapsed)) == pytest.approx(2.75)
+    assert math.log10(tfprune.experiments.collapse.critical_compression(grid, collapsed)) == pytest.approx(2.75)
 
 
 def test_variance_scaling():

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune import cli, export, masks, patterns
-from tfprune.patterns import Block, NByM, Unstructured
+from tfprune.experiments import cli
+from tfprune import export
+from tfprune.sparsity import masks, patterns
+from tfprune.sparsity.patterns import Block, NByM, Unstructured
 
 L = keras.layers
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")

@@ -8,7 +8,7 @@ import pytest
 from helpers import L, SubclassedMLP, random_masks, residual_cnn, subclassed_mlp
 
 import tfprune
-from tfprune.profile import UnknownShapeError
+from tfprune.analysis.profile import UnknownShapeError
 
 
 def test_report_counts_masks_of_a_wrapped_model(capsys):

@@ -20,7 +20,7 @@ from conftest import SHARED_DATA
 from subprocess_util import run_python
 
 import tfprune
-from tfprune.masks import kept_count
+from tfprune.sparsity.masks import kept_count
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

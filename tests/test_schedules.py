@@ -8,8 +8,8 @@ import pytest
 from helpers import residual_cnn
 
 import tfprune
-from tfprune import schedules
-from tfprune.schedules import SCHEDULES, ConstantSparsity, Exponential, Linear, PolynomialDecay, round_densities
+from tfprune.sparsity import schedules
+from tfprune.sparsity.schedules import SCHEDULES, ConstantSparsity, Exponential, Linear, PolynomialDecay, round_densities
 
 DENSITIES = [1.0, 0.5, 0.1, 0.01, 1e-6]
 ROUNDS = [1, 2, 3, 7, 100]

@@ -13,7 +13,7 @@ import json
 import pytest
 from subprocess_util import run_python
 
-from tfprune import schedules
+from tfprune.sparsity import schedules
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow_model_optimization") is None,
                                 reason="tensorflow_model_optimization is not installed")

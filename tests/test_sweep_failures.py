@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune import cli, sweep, training
-from tfprune.grid import check_grid
+from tfprune.experiments import cli, sweep
+from tfprune import training
+from tfprune.experiments.grid import check_grid
 
 RECIPE = training.Recipe(epochs=1, batch_size=16, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                          schedule="constant")

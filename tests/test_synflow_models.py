@@ -11,8 +11,8 @@ from keras import ops
 from scores.numpy_mlp import synflow_closed_form
 
 import tfprune
-from tfprune.connectivity import connected_outputs
-from tfprune.linearized import linearized
+from tfprune.analysis.connectivity import connected_outputs
+from tfprune.autodiff.linearized import linearized
 
 L = keras.layers
 RNG = np.random.default_rng(3)

@@ -8,7 +8,7 @@ import pytest
 from helpers import L, residual_cnn, subclassed_mlp
 
 import tfprune
-from tfprune.policies import ExcludeLayers, OnlyLayers, SkipFirstLast
+from tfprune.layers.policies import ExcludeLayers, OnlyLayers, SkipFirstLast
 
 
 def summary(targets):

@@ -8,8 +8,8 @@ import pytest
 
 from ranking import KINDS, assert_masks_equal, reference_global, score_tensors
 
-from tfprune import masks as M
-from tfprune import topk
+from tfprune.sparsity import masks as M
+from tfprune.sparsity import topk
 
 
 def _parts(kind, seed=0):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune.masks import kept_count
+from tfprune.sparsity.masks import kept_count
 
 L = keras.layers
 

@@ -6,7 +6,7 @@ import pytest
 
 import tfprune
 from tfprune import training
-from tfprune.files import replacing
+from tfprune.base.files import replacing
 
 DIGITS = tfprune.data.load("digits", "train")
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfprune import views
+from tfprune.base import views
 
 
 @pytest.fixture(params=["keras", "tf"])

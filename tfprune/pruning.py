@@ -5,13 +5,16 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune import masks as masks_lib
-from tfprune import datachecks, patterns, schedules, scores, views
-from tfprune.connectivity import check_collapse, check_on_collapse
-from tfprune.scores import gradients
-from tfprune.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
-from tfprune.walk import check_built
-from tfprune.wrapping import assign_masks, get_masks, unwrap, wrap
+from tfprune.sparsity import masks as masks_lib
+from tfprune.analysis import datachecks
+from tfprune.sparsity import patterns, schedules
+from tfprune import scores
+from tfprune.base import views
+from tfprune.analysis.connectivity import check_collapse, check_on_collapse
+from tfprune.autodiff import gradients
+from tfprune.layers.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
+from tfprune.base.walk import check_built
+from tfprune.layers.wrapping import assign_masks, get_masks, unwrap, wrap
 
 __all__ = ["prune_at_init"]
 

@@ -13,7 +13,7 @@ import time
 import keras
 import numpy as np
 
-from tfprune import datachecks
+from tfprune.analysis import datachecks
 
 __all__ = ["Recipe", "compile_model", "fit", "evaluate"]
 
@@ -104,7 +104,7 @@ def fit(model, train, recipe, *, steps=None, seed=0, validation=None, callbacks=
 
     Raises:
         ValueError: for ``train`` or ``validation`` that do not fit the model (checked before
-            training: :func:`tfprune.datachecks.check_arrays`), or bad ``steps``.
+            training: :func:`tfprune.analysis.datachecks.check_arrays`), or bad ``steps``.
 
     Example:
         >>> history, seconds = fit(model, (x, y), Recipe(epochs=2))
@@ -138,7 +138,7 @@ def evaluate(model, data, batch_size=1000):
         ``(accuracy, loss)`` as floats.
 
     Raises:
-        ValueError: for ``data`` that does not fit the model (:func:`tfprune.datachecks.check_arrays`).
+        ValueError: for ``data`` that does not fit the model (:func:`tfprune.analysis.datachecks.check_arrays`).
     """
     x, y = datachecks.check_arrays(model, data)
     logits = np.concatenate([keras.ops.convert_to_numpy(model(x[start:start + batch_size], training=False))

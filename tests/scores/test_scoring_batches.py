@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from numpy_mlp import keras_mlp
 
-from tfprune.scores.gradients import class_balanced, scoring_batches
+from tfprune.autodiff.gradients import class_balanced, scoring_batches
 
 RNG = np.random.default_rng(2)
 W = [RNG.normal(size=(4, 6)), np.zeros(6), RNG.normal(size=(6, 3)), np.zeros(3)]

@@ -136,7 +136,7 @@ def test_batch_norm_statistics_follow_each_methods_code():
 def test_normalised_divides_by_the_float64_sum_and_marks_finite_scores(absolute_sum):
     """Signed float32 scores over two tensors: each divided by the float64 sum (or |sum| + ε), as
     float32, and marked finite; a NaN comes back undivided, unmarked, and is then named."""
-    from tfprune.scores.gradients import normalised
+    from tfprune.autodiff.gradients import normalised
 
     scores = [RNG.normal(size=(40, 30)).astype("float32"), RNG.normal(size=7).astype("float32") + 0.5]
     total = sum(float(s.astype(np.float64).sum()) for s in scores)

@@ -8,7 +8,7 @@ import numpy as np
 from numpy_mlp import grads, keras_mlp
 
 import tfprune
-from tfprune.scores import gradients
+from tfprune.autodiff import gradients
 
 RNG = np.random.default_rng(5)
 W = [RNG.normal(size=(4, 6)), RNG.normal(size=6) * 0.1, RNG.normal(size=(6, 3)), RNG.normal(size=3) * 0.1]

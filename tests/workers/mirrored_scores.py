@@ -13,7 +13,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 
 import tfprune  # noqa: E402
-from tfprune.batch_norm import normalised  # noqa: E402
+from tfprune.autodiff.batch_norm import normalised  # noqa: E402
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(40, 8, 8, 3)).astype("float32")

@@ -21,7 +21,7 @@ import keras  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.callbacks import DynamicSparse, GradualPruning  # noqa: E402
-from tfprune.schedules import PolynomialDecay  # noqa: E402
+from tfprune.sparsity.schedules import PolynomialDecay  # noqa: E402
 
 kind, backup_dir, out_path = sys.argv[1:4]
 kill_step, marker = (int(sys.argv[4]), sys.argv[5]) if len(sys.argv) > 4 else (None, None)

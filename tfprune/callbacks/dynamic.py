@@ -11,8 +11,8 @@ weights of smallest ``|w|`` (``f`` the drop fraction at that step; RigL's code t
   callback does not see the batch ``fit`` trains on, so the gradient is computed on a batch of
   ``data`` (pass the training data): update ``u`` (the ``u``-th multiple of
   ``update_frequency``) uses batch ``u mod B`` of the ``B`` batches of :func:`scoring_batches
-  <tfprune.scores.gradients.scoring_batches>`, with the model's compiled loss, in inference
-  mode, as a separate gradient computation (:func:`~tfprune.scores.gradients.effective_gradients`,
+  <tfprune.autodiff.gradients.scoring_batches>`, with the model's compiled loss, in inference
+  mode, as a separate gradient computation (:func:`~tfprune.autodiff.gradients.effective_gradients`,
   masks read as ones): the optimizer never sees a dense update.
 * ``"set"`` (Mocanu et al. 2018) grows at random, from a generator seeded by ``(seed, step)``.
 
@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfprune import masks as masks_lib
+from tfprune.sparsity import masks as masks_lib
 from tfprune.callbacks.updates import MaskUpdate, MaskUpdatingCallback, measured_sparsities
-from tfprune.schedules import DropFraction
-from tfprune.scores.gradients import effective_gradients, scoring_batches
-from tfprune.targets import prunable_weights
-from tfprune.wrapping import apply_masks, get_masks
+from tfprune.sparsity.schedules import DropFraction
+from tfprune.autodiff.gradients import effective_gradients, scoring_batches
+from tfprune.layers.targets import prunable_weights
+from tfprune.layers.wrapping import apply_masks, get_masks
 
 __all__ = ["DynamicSparse", "METHODS", "optimizer_slots"]
 
@@ -89,7 +89,7 @@ class DynamicSparse(MaskUpdatingCallback):
         data: For RigL, ``(x, y)`` arrays or a dataset of ``(x, y)`` batches to compute the
             gradient on (the training data).
         samples: Examples taken from ``data``; default that of
-            :func:`~tfprune.scores.gradients.scoring_batches` (10 × the number of classes).
+            :func:`~tfprune.autodiff.gradients.scoring_batches` (10 × the number of classes).
         batch_size: Examples per gradient batch for arrays; default all ``samples`` in one.
 
     Attributes:

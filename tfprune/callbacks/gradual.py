@@ -21,8 +21,9 @@ sparsity is below a tensor's current sparsity raises (naming the step) and chang
 from __future__ import annotations
 
 
-from tfprune import masks as masks_lib
-from tfprune import patterns, schedules, scores
+from tfprune.sparsity import masks as masks_lib
+from tfprune.sparsity import patterns, schedules
+from tfprune import scores
 from tfprune.callbacks.updates import (MaskUpdate, MaskUpdatingCallback, active_pruning, measured_sparsities,
                                       training_step)
 from tfprune.pruning import prune_at_init
@@ -119,7 +120,7 @@ def _check_schedule(schedule):
     if not isinstance(schedule, schedules.PruningSchedule):
         raise TypeError(
             "schedule must be a tfprune.schedules.PruningSchedule, e.g. "
-            f"tfprune.schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000); got {schedule!r}"
+            f"tfprune.sparsity.schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000); got {schedule!r}"
         )
 
 

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfprune.callbacks.updates import active_pruning, measured_sparsities, training_step
-from tfprune.targets import is_wrapped
+from tfprune.layers.targets import is_wrapped
 
 __all__ = ["PruningSummaries"]
 

@@ -8,9 +8,9 @@ import weakref
 
 import keras
 
-from tfprune import masks as masks_lib
-from tfprune.targets import is_wrapped, prunable_weights
-from tfprune.wrapping import get_masks
+from tfprune.sparsity import masks as masks_lib
+from tfprune.layers.targets import is_wrapped, prunable_weights
+from tfprune.layers.wrapping import get_masks
 
 __all__ = ["MaskUpdate", "active_pruning", "set_active", "measured_sparsities", "training_step", "check_maskable", "MaskUpdatingCallback"]
 

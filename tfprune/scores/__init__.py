@@ -13,6 +13,7 @@ synflow    ``|w| ⊙ ∂R/∂|w|`` on an all-ones input, data-free (Tanaka et al
 ========== ======================================================================================
 """
 
+from tfprune.base.deprecation import moved_attribute
 from tfprune.scores.registry import Scorer, available, get, register
 from tfprune.scores.magnitude import magnitude
 from tfprune.scores.random import random
@@ -23,3 +24,7 @@ from tfprune.scores.synflow import synflow
 
 __all__ = ["Scorer", "available", "get", "register", "magnitude", "random", "snip", "iter_snip", "force",
            "grasp", "synflow"]
+
+
+def __getattr__(name):
+    return moved_attribute(__name__, name)

@@ -12,7 +12,7 @@ updating the moving averages.
 
 from keras import ops
 
-from tfprune.scores.gradients import effective_gradients, normalised, scoring_batches
+from tfprune.autodiff.gradients import effective_gradients, normalised, scoring_batches
 from tfprune.scores.registry import register
 
 

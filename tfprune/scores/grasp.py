@@ -35,8 +35,8 @@ normalisation) and e329c2e (the sign). The SynFlow paper's GraSP figures (critic
 import keras
 from keras import ops
 
-from tfprune import datachecks
-from tfprune.scores.gradients import (effective_gradients, effective_values, hessian_gradient, normalised,
+from tfprune.analysis import datachecks
+from tfprune.autodiff.gradients import (effective_gradients, effective_values, hessian_gradient, normalised,
                                       scoring_batches)
 from tfprune.scores.registry import register
 
@@ -77,7 +77,7 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
 
     Raises:
         ValueError: for a temperature other than 1 with ``from_logits=False``, or data that do not
-            fit (:func:`tfprune.scores.gradients.scoring_batches`).
+            fit (:func:`tfprune.autodiff.gradients.scoring_batches`).
 
     Example:
         >>> pruned = tfprune.prune_at_init(model, "grasp", sparsity=0.9, data=(x[:100], y[:100]))

@@ -20,7 +20,7 @@ are not updated).
 
 from keras import ops
 
-from tfprune.scores.gradients import effective_gradients, effective_values, normalised, scoring_batches
+from tfprune.autodiff.gradients import effective_gradients, effective_values, normalised, scoring_batches
 from tfprune.scores.registry import register
 
 

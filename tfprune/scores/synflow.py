@@ -43,9 +43,9 @@ import tensorflow as tf
 from keras import ops
 
 from tfprune import _compat
-from tfprune.linearized import linearized
-from tfprune.masks import FiniteScores
-from tfprune.scores.gradients import Step, compiled, substitute
+from tfprune.autodiff.linearized import linearized
+from tfprune.sparsity.masks import FiniteScores
+from tfprune.autodiff.gradients import Step, compiled, substitute
 from tfprune.scores.registry import register
 
 __all__ = ["synflow", "flow_network", "ones_inputs", "rescaled"]
@@ -105,7 +105,7 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
 def flow_network(model, targets, values, zero_shifts=False):
     """Runs the enclosed calls of ``model`` as the network SynFlow scores.
 
-    Non-linearities are made positively homogeneous (:func:`tfprune.linearized.linearized`), the
+    Non-linearities are made positively homogeneous (:func:`tfprune.autodiff.linearized.linearized`), the
     targets' effective weights are ``values``, every other float variable is its absolute value,
     and every embedding lookup returns the sum of all rows of its (substituted) matrix — the
     all-ones one-hot input. No variable changes.

@@ -22,7 +22,7 @@ taylor  ``‖W_n ⊙ ∇_{W_n} L‖₂``, first-order Taylor
 singe   ``∫₀¹ ‖W_n‖ · ‖∇_{W_n} L(W with W_n ← μ W_n)‖ dμ``, SInGE (Yvinec et al. 2022)
 ======= ==========================================================================================
 
-``L`` is the mean loss over the scoring examples (:func:`tfprune.scores.gradients.scoring_batches`;
+``L`` is the mean loss over the scoring examples (:func:`tfprune.autodiff.gradients.scoring_batches`;
 each batch's mean loss weighted by its share of the examples, so scores do not depend on
 ``batch_size``), computed in inference mode (``training=False``: batch norm uses its moving
 statistics). No variable is ever written: scaled weights are substituted through
@@ -43,10 +43,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprune import datachecks, layer_specs, walk
-from tfprune.scores.gradients import (Step, batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
+from tfprune.analysis import datachecks
+from tfprune.layers import specs as layer_specs
+from tfprune.base import walk
+from tfprune.autodiff.gradients import (Step, batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
                                       substitute)
-from tfprune.targets import is_wrapped
+from tfprune.layers.targets import is_wrapped
 
 __all__ = ["Criterion", "register", "get", "available", "producer_layers", "unit_weights", "riemann_path", "l1", "l2",
            "taylor", "singe", "integrated_gradients"]

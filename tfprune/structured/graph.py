@@ -59,9 +59,11 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from tfprune import _compat, layer_specs, walk
-from tfprune.layers import SubstitutingWrapper
-from tfprune.targets import require_keras3
+from tfprune import _compat
+from tfprune.layers import specs as layer_specs
+from tfprune.base import walk
+from tfprune.layers.masked import SubstitutingWrapper
+from tfprune.layers.targets import require_keras3
 
 __all__ = ["Group", "DependencyGraph", "dependency_graph"]
 

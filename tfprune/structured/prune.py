@@ -15,8 +15,9 @@ import time
 import keras
 import numpy as np
 
-from tfprune import datachecks, training
-from tfprune.profile import profile
+from tfprune.analysis import datachecks
+from tfprune import training
+from tfprune.analysis.profile import profile
 from tfprune.structured import criteria as criteria_lib
 from tfprune.structured.graph import dependency_graph
 from tfprune.structured.remove import remove
@@ -186,7 +187,7 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
     Raises:
         ValueError: for a model without a layer graph (subclassed), a target below the minimum
             reachable (the message gives it), ``data`` or ``validation`` that do not fit the model
-            (:func:`tfprune.datachecks.check_arrays`), NaN or infinite scores (naming the layer), or
+            (:func:`tfprune.analysis.datachecks.check_arrays`), NaN or infinite scores (naming the layer), or
             bad arguments.
 
     Example:

@@ -7,7 +7,9 @@ import numbers
 import keras
 import numpy as np
 
-from tfprune import _compat, layer_specs, walk
+from tfprune import _compat
+from tfprune.layers import specs as layer_specs
+from tfprune.base import walk
 from tfprune.structured import graph as graph_lib
 
 __all__ = ["remove"]

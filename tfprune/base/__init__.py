@@ -1,0 +1,3 @@
+"""Foundations that know nothing of pruning: walking a model's layers (:mod:`walk`), NumPy views of
+variables (:mod:`views`), atomic file writes (:mod:`files`), running under a tf.distribute strategy
+(:mod:`distribute`) and renamed arguments and modules (:mod:`deprecation`)."""

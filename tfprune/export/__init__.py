@@ -1,0 +1,9 @@
+"""Export a pruned model: a TFLite file with sparse tensors, checked against the Keras model.
+
+>>> report = tfprune.export.tflite(tfprune.strip(pruned), "model.tflite", check_data=x[:256])
+"""
+from tfprune.export.tflite_export import (ExportMismatchError, SparseTensor, TFLiteReport, available_runtimes,
+                                          describe, make_interpreter, tflite)
+
+__all__ = ["ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
+           "make_interpreter", "tflite"]

@@ -1,0 +1,289 @@
+"""Putting masks into a model and taking them out: wrap, apply_masks, get_masks, strip, unwrap.
+
+Functional and Sequential models are cloned around the *same* layer objects (so the wrapped and
+the original model share weights, and the original stays usable); operation nodes, nested models
+and shared layers are carried over (see :func:`rebuild`). Subclassed models have no graph to
+clone: their tracked sub-layers are replaced in place, and the same model object is returned.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfprune import _compat
+from tfprune.base import distribute, views, walk
+from tfprune.layers.masked import MaskedLayer, relative_path
+from tfprune.layers.targets import require_keras3, is_wrapped, prunable_weights
+
+__all__ = ["wrap", "unwrap", "apply_masks", "get_masks", "strip"]
+
+
+def wrap(model, policy=None, include_bias=False, include_norm=False):
+    """Wraps every layer with prunable weights in a :class:`MaskedLayer` (all masks ones).
+
+    Args:
+        model: A built Keras 3 model (Sequential, functional, nested or subclassed).
+        policy: Which layers to prune (see :func:`tfprune.prunable_weights`).
+        include_bias: Mask biases too.
+        include_norm: Mask normalisation γ and β too.
+
+    Returns:
+        The wrapped model: a new model sharing the layers of a functional or Sequential
+        ``model``, or ``model`` itself, changed in place, if it is subclassed. Compile it after
+        wrapping.
+
+    Raises:
+        ValueError: if the model is unbuilt, already wrapped, or has no prunable weights.
+
+    Example:
+        >>> wrapped = tfprune.wrap(model, policy="skip_first_last")
+        >>> wrapped.compile(...); wrapped.fit(...)  # pruned weights stay pruned
+    """
+    require_keras3(model)
+    if is_wrapped(model):
+        raise ValueError(f"model {model.name!r} is already wrapped")
+    targets = prunable_weights(model, policy, include_bias, include_norm)
+    chosen = {}
+    for t in targets:
+        chosen.setdefault(id(t.unit), []).append(relative_path(t.unit, t.variable))
+
+    def replace(layer):
+        paths = chosen.get(id(layer))
+        return layer if paths is None else MaskedLayer(layer, masked_weights=paths)
+
+    with distribute.creation_scope(model):  # masks mirrored like the weights, if distributed
+        return rebuild(model, replace)
+
+
+def rebuild(model, replace):
+    """A model whose layers and operations are ``replace(layer)``.
+
+    Graph models (functional, Sequential) are cloned with ``keras.models.clone_model``; every node
+    of the graph, operation nodes (``x + y``, ``keras.ops`` calls, the mask a layer computes)
+    included, is passed to ``replace``, as ``clone_model`` passes it to its ``clone_function``.
+    Subclassed models are changed in place. Nested models are rebuilt the same way. ``replace``
+    is called once per object however many nodes and models share it, so a shared layer gets one
+    replacement and a model used twice one rebuilt model.
+
+    Args:
+        model: A Keras 3 model.
+        replace: ``replace(layer_or_operation) -> layer_or_operation``; nested models never reach it.
+
+    Returns:
+        The rebuilt model: a new model for graph models, ``model`` itself otherwise.
+    """
+    done = {}
+
+    def rebuilt(layer):
+        if id(layer) not in done:
+            done[id(layer)] = _rebuild_model(layer, rebuilt) if isinstance(layer, keras.Model) else replace(layer)
+        return done[id(layer)]
+
+    return _rebuild_model(model, rebuilt)
+
+
+def _rebuild_model(model, rebuilt):
+    if walk.is_graph_model(model):
+        return keras.models.clone_model(model, clone_function=rebuilt)
+    for layer in _compat.direct_sublayers(model):
+        new = rebuilt(layer)
+        if new is not layer:
+            _replace_sublayer(model, layer, new)
+    _forget_compiled_functions(model)
+    return model
+
+
+def _replace_sublayer(parent, old, new):
+    """Replaces every reference of ``parent`` to ``old`` (attributes, lists, dicts) by ``new``."""
+    attributes, containers = [], []
+    for attr, value in vars(parent).items():
+        if attr == _compat.LAYER_LIST_ATTRIBUTE:  # Keras's own list: updated below
+            continue
+        if value is old:
+            attributes.append((attr, new))
+        elif isinstance(value, tuple) and any(item is old for item in value):
+            attributes.append((attr, tuple(new if item is old else item for item in value)))
+        elif isinstance(value, (list, dict)):
+            keys = range(len(value)) if isinstance(value, list) else list(value)
+            containers.extend((value, key) for key in keys if value[key] is old)
+    if not attributes and not containers:
+        raise ValueError(
+            f"cannot replace layer {old.name!r} inside {parent.name!r}: it is not held in an "
+            "attribute, list or dict of that layer"
+        )
+    _compat.replace_tracked_layer(parent, old, new)
+    for attr, value in attributes:
+        setattr(parent, attr, value)  # through Keras's and TensorFlow's attribute tracking
+    for container, key in containers:
+        container[key] = new
+
+
+def _forget_compiled_functions(model):
+    """Drops traced train/test/predict functions, which still call the replaced layers."""
+    for name in ("train_function", "test_function", "predict_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
+
+
+def _masked(model):
+    """The targets of a wrapped model; a clear error for a plain one."""
+    if not is_wrapped(model):
+        raise ValueError(f"model {model.name!r} has no masks: wrap it first (tfprune.wrap or tfprune.prune_at_init)")
+    return prunable_weights(model)
+
+
+def get_masks(model):
+    """The masks of a wrapped model as boolean NumPy arrays, in :func:`prunable_weights` order.
+
+    Args:
+        model: A wrapped model.
+
+    Returns:
+        A list of boolean arrays, one per masked weight.
+
+    Example:
+        >>> masks = tfprune.get_masks(wrapped)
+        >>> tfprune.masks.density(masks)
+    """
+    return [views.view(t.mask) != 0 for t in _masked(model)]
+
+
+def apply_masks(model, masks):
+    """Sets the masks of a wrapped model. Nothing is changed unless every mask is valid.
+
+    Args:
+        model: A wrapped model.
+        masks: Boolean or 0/1 arrays, either a list in :func:`prunable_weights` order or a dict
+            keyed by the weight's path (``target.name``); a dict may cover only some weights.
+
+    Raises:
+        ValueError: on a wrong number of masks, a shape mismatch, an unknown path, or values
+            other than 0 and 1.
+
+    Example:
+        >>> tfprune.apply_masks(wrapped, [np.abs(t.variable.numpy()) > 0.05 for t in targets])
+    """
+    targets = _masked(model)
+    if isinstance(masks, dict):
+        by_name = {t.name: t for t in targets}
+        unknown = sorted(set(masks) - set(by_name))
+        if unknown:
+            raise ValueError(f"no masked weight named {unknown}; masked weights: {sorted(by_name)}")
+        pairs = [(by_name[name], m) for name, m in masks.items()]
+    else:
+        masks = list(masks)
+        if len(masks) != len(targets):
+            raise ValueError(f"got {len(masks)} masks for {len(targets)} masked weights")
+        pairs = list(zip(targets, masks))
+    checked = []
+    for t, m in pairs:
+        m = np.asarray(m)
+        if m.shape != t.shape:
+            raise ValueError(f"mask for {t.name} has shape {m.shape}, the weight has shape {t.shape}")
+        if m.dtype != bool and not ((m == 0) | (m == 1)).all():
+            raise ValueError(f"mask for {t.name} holds values other than 0 and 1")
+        checked.append((t, m))
+    assign_masks([t for t, _ in checked], [m for _, m in checked])
+
+
+def assign_masks(targets, masks):
+    """Writes masks into the targets' mask variables, unchecked (:func:`apply_masks` checks them).
+
+    Args:
+        targets: Targets of a wrapped model (:func:`tfprune.prunable_weights`).
+        masks: Boolean or 0/1 arrays shaped like the targets, in the same order.
+    """
+    for t, m in zip(targets, masks):
+        # A boolean copy into TensorFlow, cast there, written into the TensorFlow variable itself
+        # (mirrored under a strategy): Keras's assign adds a conversion, checks and a read back.
+        t.mask.value.assign(ops.cast(m, t.mask.dtype), read_value=False)
+
+
+def strip(model):
+    """A plain Keras model with the masked weights written as zeros and no tfprune layers.
+
+    Works on any functional graph: operation nodes (``x + y``, ``keras.ops`` calls, the mask an
+    ``Embedding(mask_zero=True)`` computes), nested functional and Sequential models, shared
+    layers (one copy however many nodes call them) and several inputs and outputs.
+
+    Args:
+        model: A wrapped model.
+
+    Returns:
+        For functional and Sequential models, a new model with weights of its own: every layer
+        with variables is copied from its config and given its weights, masked ones as zeros;
+        nodes without variables (operations, activations, pooling, ``Lambda``) hold no state and
+        are shared with ``model``. The wrapped model keeps its dense weights and masks. For
+        subclassed models, ``model`` itself, changed in place: each MaskedLayer is replaced by
+        its layer, whose masked weights are set to zero.
+
+    Raises:
+        ValueError: if ``model`` has no masks, a graph model holds a subclassed model (strip
+            that one first), or a layer with variables cannot be copied from its config.
+
+    Example:
+        >>> plain = tfprune.strip(wrapped)
+        >>> plain.save("pruned.keras")  # loads without tfprune
+    """
+    _masked(model)
+    if not walk.is_graph_model(model):
+        return unwrap(model, zero_masked=True)
+    subclassed = [m.name for m in walk.nested_models(model) if not walk.is_graph_model(m)]
+    if subclassed:
+        raise ValueError(
+            f"cannot strip {model.name!r}: it holds the subclassed model(s) {subclassed}, which have "
+            "no graph to copy; strip those first (in place), then this one"
+        )
+
+    copies = []
+
+    def copy(node):
+        inner = node.layer if isinstance(node, MaskedLayer) else node
+        if not (isinstance(inner, keras.layers.Layer) and inner.variables):
+            return inner  # no state to separate: shared
+        try:
+            new = type(inner).from_config(inner.get_config())
+        except Exception as error:  # the layer's own get_config/from_config failed
+            raise ValueError(
+                f"cannot copy layer {inner.name!r} of type {type(inner).__name__} from its config "
+                f"({error}); give it a get_config() that from_config() accepts"
+            ) from error
+        copies.append((node, new))
+        return new
+
+    stripped = rebuild(model, copy)
+    for old, new in copies:
+        new.set_weights(_effective_weights(old))
+    return stripped
+
+
+def unwrap(model, zero_masked=False):
+    """Replaces each MaskedLayer by its layer (in place for subclassed models).
+
+    Args:
+        model: A wrapped model.
+        zero_masked: Write the masked weights as zeros first (what :func:`strip` does); without
+            it the layers get back their dense weights and the masks are dropped.
+
+    Returns:
+        The unwrapped model: ``model`` itself if subclassed, else a clone around the same layers.
+    """
+    def unwrap_layer(layer):
+        if not isinstance(layer, MaskedLayer):
+            return layer
+        if zero_masked:
+            for variable, mask in layer.masked_variables:
+                variable.assign(variable.value * mask.value)
+        return layer.layer
+
+    return rebuild(model, unwrap_layer)
+
+
+def _effective_weights(layer):
+    """The layer's weights as NumPy arrays, masked weights multiplied by their masks."""
+    if not isinstance(layer, MaskedLayer):
+        return [w.numpy() for w in layer.weights]
+    masks = {id(v): m.numpy() for v, m in layer.masked_variables}
+    return [w.numpy() * masks[id(w)] if id(w) in masks else w.numpy() for w in layer.layer.weights]
