@@ -3,7 +3,7 @@
 Each model is made smaller with ``tfprune.structured.remove``: every prunable unit group (channel
 groups, attention heads, FFN units) loses the same share of its units, those of lowest L1 norm
 (``tfprune.structured.criteria.l1``), the share found by bisection so that the MACs
-(``tfprune.profile``) are at most ``--target-macs`` of the dense model's (``--round-to 8`` keeps a
+(``tfprune.profile``) are at most ``--kept-macs`` of the dense model's (``--round-to 8`` keeps a
 multiple of 8 units per group, which vector kernels prefer). The models are
 ``keras.applications`` ResNet50 and MobileNetV2 (``weights=None``, ``--size``², 1000 classes) and a
 ViT-S encoder block (pre-norm, ``--tokens`` tokens of width 384, 6 heads, FFN 1536). Latency does
@@ -55,7 +55,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--target-macs", type=float, default=0.5, help="MACs of the pruned model / dense (default 0.5)")
+    parser.add_argument("--kept-macs", type=float, default=0.5, help="MACs of the pruned model / dense (default 0.5)")
+    parser.add_argument("--target-macs", dest="kept_macs", type=float, help=argparse.SUPPRESS)  # 0.1 spelling
     parser.add_argument("--size", type=int, default=224, help="image side of ResNet50 and MobileNetV2 (default 224)")
     parser.add_argument("--tokens", type=int, default=197, help="tokens of the Transformer block (default 197)")
     parser.add_argument("--batch", type=int, default=32, help="the larger Keras batch (default 32)")
@@ -172,7 +173,7 @@ def median_ms(runners, rounds, calls):
 
 def measure(name, args, folder):
     dense = build(name, args)
-    small = pruned(dense, args.target_macs, args.round_to)
+    small = pruned(dense, args.kept_macs, args.round_to)
     (dense_macs, dense_params), (small_macs, small_params) = counts(dense), counts(small)
     print(f"{name}: MACs {dense_macs:,} → {small_macs:,}, params {dense_params:,} → {small_params:,}", flush=True)
     settings = ["keras b1", f"keras b{args.batch}"] + ([] if args.no_tflite else ["tflite b1"])

@@ -25,9 +25,9 @@ import numpy as np  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune import autoprune  # noqa: E402
+from tfprune.experiments.documents import write_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- autoprune-mnist:begin -->", "<!-- autoprune-mnist:end -->"
 COMMON = dict(batch_size=100, lr=1e-3, aux_lr=1e-2, initial_aux=1.0, seed=0)
 CONFIG = {
     "lenet_300_100": dict(epochs=10, penalty=1e-4, penalty_epochs=8),
@@ -117,18 +117,6 @@ def settings():
             f"{COMMON['batch_size']}.")
 
 
-def write_doc(path, text):
-    """Replaces the text between the results markers of ``path`` (appends the block if absent)."""
-    path = Path(path)
-    old = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
-    else:
-        new = old + ("\n" if old else "") + block + "\n"
-    path.write_text(new)
-
-
 def main(argv=None):
     args = parse_args(argv)
     command = "python examples/autoprune_mnist.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -151,7 +139,7 @@ def main(argv=None):
             f"(shared).\n\n{table(results)}\n\n{settings()}")
     print(text)
     if args.doc:
-        write_doc(args.doc, text)
+        write_block(args.doc, "autoprune-mnist", text)
         print(f"written to {args.doc}")
 
 

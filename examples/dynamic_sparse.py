@@ -34,10 +34,10 @@ from tfprune import training
 from tfprune.callbacks import DynamicSparse, GradualPruning
 from tfprune.base.files import replacing_text
 from tfprune.sparsity.schedules import PolynomialDecay
+from tfprune.experiments.documents import write_block
 from tfprune.experiments.sweep import kept_weights
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- dynamic-sparse:begin -->", "<!-- dynamic-sparse:end -->"
 METHODS = ("dense", "random_erk", "snip", "synflow", "gradual", "set", "rigl")
 FIELDS = ("method", "sparsity", "seed", "test_accuracy", "measured_sparsity", "seconds")
 
@@ -175,16 +175,6 @@ def reproducing_command(args):
             f"--update-frequency {args.update_frequency} --drop-fraction {args.drop_fraction:g} --out {out}")
 
 
-def write_doc(path, text):
-    doc = Path(path)
-    content = doc.read_text()
-    if BEGIN not in content:
-        raise SystemExit(f"{path} has no {BEGIN} … {END} block to replace")
-    head, rest = content.split(BEGIN, 1)
-    with replacing_text(doc) as f:
-        f.write(head + f"{BEGIN}\n{text}\n{END}" + rest.split(END, 1)[1])
-
-
 def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
     recipe = training.Recipe(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
@@ -213,7 +203,7 @@ def main(argv=None):
     text = table(rows, args, reproducing_command(args), minutes)
     print(text)
     if args.doc:
-        write_doc(args.doc, text)
+        write_block(args.doc, "dynamic-sparse", text)
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min; runs in {csv_path}", flush=True)
 
 

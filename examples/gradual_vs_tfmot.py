@@ -41,7 +41,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- gradual-vs-tfmot:begin -->", "<!-- gradual-vs-tfmot:end -->"
 RECIPE = dict(dense_epochs=4, dense_batch=32, prune_epochs=2, prune_batch=128, validation_split=0.1,
               initial_sparsity=0.5, final_sparsity=0.8, frequency=100, skip_steps=20)
 
@@ -241,18 +240,6 @@ def table(dense, per_run, seeds):
     return "\n".join(lines)
 
 
-def write_doc(path, text):
-    doc = Path(path)
-    content = doc.read_text()
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in content:
-        head, rest = content.split(BEGIN, 1)
-        content = head + block + rest.split(END, 1)[1]
-    else:
-        content = content.rstrip() + "\n\n" + block + "\n"
-    doc.write_text(content)
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.stage:
@@ -274,7 +261,8 @@ def main(argv=None):
     text = table(dense, per_run, args.seeds)
     print(text)
     if args.doc:
-        write_doc(args.doc, text)
+        from tfprune.experiments.documents import write_block  # imports TensorFlow: only here
+        write_block(args.doc, "gradual-vs-tfmot", text)
 
 
 if __name__ == "__main__":

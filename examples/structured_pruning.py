@@ -6,9 +6,9 @@ and reports test accuracy before/after, parameters and MACs. Writes ``OUT.csv`` 
 criterion and step), ``OUT.md`` (the table) and ``OUT.png`` (accuracy against MACs).
 
     python examples/structured_pruning.py --model resnet20 --data cifar10 --train-samples 10000 \\
-        --epochs 10 --target-macs 0.5 --out benchmarks/results/structured_resnet20
+        --epochs 10 --kept-macs 0.5 --out benchmarks/results/structured_resnet20
     python examples/structured_pruning.py --model lenet_300_100 --data mnist --epochs 3 \\
-        --target-macs 0.5 --out benchmarks/results/structured_lenet300
+        --kept-macs 0.5 --out benchmarks/results/structured_lenet300
 """
 
 import argparse
@@ -39,7 +39,8 @@ def main():
     parser.add_argument("--val-samples", type=int, default=1000, help="held out from the training data")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the dense training")
     parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--target-macs", type=float, default=0.5)
+    parser.add_argument("--kept-macs", type=float, default=0.5, help="MACs kept, a fraction of the dense model's")
+    parser.add_argument("--target-macs", dest="kept_macs", type=float, help=argparse.SUPPRESS)  # 0.1 spelling
     parser.add_argument("--step-fraction", type=float, default=0.1)
     parser.add_argument("--finetune-steps", type=int, default=50)
     parser.add_argument("--final-epochs", type=int, default=2)
@@ -78,10 +79,10 @@ def main():
     for name in args.criteria.split(","):
         options = {"steps": args.singe_steps} if name == "singe" else None
         start = time.perf_counter()
-        result = structured.prune(dense, name, data=train, target_macs=args.target_macs,
+        result = structured.prune(dense, name, data=train, kept_macs=args.kept_macs,
                                   step_fraction=args.step_fraction, finetune_steps=args.finetune_steps,
                                   final_finetune_epochs=args.final_epochs, recipe=finetune, validation=validation,
-                                  samples=args.samples, criterion_options=options, seed=args.seed)
+                                  samples=args.samples, seed=args.seed, **options)
         seconds = time.perf_counter() - start
         accuracy = training.evaluate(result.model, test)[0]
         final_macs, final_params = structured.counts(result.model)

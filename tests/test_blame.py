@@ -74,7 +74,7 @@ def test_structured_prune_names_a_nan_weight(xy, criterion):
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"weight '[\w/]*hidden/kernel' of model '\w+' holds 1 NaN and 0 infinite "
                                          r"values \(of 2048; first at flat index 100\)"):
-        structured.prune(model, criterion, data=xy, target_params=0.8, finetune_steps=0, final_finetune_epochs=0,
+        structured.prune(model, criterion, data=xy, kept_params=0.8, finetune_steps=0, final_finetune_epochs=0,
                          samples=32, verbose=0)
     assert_unchanged(model, before)
 
@@ -97,7 +97,7 @@ def test_structured_prune_stops_on_nan_scores_naming_the_layer(xy, nan_criterion
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"criterion 'test_half_nan' gave layer 'hidden' 2 NaN and 0 infinite scores "
                                          r"\(of 32 units\)"):
-        structured.prune(model, nan_criterion, data=xy, target_params=0.8, finetune_steps=0, final_finetune_epochs=0,
+        structured.prune(model, nan_criterion, data=xy, kept_params=0.8, finetune_steps=0, final_finetune_epochs=0,
                          verbose=0)
     assert_unchanged(model, before)
 

@@ -48,7 +48,7 @@ def only_files(folder):
 
 def test_prune_saves_a_wrapped_model_with_the_exact_kept_count(tmp_path, capsys):
     out = tmp_path / "p.keras"
-    code, stdout, _ = run(["prune", *MLP, "--method", "snip", "--compression", "10", "--out", str(out)], capsys)
+    code, stdout, _ = run(["prune", *MLP, "--criterion", "snip", "--compression", "10", "--out", str(out)], capsys)
     assert code == 0 and "saved wrapped model" in stdout
     model = keras.models.load_model(out)
     kept = sum(int(m.sum()) for m in tfprune.get_masks(model))
@@ -58,7 +58,7 @@ def test_prune_saves_a_wrapped_model_with_the_exact_kept_count(tmp_path, capsys)
 
 def test_prune_strip_and_include_bias_save_a_plain_model_with_zeros(tmp_path, capsys):
     out = tmp_path / "p.keras"
-    code, _, _ = run(["prune", *MLP, "--method", "magnitude", "--sparsity", "0.9", "--include-bias", "--strip",
+    code, _, _ = run(["prune", *MLP, "--criterion", "magnitude", "--sparsity", "0.9", "--include-bias", "--strip",
                       "--quiet", "--out", str(out)], capsys)
     assert code == 0
     model = keras.models.load_model(out)
@@ -71,7 +71,7 @@ def test_prune_strip_and_include_bias_save_a_plain_model_with_zeros(tmp_path, ca
 
 def test_prune_block_keeps_whole_blocks(tmp_path, capsys):
     out = tmp_path / "p.keras"
-    assert run(["prune", *MLP, "--method", "magnitude", "--compression", "4", "--block", "1x4", "--quiet",
+    assert run(["prune", *MLP, "--criterion", "magnitude", "--compression", "4", "--pattern", "1x4", "--quiet",
                 "--out", str(out)], capsys)[0] == 0
     for m in tfprune.get_masks(keras.models.load_model(out)):
         rows = m.reshape(m.shape[0] // 4, 4, m.shape[1]) if m.shape[0] % 4 == 0 else None
@@ -82,7 +82,7 @@ def test_prune_from_a_saved_file(tmp_path, capsys):
     source = tmp_path / "m.keras"
     tfprune.models.lenet_300_100((8, 8, 1)).save(source)
     out = tmp_path / "p.keras"
-    assert run(["prune", str(source), "--method", "random", "--compression", "100", "--quiet", "--out", str(out)],
+    assert run(["prune", str(source), "--criterion", "random", "--compression", "100", "--quiet", "--out", str(out)],
                capsys)[0] == 0
     kept = sum(int(m.sum()) for m in tfprune.get_masks(keras.models.load_model(out)))
     assert kept == masks.kept_count(0.01, KERNELS) == 502
@@ -91,9 +91,9 @@ def test_prune_from_a_saved_file(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--method", "nope", "--compression", "10"], "unknown method 'nope'"),
-        (["--method", "snip", "--compression", "0.5"], "compression"),
-        (["--method", "snip", "--compression", "10", "--data", "imagenet"], "imagenet"),
+        (["--criterion", "nope", "--compression", "10"], "unknown criterion 'nope'"),
+        (["--criterion", "snip", "--compression", "0.5"], "compression"),
+        (["--criterion", "snip", "--compression", "10", "--data", "imagenet"], "imagenet"),
     ],
 )
 def test_prune_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
@@ -106,13 +106,13 @@ def test_prune_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, 
 def test_prune_refuses_data_of_another_shape_and_missing_data(tmp_path, capsys):
     out = str(tmp_path / "p.keras")
     code, _, err = run(["prune", "--model", "lenet_300_100", "--data", "digits", "--input-shape", "28,28,1",
-                        "--method", "snip", "--compression", "10", "--out", out], capsys)
+                        "--criterion", "snip", "--compression", "10", "--out", out], capsys)
     assert_one_line_error(code, err, "x has examples of shape (8, 8, 1), but model 'lenet_300_100' takes inputs of "
                                      "shape (28, 28, 1)")
-    code, _, err = run(["prune", "--model", "lenet_300_100", "--method", "snip", "--compression", "10",
+    code, _, err = run(["prune", "--model", "lenet_300_100", "--criterion", "snip", "--compression", "10",
                         "--out", out], capsys)
-    assert_one_line_error(code, err, "method 'snip' scores with data: pass --data NAME")
-    code, _, err = run(["prune", *MLP, "--method", "snip", "--compression", "10", "--out", str(tmp_path / "p.h5")],
+    assert_one_line_error(code, err, "criterion 'snip' scores with data: pass --data NAME")
+    code, _, err = run(["prune", *MLP, "--criterion", "snip", "--compression", "10", "--out", str(tmp_path / "p.h5")],
                        capsys)
     assert_one_line_error(code, err, "--out must end in .keras")
     assert only_files(tmp_path) == []
@@ -121,19 +121,19 @@ def test_prune_refuses_data_of_another_shape_and_missing_data(tmp_path, capsys):
 def test_prune_failure_keeps_an_existing_output(tmp_path, capsys):
     out = tmp_path / "p.keras"
     out.write_bytes(b"old")
-    code, _, _ = run(["prune", *MLP, "--method", "snip", "--compression", "0.1", "--out", str(out)], capsys)
+    code, _, _ = run(["prune", *MLP, "--criterion", "snip", "--compression", "0.1", "--out", str(out)], capsys)
     assert code == 1 and out.read_bytes() == b"old"
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    with pytest.raises(ValueError, match="unknown method"):
-        cli.main(["--debug", "prune", *MLP, "--method", "nope", "--compression", "10",
+    with pytest.raises(ValueError, match="unknown criterion"):
+        cli.main(["--debug", "prune", *MLP, "--criterion", "nope", "--compression", "10",
                   "--out", str(tmp_path / "p.keras")])
 
 
 # --- sweep ------------------------------------------------------------------------------------
 
-SWEEP = ["sweep", *MLP, "--methods", "random,snip", "--compressions", "10,100", "--epochs", "1", "--seeds", "2",
+SWEEP = ["sweep", *MLP, "--criteria", "random,snip", "--compressions", "10,100", "--epochs", "1", "--seeds", "2",
          "--batch-size", "64", "--quiet"]
 
 
@@ -197,10 +197,10 @@ def test_sweep_resumes_an_interrupted_run(tmp_path, capsys, monkeypatch):
 
 def test_sweep_with_other_settings_refuses_to_mix_results(tmp_path, capsys):
     out = tmp_path / "sweep"
-    assert run([*SWEEP[:-1], "--methods", "random", "--compressions", "10", "--seeds", "1", "--no-dense",
+    assert run([*SWEEP[:-1], "--criteria", "random", "--compressions", "10", "--seeds", "1", "--no-dense",
                 "--quiet", "--out", str(out)], capsys)[0] == 0
     before = (out / "sweep.csv").read_bytes()
-    code, _, err = run([*SWEEP[:-1], "--methods", "random", "--compressions", "10", "--seeds", "1", "--no-dense",
+    code, _, err = run([*SWEEP[:-1], "--criteria", "random", "--compressions", "10", "--seeds", "1", "--no-dense",
                         "--lr", "0.01", "--quiet", "--out", str(out)], capsys)
     assert_one_line_error(code, err, "different configuration (recipe differ)")
     assert (out / "sweep.csv").read_bytes() == before
@@ -209,7 +209,7 @@ def test_sweep_with_other_settings_refuses_to_mix_results(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--methods", "random,nope"], "unknown method 'nope'"),
+        (["--criteria", "random,nope"], "unknown criterion 'nope'"),
         (["--model", "resnet7"], "unknown --model 'resnet7'"),
         (["--train-samples", "0"], "--train-samples must be >= 1"),
     ],
@@ -236,7 +236,7 @@ def test_compression_ranges_parse_as_log10_and_bad_ranges_exit_2(capsys):
 
 def test_collapse_writes_csv_and_png_and_prints_critical_compressions(tmp_path, capsys):
     out = tmp_path / "collapse"
-    code, stdout, _ = run(["collapse", "--model", "conv", "--input-shape", "8,8,1", "--methods", "magnitude,random",
+    code, stdout, _ = run(["collapse", "--model", "conv", "--input-shape", "8,8,1", "--criteria", "magnitude,random",
                            "--compressions", "0:2:1", "--seeds", "1", "--quiet", "--out", str(out)], capsys)
     assert code == 0
     assert only_files(out) == ["collapse.csv", "collapse.png"]
@@ -256,8 +256,8 @@ def test_collapse_writes_csv_and_png_and_prints_critical_compressions(tmp_path, 
 
 def test_collapse_bad_input_creates_nothing(tmp_path, capsys):
     out = tmp_path / "collapse"
-    code, _, err = run(["collapse", "--model", "conv", "--methods", "nope", "--out", str(out)], capsys)
-    assert_one_line_error(code, err, "unknown method 'nope'")
+    code, _, err = run(["collapse", "--model", "conv", "--criteria", "nope", "--out", str(out)], capsys)
+    assert_one_line_error(code, err, "unknown criterion 'nope'")
     code, _, err = run(["collapse", "--out", str(out)], capsys)
     assert_one_line_error(code, err, "give a reference network with --model NAME")
     assert not out.exists()
@@ -267,7 +267,7 @@ def test_collapse_bad_input_creates_nothing(tmp_path, capsys):
 
 def test_profile_json_counts_every_weight(tmp_path, capsys):
     path = tmp_path / "p.keras"
-    assert run(["prune", *MLP, "--method", "magnitude", "--compression", "10", "--quiet", "--out", str(path)],
+    assert run(["prune", *MLP, "--criterion", "magnitude", "--compression", "10", "--quiet", "--out", str(path)],
                capsys)[0] == 0
     code, stdout, _ = run(["profile", str(path), "--json"], capsys)
     assert code == 0
@@ -302,10 +302,10 @@ def test_profile_missing_file_is_one_line(tmp_path, capsys):
 
 def test_export_writes_a_checked_block_sparse_tflite(tmp_path, capsys):
     pruned = tmp_path / "p.keras"
-    assert run(["prune", *MLP, "--method", "magnitude", "--compression", "4", "--block", "1x4", "--quiet",
+    assert run(["prune", *MLP, "--criterion", "magnitude", "--compression", "4", "--pattern", "1x4", "--quiet",
                 "--out", str(pruned)], capsys)[0] == 0
     out = tmp_path / "p.tflite"
-    code, stdout, _ = run(["export", str(pruned), "--tflite", str(out), "--block", "1x4", "--data", "digits",
+    code, stdout, _ = run(["export", str(pruned), "--tflite", str(out), "--pattern", "1x4", "--data", "digits",
                            "--samples", "32"], capsys)
     assert code == 0 and out.exists()
     ops, sparse = tfprune.export.describe(str(out))
@@ -315,10 +315,10 @@ def test_export_writes_a_checked_block_sparse_tflite(tmp_path, capsys):
 
 def test_export_failure_writes_nothing(tmp_path, capsys):
     pruned = tmp_path / "p.keras"
-    assert run(["prune", *MLP, "--method", "magnitude", "--compression", "4", "--quiet", "--out", str(pruned)],
+    assert run(["prune", *MLP, "--criterion", "magnitude", "--compression", "4", "--quiet", "--out", str(pruned)],
                capsys)[0] == 0
     out = tmp_path / "p.tflite"
-    code, _, err = run(["export", str(pruned), "--tflite", str(out), "--block", "1x4"], capsys)
+    code, _, err = run(["export", str(pruned), "--tflite", str(out), "--pattern", "1x4"], capsys)
     assert_one_line_error(code, err, "do not form 1×4 blocks")
     code, _, err = run(["export", str(pruned), "--tflite", str(tmp_path / "p.bin")], capsys)
     assert_one_line_error(code, err, "--tflite must end in .tflite")

@@ -13,7 +13,7 @@ import tfprune
 from tfprune.experiments import cli
 
 MLP = ["--model", "lenet_300_100", "--input-shape", "8,8,1", "--data", "digits"]
-SWEEP = ["sweep", *MLP, "--methods", "random", "--compressions", "10", "--seeds", "1", "--no-dense", "--epochs", "1",
+SWEEP = ["sweep", *MLP, "--criteria", "random", "--compressions", "10", "--seeds", "1", "--no-dense", "--epochs", "1",
          "--train-samples", "64", "--test-samples", "32", "--quiet"]
 
 
@@ -70,7 +70,7 @@ def test_every_subcommand_names_the_unreadable_model_file(command, bad_model_fil
     before = listing(folder)
     for name, reason in reasons.items():
         path = str(folder / name)
-        argv = {"prune": ["prune", path, "--method", "magnitude", "--sparsity", "0.5", "--out",
+        argv = {"prune": ["prune", path, "--criterion", "magnitude", "--sparsity", "0.5", "--out",
                           str(tmp_path / "p.keras")],
                 "profile": ["profile", path],
                 "export": ["export", path, "--tflite", str(tmp_path / "p.tflite")]}[command]
@@ -82,13 +82,13 @@ def test_every_subcommand_names_the_unreadable_model_file(command, bad_model_fil
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["prune", *MLP, "--classes", "0", "--method", "magnitude", "--sparsity", "0.5"],
+        (["prune", *MLP, "--classes", "0", "--criterion", "magnitude", "--sparsity", "0.5"],
          "--classes must be >= 1, got 0"),
-        (["prune", *MLP, "--classes", "5", "--method", "magnitude", "--sparsity", "0.5"],
+        (["prune", *MLP, "--classes", "5", "--criterion", "magnitude", "--sparsity", "0.5"],
          "--classes 5 is fewer than the 10 classes of --data digits"),
-        (["prune", *MLP, "--samples", "0", "--method", "snip", "--sparsity", "0.5"], "--samples must be >= 1, got 0"),
-        (["prune", *MLP, "--rounds", "0", "--method", "synflow", "--sparsity", "0.5"], "--rounds must be >= 1, got 0"),
-        (["prune", *MLP, "--seed", "-1", "--method", "random", "--sparsity", "0.5"],
+        (["prune", *MLP, "--samples", "0", "--criterion", "snip", "--sparsity", "0.5"], "--samples must be >= 1, got 0"),
+        (["prune", *MLP, "--rounds", "0", "--criterion", "synflow", "--sparsity", "0.5"], "--rounds must be >= 1, got 0"),
+        (["prune", *MLP, "--seed", "-1", "--criterion", "random", "--sparsity", "0.5"],
          "--seed must be in [0, 2**32 - 1], got -1"),
     ],
 )
@@ -109,8 +109,8 @@ def test_export_samples_zero_is_refused_not_256(bad_model_files, tmp_path, capsy
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--methods", ""], "--methods '' names no method: give comma-separated scorers"),
-        (["--methods", " , "], "--methods ' , ' names no method"),
+        (["--criteria", ""], "--criteria '' names no criterion: give comma-separated criteria"),
+        (["--criteria", " , "], "--criteria ' , ' names no criterion"),
         (["--seeds=-1,3"], "seeds must be whole numbers in [0, 2**32 - 1], got -1"),
         (["--seeds", "4,4"], "seeds repeats 4: give each once"),
         (["--compressions", "10,10"], "compressions repeats 10.0: give each once"),
@@ -131,19 +131,19 @@ def test_sweep_bad_grid_or_counts_exit_1_and_create_no_folder(argv, message, tmp
 def test_collapse_empty_methods_and_negative_seed_create_no_folder(tmp_path, capsys, monkeypatch):
     out = tmp_path / "collapse"
     collapse = ["collapse", "--model", "conv", "--input-shape", "8,8,1", "--compressions", "0:1:1", "--out", str(out)]
-    assert error_of([*collapse, "--methods", ""], capsys).endswith("--methods '' names no method: give "
-                                                                   "comma-separated scorers such as snip,synflow")
+    assert error_of([*collapse, "--criteria", ""], capsys).endswith("--criteria '' names no criterion: give "
+                                                                   "comma-separated criteria such as snip,synflow")
     assert "seeds must be whole numbers in [0, 2**32 - 1], got -1" in error_of(
-        [*collapse, "--methods", "magnitude", "--seeds=-1,2"], capsys)
+        [*collapse, "--criteria", "magnitude", "--seeds=-1,2"], capsys)
     assert listing(tmp_path) == []
 
 
 def test_out_naming_a_folder_is_refused_before_pruning(tmp_path, capsys, no_work):
     (tmp_path / "taken.keras").mkdir()
-    line = error_of(["prune", *MLP, "--method", "magnitude", "--sparsity", "0.5", "--out",
+    line = error_of(["prune", *MLP, "--criterion", "magnitude", "--sparsity", "0.5", "--out",
                      str(tmp_path / "taken.keras")], capsys)
     assert line == f"tfprune prune: error: --out '{tmp_path / 'taken.keras'}' is a folder: give a file name inside it"
-    line = error_of(["prune", *MLP, "--method", "magnitude", "--sparsity", "0.5", "--out",
+    line = error_of(["prune", *MLP, "--criterion", "magnitude", "--sparsity", "0.5", "--out",
                      str(tmp_path / "missing" / "p.keras")], capsys)
     assert f"the folder of --out '{tmp_path / 'missing' / 'p.keras'}' does not exist" in line
     assert listing(tmp_path) == ["taken.keras"] and listing(tmp_path / "taken.keras") == []
@@ -174,7 +174,7 @@ def test_sweep_out_folder_with_an_output_name_taken_by_a_folder(tmp_path, capsys
 def test_labels_the_model_file_cannot_take_are_one_line_before_scoring(tmp_path, capsys, no_work):
     five = tmp_path / "five.keras"
     keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(5)]).save(five)
-    line = error_of(["prune", str(five), "--data", "digits", "--method", "snip", "--sparsity", "0.5",
+    line = error_of(["prune", str(five), "--data", "digits", "--criterion", "snip", "--sparsity", "0.5",
                      "--out", str(tmp_path / "p.keras")], capsys)
     assert line.startswith("tfprune prune: error: --data digits (train): labels must be class ids in [0, 5)"), line
     assert listing(tmp_path) == ["five.keras"]

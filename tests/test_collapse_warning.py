@@ -141,7 +141,7 @@ def test_cli_on_collapse(tmp_path, capsys):
     model.get_layer("d1").kernel.assign(np.full((5, 5), 1e-4, "float32"))
     path = str(tmp_path / "m.keras")
     model.save(path)
-    argv = ["prune", path, "--method", "magnitude", "--sparsity", str(25 / 55), "--quiet"]
+    argv = ["prune", path, "--criterion", "magnitude", "--sparsity", str(25 / 55), "--quiet"]
     code = cli.main([*argv, "--on-collapse", "raise", "--out", str(tmp_path / "raised.keras")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "d1/kernel" in err[0] and "disconnected" in err[0]

@@ -70,11 +70,11 @@ def test_structured_prune_and_criteria_check_their_data(xy):
     model = mlp64()
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"data: x has 64 examples but y has 63 labels"):
-        structured.prune(model, "l1", data=(x, y[:63]), target_params=0.5, verbose=0)
+        structured.prune(model, "l1", data=(x, y[:63]), kept_params=0.5, verbose=0)
     with pytest.raises(ValueError, match=r"validation: labels must be class ids in \[0, 10\).*max 19"):
-        structured.prune(model, "l1", data=(x, y), validation=(x, y + 10), target_params=0.5, verbose=0)
+        structured.prune(model, "l1", data=(x, y), validation=(x, y + 10), kept_params=0.5, verbose=0)
     with pytest.raises(ValueError, match=r"data must be \(x, y\) arrays here"):
-        structured.prune(model, "l1", data=tf.data.Dataset.from_tensor_slices((x, y)).batch(8), target_params=0.5,
+        structured.prune(model, "l1", data=tf.data.Dataset.from_tensor_slices((x, y)).batch(8), kept_params=0.5,
                          verbose=0)
     with pytest.raises(ValueError, match=r"data: x has examples of shape \(32,\)"):
         structured.criteria.get("taylor")(model, data=(x[:, :32], y))

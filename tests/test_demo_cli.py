@@ -26,7 +26,7 @@ def test_demo_shows_magnitude_layer_collapse():
 
 
 def test_cli_demo_prints_the_table(capsys):
-    assert cli.main(["demo", "--epochs", "1", "--sparsities", "0.5", "--methods", "magnitude", "--quiet"]) == 0
+    assert cli.main(["demo", "--epochs", "1", "--sparsities", "0.5", "--criteria", "magnitude", "--quiet"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:3] == ["method", "sparsity", "kept"]
     assert lines[2].split()[:3] == ["magnitude", "0.500", "25,100/50,200"]
@@ -35,7 +35,7 @@ def test_cli_demo_prints_the_table(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["demo", "--methods", "nope"], "unknown method 'nope'"),
+        (["demo", "--criteria", "nope"], "unknown criterion 'nope'"),
         (["demo", "--sparsities", "1.5"], "sparsity must be in [0, 1), got 1.5"),
         (["demo", "--data", "imagenet"], "imagenet"),
     ],

@@ -28,7 +28,7 @@ def test_demo_prints_only_its_table_after_tensorflow_start_up():
     # magnitude at 0.98 empties a layer
     methods = ["random", "magnitude", "snip", "grasp", "synflow"]
     proc = subprocess.run([sys.executable, "-m", "tfprune.experiments.cli", "demo", "--epochs", "1", "--sparsities", "0.98",
-                           "--methods", ",".join(methods)],
+                           "--criteria", ",".join(methods)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -97,7 +97,7 @@ class FillSlots(keras.callbacks.Callback):
 def test_one_rigl_update_equals_a_numpy_rederivation():
     x, y = data()
     model = wrapped_mlp()
-    rigl = DynamicSparse("rigl", 0.5, distribution="uniform", update_frequency=2, drop_fraction=0.3, end_step=10,
+    rigl = DynamicSparse("rigl", 0.5, allocation="uniform", update_frequency=2, drop_fraction=0.3, end_step=10,
                          data=(x, y), samples=N, batch_size=BATCH, seed=0)
     before, after = Snapshot(2), Snapshot(2)
     model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[FillSlots(2), before, rigl, after])
@@ -228,13 +228,13 @@ def test_optimizer_slots_of_sgd_with_momentum_and_plain_sgd():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: DynamicSparse("snip", 0.5, end_step=10), "method must be one of"),
+    (lambda: DynamicSparse("snip", 0.5, end_step=10), "criterion must be one of"),
     (lambda: DynamicSparse("set", 1.0, end_step=10), r"sparsity must be a number in \(0, 1\)"),
     (lambda: DynamicSparse("set", 0.0, end_step=10), r"sparsity must be a number in \(0, 1\)"),
     (lambda: DynamicSparse("set", 0.5, drop_fraction=1.0, end_step=10), r"drop_fraction must be a number in \(0, 1\)"),
     (lambda: DynamicSparse("set", 0.5, drop_fraction=0, end_step=10), r"drop_fraction must be a number in \(0, 1\)"),
     (lambda: DynamicSparse("set", 0.5, update_frequency=0, end_step=10), "update_frequency must be an int >= 1"),
-    (lambda: DynamicSparse("set", 0.5, distribution="normal", end_step=10), "distribution must be one of"),
+    (lambda: DynamicSparse("set", 0.5, allocation="normal", end_step=10), "allocation must be one of"),
     (lambda: DynamicSparse("set", 0.5, drop_schedule="linear", end_step=10), "drop_schedule must be one of"),
     (lambda: DynamicSparse("rigl", 0.5, end_step=10), "pass data="),
 ])

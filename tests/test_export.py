@@ -96,7 +96,7 @@ def test_unstructured_95_percent(unstructured, digits, tmp_path):
 def test_block_1x4_is_stored_in_blocks_and_read_by_fully_connected(blocked, digits, tmp_path):
     model, masks = blocked
     path = tmp_path / "block.tflite"
-    report = export.tflite(model, path, block=(1, 4), check_data=digits)
+    report = export.tflite(model, path, pattern="1x4", check_data=digits)
     assert report.max_abs_diff <= 1e-5 and not report.densify and "DENSIFY" not in report.ops
     assert [t.block for t in report.sparse_tensors] == [(1, 4)] * 3
     assert export.describe(path) == (report.ops, report.sparse_tensors)
@@ -114,7 +114,7 @@ def test_block_1x4_is_stored_in_blocks_and_read_by_fully_connected(blocked, digi
 def test_block_check_rejects_unstructured_masks(unstructured, tmp_path):
     path = tmp_path / "x.tflite"
     with pytest.raises(ValueError, match="do not form 1×4 blocks"):
-        export.tflite(unstructured, path, block=(1, 4))
+        export.tflite(unstructured, path, pattern="1x4")
     assert not os.listdir(tmp_path)
 
 
@@ -149,9 +149,10 @@ def test_nan_outputs_are_a_mismatch(blocked, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("options, message", [
     (dict(quantize="int8"), r"quantize must be one of \(None, 'dynamic'\)"),
-    (dict(block=(1, 4), sparse=False), "needs sparse=True"),
-    (dict(block=(1, 4), quantize="dynamic"), "only in 1×16 blocks"),
-    (dict(block=(4,)), "pair of positive ints"),
+    (dict(pattern="1x4", sparse=False), "needs sparse=True"),
+    (dict(pattern="1x4", quantize="dynamic"), "only in 1×16 blocks"),
+    (dict(pattern=(4,)), "block must be"),
+    (dict(pattern="2:4"), "export checks block patterns"),
     (dict(runtime="onnx"), "runtime must be one of"),
 ])
 def test_bad_options(blocked, tmp_path, options, message):
@@ -196,7 +197,7 @@ def test_tf_keras_model_without_tfmot(tmp_path):
                                  tf_keras.layers.Dense(10)])
     kernel = model.layers[0].kernel
     kernel.assign(kernel.numpy() * block_masks([(64, 32)], density=0.1)[0])
-    report = export.tflite(model, tmp_path / "tk.tflite", block=(1, 4))
+    report = export.tflite(model, tmp_path / "tk.tflite", pattern="1x4")
     assert [t.shape for t in report.sparse_tensors] == [(32, 64)] and report.max_abs_diff <= 1e-5
 
 
@@ -228,7 +229,7 @@ try:
 except ValueError as error:
     refused = str(error)
 stripped = tfmot.sparsity.keras.strip_pruning(pruned)
-report = export.tflite(stripped, os.path.join(folder, "m.tflite"), block=(1, 4), check_data=x)
+report = export.tflite(stripped, os.path.join(folder, "m.tflite"), pattern="1x4", check_data=x)
 print(json.dumps(dict(tf_keras_harmless=tf_keras_harmless, refused=refused,
                       blocks=[t.block for t in report.sparse_tensors],
                       consumers=[t.consumer for t in report.sparse_tensors], diff=report.max_abs_diff,
@@ -251,12 +252,12 @@ def test_keras3_prune_fit_strip_export_end_to_end(tmp_path):
     """prune_at_init (SNIP, 1×4 blocks) → fit → strip → export: sparse 1×4 weights read by
     FULLY_CONNECTED, outputs equal to Keras, file far smaller than dense."""
     x, y = tfprune.data.load("digits", "train")
-    model = tfprune.prune_at_init(lenet(), "snip", sparsity=0.95, data=(x[:100], y[:100]), block=(1, 4), verbose=0)
+    model = tfprune.prune_at_init(lenet(), "snip", sparsity=0.95, data=(x[:100], y[:100]), pattern="1x4", verbose=0)
     masks = tfprune.get_masks(model)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
     model.fit(x, y, epochs=2, batch_size=64, verbose=0)
     plain = tfprune.strip(model)
-    report = export.tflite(plain, tmp_path / "e2e.tflite", block=(1, 4), check_data=x[:64])
+    report = export.tflite(plain, tmp_path / "e2e.tflite", pattern="1x4", check_data=x[:64])
     assert report.max_abs_diff <= 1e-5 * max(1.0, float(np.abs(plain.predict(x[:64], verbose=0)).max()))
     assert report.file_bytes < 0.2 * report.dense_bytes and not report.densify
     for t, m in zip(tfprune.prunable_weights(plain), masks):

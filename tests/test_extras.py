@@ -102,7 +102,7 @@ empty = tempfile.mkdtemp()
 out["data"] = error(lambda: tfprune.data.load("mnist", "train", data_dir=empty, download=False))
 folder = os.path.join(empty, "sweep")
 with contextlib.redirect_stderr(io.StringIO()) as err:
-    out["sweep_exit"] = cli.main(["sweep", "--model", "lenet_300_100", "--data", "digits", "--methods", "magnitude",
+    out["sweep_exit"] = cli.main(["sweep", "--model", "lenet_300_100", "--data", "digits", "--criteria", "magnitude",
                                   "--compressions", "0:1:1", "--epochs", "1", "--out", folder])
 out["sweep_error"] = err.getvalue()
 out["sweep_folder_created"] = os.path.exists(folder)

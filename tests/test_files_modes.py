@@ -62,15 +62,15 @@ def test_every_output_of_the_command_is_0644_under_umask_022(tmp_path):
         folder = {str(tmp_path)!r}
         mlp = ["--model", "lenet_300_100", "--input-shape", "8,8,1", "--data", "digits"]
         commands = [
-            ["prune", *mlp, "--method", "magnitude", "--compression", "4", "--quiet", "--out", folder + "/p.keras"],
-            ["prune", *mlp, "--method", "magnitude", "--compression", "4", "--strip", "--quiet",
+            ["prune", *mlp, "--criterion", "magnitude", "--compression", "4", "--quiet", "--out", folder + "/p.keras"],
+            ["prune", *mlp, "--criterion", "magnitude", "--compression", "4", "--strip", "--quiet",
              "--out", folder + "/s.keras"],
             ["export", folder + "/p.keras", "--tflite", folder + "/p.tflite", "--data", "digits", "--samples", "16",
              "--quiet"],
-            ["sweep", *mlp, "--methods", "random", "--compressions", "10", "--seeds", "1", "--no-dense",
+            ["sweep", *mlp, "--criteria", "random", "--compressions", "10", "--seeds", "1", "--no-dense",
              "--epochs", "1", "--train-samples", "128", "--test-samples", "64", "--batch-size", "64", "--quiet",
              "--out", folder + "/sweep"],
-            ["collapse", "--model", "conv", "--input-shape", "8,8,1", "--methods", "magnitude",
+            ["collapse", "--model", "conv", "--input-shape", "8,8,1", "--criteria", "magnitude",
              "--compressions", "0:1:1", "--seeds", "1", "--quiet", "--out", folder + "/collapse"],
         ]
         for argv in commands:

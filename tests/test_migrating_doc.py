@@ -11,6 +11,8 @@ from subprocess_util import run_python
 
 from tfprune.sparsity.masks import kept_count
 
+pytestmark = pytest.mark.docs  # executed documentation: `pytest -m docs`
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "migrating-from-tfmot.md"
 
 

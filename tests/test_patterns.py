@@ -151,8 +151,6 @@ def test_bad_patterns_raise(make, message):
     (dict(pattern="2:4", sparsity=0.6), r"sparsity 0.5, but sparsity 0.6 was asked"),
     (dict(pattern="2:4", compression=3), r"sparsity 0.5, but sparsity 0.666667"),
     (dict(pattern="2:4", sparsity=0.5, scope="local", allocation="erk"), "leave allocation='uniform'"),
-    (dict(pattern="2:4", block=(1, 4), sparsity=0.5), "not both"),
-    (dict(block="1x4", sparsity=0.5), "block must be .* strings such as '1x4' go to pattern="),
     (dict(pattern="1x4"), "give the amount"),
     (dict(pattern="2:4", reduction_axes=[0]), "reduction_axes has 1 entries for 2 tensors"),
     (dict(pattern="2:4", reduction_axes=[0, 2]), r"reduction axis 2 of tensor 1 \(shape \(4, 4\)\)"),
@@ -211,8 +209,7 @@ def test_the_amount_may_be_left_out_but_not_contradicted(two_four):
     fresh = dense_conv_model()
     before = [v.numpy().copy() for v in fresh.weights]
     for options, message in [(dict(sparsity=0.75), "sparsity 0.5, but sparsity 0.75"),
-                             (dict(sparsity=0.5, rounds=3), "prunes in one round: pass rounds=1"),
-                             (dict(sparsity=0.5, block=(1, 4)), "not both")]:
+                             (dict(sparsity=0.5, rounds=3), "prunes in one round: pass rounds=1")]:
         with pytest.raises(ValueError, match=message):
             tfprune.prune_at_init(fresh, "magnitude", pattern="2:4", verbose=0, **options)
     assert not tfprune.is_wrapped(fresh)
@@ -248,13 +245,12 @@ def test_fit_strip_and_tflite_keep_the_2_4_zeros(tmp_path):
 
 def test_command_line_pattern_and_errors(tmp_path, capsys):
     out = tmp_path / "nm.keras"
-    model = ["--model", "lenet_300_100", "--input-shape", "8,8,1", "--classes", "10", "--method", "magnitude"]
+    model = ["--model", "lenet_300_100", "--input-shape", "8,8,1", "--classes", "10", "--criterion", "magnitude"]
     assert cli.main(["prune", *model, "--sparsity", "0.5", "--pattern", "2:4", "--quiet", "--out", str(out)]) == 0
     for mask in tfprune.get_masks(keras.models.load_model(out)):
         assert np.all(kept_per_group(mask, 4, 0) == 2)
     capsys.readouterr()
     for extra, message in [(["--sparsity", "0.9", "--pattern", "2:4"], "sparsity 0.5, but sparsity 0.9"),
-                           (["--sparsity", "0.5", "--pattern", "2:4", "--block", "1x4"], "not both"),
                            (["--sparsity", "0.5", "--pattern", "3:2"], "1 <= n <= m")]:
         assert cli.main(["prune", *model, *extra, "--out", str(tmp_path / "x.keras")]) == 1
         err = capsys.readouterr().err.strip().splitlines()

@@ -110,7 +110,7 @@ def test_registered_custom_scorer_by_name(scorer_named):
         (dict(method="magnitude", compression=0.5), ValueError, "compression must be a finite number >= 1, got 0.5"),
         (dict(method="magnitude", sparsity=0.5, compression=2), ValueError, "not both"),
         (dict(method="magnitude"), ValueError, "give the amount"),
-        (dict(method="nope", sparsity=0.5), ValueError, "known methods: .*magnitude"),
+        (dict(method="nope", sparsity=0.5), ValueError, "known criteria: .*magnitude"),
         (dict(method="magnitude", sparsity=0.5, scope="layerwise"), ValueError, "scope must be"),
         (dict(method="magnitude", sparsity=0.5, rounds=0), ValueError, "rounds must be"),
         (dict(method="magnitude", sparsity=0.5, schedule="cubic"), ValueError, "schedule must be"),
@@ -150,7 +150,7 @@ def test_failure_restores_weights_a_scorer_changed(scorer_named):
 def test_data_required_by_a_scorer(scorer_named):
     name = scorer_named("test_needs_data", lambda model, targets, data: [np.ones(t.shape) for t in targets], needs_data=True)
     model = residual_cnn()
-    with pytest.raises(ValueError, match="method 'test_needs_data' needs data"):
+    with pytest.raises(ValueError, match="criterion 'test_needs_data' needs data"):
         tfprune.prune_at_init(model, name, sparsity=0.5, verbose=0)
 
 

@@ -22,6 +22,8 @@ from subprocess_util import run_python
 import tfprune
 from tfprune.sparsity.masks import kept_count
 
+pytestmark = pytest.mark.docs  # executed documentation: `pytest -m docs`
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -68,6 +70,13 @@ def _check_profile(ns):
     assert total["macs"] == 28 * 28 * 32 + 32 * 16 + 16 * 10  # Dense MACs are in · out
 
 
+def _check_per_layer(ns):
+    masks = {t.layer.name: m for t, m in zip(tfprune.prunable_weights(ns["wrapped"]), tfprune.get_masks(ns["wrapped"]))}
+    assert sorted(masks) == ["conv1", "conv2", "logits"]
+    assert all(m.mean() == 0.5 for m in masks.values())
+    assert (masks["conv2"].reshape(-1, 2, 4, 8).sum(axis=2) == 2).all()  # (3·3, Cin=8, Cout) in groups of 4
+
+
 # Blocks that need something beyond the default stand-ins, keyed by text that identifies them.
 #   shrink: (README text, replacement) pairs, each of which must occur in the block;
 #   mnist:  reads the real MNIST (TFPRUNE_DATA_DIR); model: "conv" for a model with "conv1";
@@ -80,9 +89,11 @@ SPECIAL = {
         ("10 ** np.arange(1, 6.25, 0.5)", "10 ** np.arange(1, 1.75, 0.5)"),
         ("seeds=(0, 1, 2)", "seeds=(0,)")]),
     "structured.prune(": dict(model="conv", shrink=[
-        ("target_macs=0.5", "target_macs=0.8"),
+        ("kept_macs=0.5", "kept_macs=0.8"),
         ("finetune_steps=50, final_finetune_epochs=2", "finetune_steps=2, final_finetune_epochs=1")]),
     "autoprune.wrap(": dict(shrink=[("epochs=10", "epochs=2")]),
+    'pattern="2:4",\n': dict(model="conv", shrink=[('"dense1"', '"logits"')],
+                            check=_check_per_layer),
     "tfprune.get_masks(wrapped)": dict(check=_check_masks_by_hand),
     "tfprune.profile(pruned)": dict(check=_check_profile),
 }

@@ -76,7 +76,7 @@ def test_l1_loop_removes_exactly_the_greedy_lowest_units(target_macs, step_fract
     model = mlp()
     before = [v.numpy().copy() for v in model.weights]
     original = mlp_macs(32, 16)
-    result = structured.prune(model, "l1", data=DIGITS, target_macs=target_macs, step_fraction=step_fraction,
+    result = structured.prune(model, "l1", data=DIGITS, kept_macs=target_macs, step_fraction=step_fraction,
                               finetune_steps=0, final_finetune_epochs=0, normalize="none", verbose=0)
     alive, history = simulate_l1(model, step_fraction, target_macs * original)
     assert [s.macs for s in result.steps] == history
@@ -97,7 +97,7 @@ def test_group_mean_normalisation_ranks_units_relative_to_their_layer():
     proportion of their relative scores, not only from the layer with the smaller raw norms."""
     model = mlp()
     seen = []
-    structured.prune(model, "l1", data=DIGITS, target_params=0.95, step_fraction=0.2, finetune_steps=0,
+    structured.prune(model, "l1", data=DIGITS, kept_params=0.95, step_fraction=0.2, finetune_steps=0,
                      final_finetune_epochs=0, callback=seen.append, verbose=0)
     first = seen[1]
     k0 = np.abs(model.get_layer("h0").kernel.numpy()).sum(0) + np.abs(model.get_layer("h0").bias.numpy())
@@ -116,7 +116,7 @@ def test_cnn_with_batch_norm_reaches_the_target_and_log_matches_profile():
     training.fit(model, DIGITS, training.Recipe(epochs=3, learning_rate=0.05))
     macs, params = structured.counts(model)
     seen = []
-    result = structured.prune(model, "singe", data=DIGITS, target_macs=0.5, step_fraction=0.2, finetune_steps=10,
+    result = structured.prune(model, "singe", data=DIGITS, kept_macs=0.5, step_fraction=0.2, finetune_steps=10,
                               final_finetune_epochs=2, validation=TEST, criterion_options={"steps": 2},
                               samples=64, callback=seen.append, verbose=0)
     assert seen == result.steps and result.steps[0].macs == macs and result.steps[0].params == params
@@ -134,7 +134,7 @@ def test_residual_groups_go_together():
     model = tfprune.models.resnet_cifar(8, (8, 8, 3))
     x = np.random.default_rng(0).random((64, 8, 8, 3), dtype=np.float32)
     y = np.arange(64) % 10
-    result = structured.prune(model, "taylor", data=(x, y), target_params=0.6, step_fraction=0.2,
+    result = structured.prune(model, "taylor", data=(x, y), kept_params=0.6, step_fraction=0.2,
                               finetune_steps=0, final_finetune_epochs=0, samples=32, verbose=0)
     smaller = result.model
     for layer in smaller.layers:
@@ -149,17 +149,17 @@ def test_minimum_counts_and_a_target_below_it():
     model = mlp()
     assert structured.minimum_counts(model) == (mlp_macs(1, 1), 64 + 1 + 1 + 1 + 10 + 10)
     with pytest.raises(ValueError, match=r"below the minimum reachable 75 \(2.8% of the original 2,720\)"):
-        structured.prune(model, "l1", data=DIGITS, target_macs=50, verbose=0)
+        structured.prune(model, "l1", data=DIGITS, kept_macs=50, verbose=0)
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(), "exactly one of target_macs and target_params"),
-        (dict(target_macs=0.5, target_params=0.5), "exactly one of target_macs and target_params"),
-        (dict(target_macs=0.5, step_fraction=0), "step_fraction must be in"),
-        (dict(target_macs=0.5, normalize="max"), "normalize must be one of"),
-        (dict(target_macs=-1), "target_macs must be > 0"),
+        (dict(), "exactly one of kept_macs and kept_params"),
+        (dict(kept_macs=0.5, kept_params=0.5), "exactly one of kept_macs and kept_params"),
+        (dict(kept_macs=0.5, step_fraction=0), "step_fraction must be in"),
+        (dict(kept_macs=0.5, normalize="max"), "normalize must be one of"),
+        (dict(kept_macs=-1), "kept_macs must be > 0"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -169,7 +169,7 @@ def test_bad_arguments(kwargs, message):
 
 def test_unknown_criterion_and_subclassed_model():
     with pytest.raises(ValueError, match="unknown"):
-        structured.prune(mlp(), "nope", data=DIGITS, target_macs=0.5, verbose=0)
+        structured.prune(mlp(), "nope", data=DIGITS, kept_macs=0.5, verbose=0)
 
     class Net(keras.Model):
         def __init__(self):
@@ -183,4 +183,4 @@ def test_unknown_criterion_and_subclassed_model():
     net = Net()
     net(DIGITS[0][:2])
     with pytest.raises(ValueError, match="functional or Sequential"):
-        structured.prune(net, "l1", data=DIGITS, target_macs=0.5, verbose=0)
+        structured.prune(net, "l1", data=DIGITS, kept_macs=0.5, verbose=0)

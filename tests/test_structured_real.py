@@ -318,7 +318,7 @@ def test_prune_loop_ranks_heads_and_ffn_units():
     model = transformer_block()
     before = snapshot(model)
     data = normal((32, 5, 8)), np.arange(32) % 3
-    result = structured.prune(model, "taylor", data=data, target_macs=0.6, step_fraction=0.5, finetune_steps=1,
+    result = structured.prune(model, "taylor", data=data, kept_macs=0.6, step_fraction=0.5, finetune_steps=1,
                               final_finetune_epochs=0, samples=16, verbose=0)
     heads, units = result.model.get_layer("mha").num_heads, result.model.get_layer("ffn1").units
     assert heads < 4 and units < 16  # both kinds of unit were ranked together
@@ -462,7 +462,7 @@ def test_applications_prune_to_macs(name):
     before = snapshot(model)
     rng = np.random.default_rng(0)
     data = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"), rng.integers(0, 10, 16)
-    result = structured.prune(model, "l1", data=data, target_macs=0.8, finetune_steps=1, final_finetune_epochs=0,
+    result = structured.prune(model, "l1", data=data, kept_macs=0.8, finetune_steps=1, final_finetune_epochs=0,
                               verbose=0)
     macs = structured.counts(model)[0]
     assert result.steps[-1].macs <= 0.8 * macs

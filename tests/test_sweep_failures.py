@@ -106,7 +106,7 @@ def test_the_command_leaves_no_folder_when_the_first_network_fails(tmp_path, cap
     monkeypatch.setattr(training, "fit", failing_fit)
     out = tmp_path / "runs" / "sweep"
     code = cli.main(["sweep", "--model", "lenet_300_100", "--input-shape", "8,8,1", "--data", "digits",
-                     "--methods", "random", "--compressions", "10", "--no-dense", "--train-samples", "64",
+                     "--criteria", "random", "--compressions", "10", "--no-dense", "--train-samples", "64",
                      "--test-samples", "32", "--quiet", "--out", str(out)])
     assert code == 1 and capsys.readouterr().err.strip() == "tfprune sweep: error: training failed"
     assert os.listdir(tmp_path) == []

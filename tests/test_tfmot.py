@@ -87,7 +87,7 @@ def test_saved_model_loads_under_prune_scope(tmp_path):
         np.testing.assert_array_equal(bridge.masks_of(loaded)[key], mask)
     schedule = loaded.get_layer("prune_low_magnitude_fc1").pruning_schedule
     assert isinstance(schedule, bridge.FixedMasks)
-    assert (schedule.method, schedule.sparsity) == ("magnitude", pytest.approx(0.8))
+    assert (schedule.criterion, schedule.sparsity) == ("magnitude", pytest.approx(0.8))
     np.testing.assert_allclose(loaded.predict(X[:4], verbose=0), wrapped.predict(X[:4], verbose=0), rtol=1e-6)
 
 

@@ -21,7 +21,7 @@ def small_model():
 @pytest.mark.parametrize("steps, batch", [(7, 32), (50, 64)])  # 50 × 64 > 1,437: more than one pass
 def test_fit_steps_trains_exactly_that_many_batches(steps, batch):
     model = small_model()
-    training.fit(model, DIGITS, training.Recipe(batch_size=batch, schedule="constant"), steps=steps)
+    training.fit(model, DIGITS, training.Recipe(batch_size=batch, lr_schedule="constant"), steps=steps)
     assert int(model.optimizer.iterations.numpy()) == steps
 
 

@@ -146,3 +146,9 @@ def explicit_attention_scores(layer):
             object.__setattr__(layer, "_compute_attention", compute)
         else:
             object.__delattr__(layer, "_compute_attention")
+
+
+def same_fit(callback, other):
+    """Whether two callbacks belong to one ``fit`` call: Keras's CallbackList hands every callback
+    of a ``fit`` the same ``params`` dict (keras/src/callbacks/callback_list.py, ``set_params``)."""
+    return callback.params is not None and callback.params is other.params

@@ -10,25 +10,27 @@ from tfprune.analysis import datachecks
 from tfprune.sparsity import patterns, schedules
 from tfprune import scores
 from tfprune.base import views
+from tfprune.base.deprecation import renamed
 from tfprune.analysis.connectivity import check_collapse, check_on_collapse
 from tfprune.autodiff import gradients
 from tfprune.layers.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
 from tfprune.base.walk import check_built
-from tfprune.layers.wrapping import assign_masks, get_masks, unwrap, wrap
+from tfprune.layers.wrapping import assign_masks, get_masks, masks_of, unwrap, wrap
 
 __all__ = ["prune_at_init"]
 
 
+@renamed(method="criterion", schedule="round_schedule", block="pattern")
 def prune_at_init(
     model,
-    method,
+    criterion,
     *,
     sparsity=None,
     compression=None,
     data=None,
     scope="global",
     rounds=None,
-    schedule="exponential",
+    round_schedule="exponential",
     policy=None,
     seed=None,
     verbose=1,
@@ -36,9 +38,8 @@ def prune_at_init(
     include_bias=False,
     include_norm=False,
     pattern=None,
-    block=None,
     on_collapse="warn",
-    **scorer_options,
+    **criterion_options,
 ):
     """Prunes a model before training: scores its weights and keeps the highest.
 
@@ -52,7 +53,7 @@ def prune_at_init(
     Args:
         model: A built Keras 3 model, plain or already wrapped (then pruning continues from its
             current masks).
-        method: A registered scorer name (``tfprune.scores.available()``) or a callable
+        criterion: A registered scorer name (``tfprune.scores.available()``) or a callable
             ``(model, targets, data) -> list of score tensors``.
         sparsity: Fraction of the prunable weights to remove, in [0, 1).
         compression: Or: all prunable weights / kept weights, >= 1. Give one of the two.
@@ -60,13 +61,14 @@ def prune_at_init(
         scope: ``"global"`` (one ranking over all weights) or ``"local"`` (a budget per tensor).
         rounds: Number of score-and-mask rounds; default the method's own (SynFlow 100,
             iterative SNIP and FORCE 60, the others 1).
-        schedule: ``"exponential"`` or ``"linear"`` density schedule over the rounds, or a round
+        round_schedule: ``"exponential"`` or ``"linear"`` density schedule over the rounds, or a round
             schedule object (:class:`tfprune.schedules.Exponential`, :class:`~tfprune.schedules.Linear`),
             which sets the final sparsity and the rounds itself: then leave out ``sparsity``,
             ``compression`` and ``rounds``. Either starts at the model's current sparsity
             (:meth:`tfprune.schedules.RoundSchedule.starting_at`; with ``scope="local"``, that of
             its sparsest tensor).
-        policy: Which layers to prune (see :func:`tfprune.prunable_weights`); plain models only.
+        policy: Which layers to prune (see :func:`tfprune.prunable_weights`). On a wrapped model,
+            which of its masked layers this call prunes: the other masks stay as they are.
         seed: Seed passed to scorers that take one (``"random"``): same seed, same masks.
         verbose: 1 shows a progress bar over the rounds (when there are several), 0 is silent.
         allocation: Per-tensor budgets for ``scope="local"`` (see :func:`tfprune.masks.from_scores`).
@@ -77,12 +79,11 @@ def prune_at_init(
             sparse fully connected kernels), ``"2:4"`` (every 4 consecutive inputs keep their 2
             best: the density is 1/2, so the amount may be left out, and pruning takes one
             round), or a :class:`tfprune.patterns.Pattern`.
-        block: The older spelling of ``pattern=(1, b)``; give one of the two.
         on_collapse: What to do when the masks empty a tensor or cut the output off from the
             input (see :mod:`tfprune.connectivity`): ``"warn"`` (a
             :class:`tfprune.CollapseWarning` naming the tensors), ``"raise"`` (a
             :class:`tfprune.CollapseError`; the model is left as it was) or ``"ignore"``.
-        **scorer_options: Passed to the scorer.
+        **criterion_options: Passed to the criterion (e.g. ``samples``, ``temperature``).
 
     Returns:
         The wrapped model with its masks set (for a plain functional model a new model sharing
@@ -103,44 +104,46 @@ def prune_at_init(
     """
     require_keras3(model)
     check_built(model)
-    scorer = scores.get(method)
-    chosen_pattern = patterns.resolve(pattern, block)
-    round_schedule = _round_schedule(schedule, sparsity, compression, rounds, scorer.default_rounds, chosen_pattern)
+    scorer = scores.get(criterion)
+    chosen_pattern = patterns.get(pattern)
+    planned = _round_schedule(round_schedule, sparsity, compression, rounds, scorer.default_rounds, chosen_pattern)
     if scorer.needs_data and data is None:
-        raise ValueError(f"method {scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches")
+        raise ValueError(f"criterion {scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches")
     if scorer.accepts("seed"):
-        scorer_options.setdefault("seed", seed)
+        criterion_options.setdefault("seed", seed)
     if scope not in masks_lib.SCOPES:
         raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
     check_on_collapse(on_collapse)
+    was_wrapped = is_wrapped(model)
+    if was_wrapped and (include_bias or include_norm):
+        raise ValueError(f"model {model.name!r} is already wrapped: include_bias and include_norm apply when wrapping")
+    chosen = prunable_weights(model, policy=policy) if was_wrapped else None  # the masked layers to prune now
     datachecks.check_weights(model)  # once: scoring never changes a weight
 
     warn_unpruned(model)
     variables = list(model.weights)
     before = views.snapshot(variables)  # copy-on-write views: free, and exact if a step fails
-    was_wrapped = is_wrapped(model)
-    masks = get_masks(model) if was_wrapped else None  # a plain model is wrapped with all masks ones
+    masks = masks_of(chosen) if was_wrapped else None  # a plain model is wrapped with all masks ones
     if masks and scorer.keeps_pruned and scope == "global" and isinstance(chosen_pattern, patterns.Unstructured):
-        _check_can_continue(model, masks, round_schedule.final_sparsity,
-                            _amount(sparsity, compression, schedule, chosen_pattern))
-    round_schedule = _continued(round_schedule, masks, scope)
+        _check_can_continue(model, masks, planned.final_sparsity,
+                            _amount(sparsity, compression, round_schedule, chosen_pattern))
+    planned = _continued(planned, masks, scope)
     try:
         wrapped = model if was_wrapped else wrap(model, policy, include_bias, include_norm)
-        if was_wrapped and (policy is not None or include_bias or include_norm):
-            raise ValueError(f"model {model.name!r} is already wrapped: policy and include_* apply when wrapping")
-        targets = prunable_weights(wrapped)
+        targets = chosen if was_wrapped else prunable_weights(wrapped)
         names = [t.name for t in targets]
         axes = [t.reduction_axis for t in targets]
+        chosen_pattern.warn_unreachable(targets, stacklevel=4)
         current = masks if was_wrapped else get_masks(wrapped)  # read once: nothing wrote them since
-        total = round_schedule.rounds
+        total = planned.rounds
         progress = keras.utils.Progbar(total, unit_name="round") if verbose and total > 1 else None
         for step in range(total):
             with gradients.scoring_rounds(total):
-                round_scores = scorer(wrapped, targets, data, **scorer_options)
+                round_scores = scorer(wrapped, targets, data, **criterion_options)
             _check_shapes(round_scores, targets, scorer.name)
             current = masks_lib.from_scores(
                 round_scores,
-                sparsity=round_schedule(step)[1],
+                sparsity=planned(step)[1],
                 scope=scope,
                 allocation=allocation,
                 candidates=current if scorer.keeps_pruned else None,
@@ -151,7 +154,7 @@ def prune_at_init(
             assign_masks(targets, current)
             if progress is not None:
                 progress.update(step + 1, values=[("density", masks_lib.density(current))])
-        check_collapse(wrapped, on_collapse, scorer_options.get("input_shape"))
+        check_collapse(wrapped, on_collapse, criterion_options.get("input_shape"))
     except BaseException:
         views.restore(variables, before)
         if not was_wrapped and is_wrapped(model):  # a subclassed model wrapped in place
@@ -169,7 +172,7 @@ def _round_schedule(schedule, sparsity, compression, rounds, default_rounds, pat
     """
     if isinstance(schedule, schedules.RoundSchedule):
         if sparsity is not None or compression is not None or rounds is not None:
-            raise ValueError(f"schedule={schedule!r} sets the final sparsity and the rounds: leave out "
+            raise ValueError(f"round_schedule={schedule!r} sets the final sparsity and the rounds: leave out "
                              "sparsity, compression and rounds")
     elif isinstance(schedule, str) and schedule in schedules.SCHEDULES:
         if sparsity is None and compression is None and pattern.density is not None:
@@ -179,7 +182,7 @@ def _round_schedule(schedule, sparsity, compression, rounds, default_rounds, pat
             rounds = 1 if pattern.density is not None else default_rounds
         schedule = schedules.get(schedule, final_sparsity=1.0 - density, rounds=rounds)
     else:
-        raise ValueError(f"schedule must be one of {schedules.SCHEDULES} or a tfprune.schedules.RoundSchedule "
+        raise ValueError(f"round_schedule must be one of {schedules.SCHEDULES} or a tfprune.schedules.RoundSchedule "
                          f"(Exponential, Linear), got {schedule!r}")
     pattern.check_sparsity(schedule.final_sparsity)
     if pattern.density is not None and schedule.rounds > 1:
@@ -222,7 +225,7 @@ def _amount(sparsity, compression, schedule, pattern):
     if compression is not None:
         return f"compression={compression!r}"
     if isinstance(schedule, schedules.RoundSchedule):
-        return f"schedule={schedule!r}"
+        return f"round_schedule={schedule!r}"
     return f"pattern={str(pattern)!r}"
 
 

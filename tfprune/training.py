@@ -14,11 +14,12 @@ import keras
 import numpy as np
 
 from tfprune.analysis import datachecks
+from tfprune.base.deprecation import renamed
 
 __all__ = ["Recipe", "compile_model", "fit", "evaluate"]
 
 _OPTIMIZERS = ("sgd", "adam")
-_SCHEDULES = ("constant", "cosine")
+_LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Recipe:
         learning_rate: Initial learning rate.
         momentum: SGD momentum.
         weight_decay: Decoupled weight decay (``w -= lr · weight_decay · w`` each step).
-        schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over all steps).
+        lr_schedule: The learning-rate schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over all steps).
 
     Example:
         >>> recipe = Recipe(epochs=10, learning_rate=0.05)
@@ -44,13 +45,13 @@ class Recipe:
     learning_rate: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "cosine"
+    lr_schedule: str = "cosine"
 
     def __post_init__(self):
         if self.optimizer not in _OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in _SCHEDULES:
-            raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
+        if self.lr_schedule not in _LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {_LR_SCHEDULES}, got {self.lr_schedule!r}")
         if int(self.epochs) != self.epochs or self.epochs < 0:
             raise ValueError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
         if int(self.batch_size) != self.batch_size or self.batch_size < 1:
@@ -62,12 +63,15 @@ class Recipe:
     def make_optimizer(self, steps):
         """A new Keras optimizer for ``steps`` training steps."""
         rate = self.learning_rate
-        if self.schedule == "cosine" and steps > 0:
+        if self.lr_schedule == "cosine" and steps > 0:
             rate = keras.optimizers.schedules.CosineDecay(self.learning_rate, steps)
         decay = self.weight_decay or None
         if self.optimizer == "adam":
             return keras.optimizers.AdamW(rate, weight_decay=decay or 0.0)
         return keras.optimizers.SGD(rate, momentum=self.momentum, nesterov=self.momentum > 0, weight_decay=decay)
+
+
+Recipe.__init__ = renamed(schedule="lr_schedule")(Recipe.__init__)
 
 
 def compile_model(model, recipe, steps):

@@ -20,7 +20,7 @@ def test_builtin_names():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown method 'snipp'; known methods: .*magnitude.*random"):
+    with pytest.raises(ValueError, match="unknown criterion 'snipp'; known criteria: .*magnitude.*random"):
         tfprune.scores.get("snipp")
 
 

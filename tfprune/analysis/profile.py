@@ -21,6 +21,7 @@ import numpy as np
 from tfprune.analysis import macs as macs_lib
 from tfprune.base import walk
 from tfprune.analysis.macs import UnknownShapeError
+from tfprune.base.deprecation import warn_once
 from tfprune.layers.targets import describe_unpruned, is_wrapped, prunable_weights, unpruned_layers, warn_unpruned
 
 __all__ = ["Row", "Report", "report", "LayerProfile", "Profile", "profile", "UnknownShapeError"]
@@ -82,8 +83,11 @@ class Report:
         return _table(head, lines, left_columns=3, footer=f"other parameters (not pruned): {self.other_params:,}")
 
 
-def report(model, verbose=1, input_shape=None):
+def report(model, input_shape=None, verbose=1):
     """Counts parameters, kept weights and MACs of every prunable weight of ``model``.
+
+    Takes the arguments of :func:`profile`, in the same order (before 1.0 ``verbose`` came second:
+    an int there is still read as ``verbose``, with a ``DeprecationWarning``).
 
     Layers with trainable weights of their own that tfprune does not know (see
     :func:`tfprune.register_layer`) are named in a ``UserWarning``: their weights are not pruned.
@@ -91,10 +95,10 @@ def report(model, verbose=1, input_shape=None):
     Args:
         model: A wrapped model (kept = mask ones) or a plain one such as a stripped model
             (kept = non-zero entries of the prunable weights).
-        verbose: 1 prints the table, 0 only returns it.
         input_shape: Shape of one example without the batch dimension, for models whose
             recorded input shape is incomplete (e.g. sequences of any length). Without it such a
             model's report has no MACs (``Row.macs`` is ``None``).
+        verbose: 1 prints the table, 0 only returns it.
 
     Returns:
         A :class:`Report`; ``str(report)`` is the printed table.
@@ -103,6 +107,10 @@ def report(model, verbose=1, input_shape=None):
         >>> r = tfprune.report(pruned)
         >>> r.total.density, r.total.effective_macs / r.total.macs
     """
+    if isinstance(input_shape, (bool, int)):  # report(model, 0): 0.1's order
+        warn_once(("report", "verbose"), "report(model, verbose): the second argument is now input_shape, as in "
+                                         "profile; pass verbose= by keyword")
+        input_shape, verbose = None, input_shape
     targets = prunable_weights(model)
     warn_unpruned(model)
     wrapped = is_wrapped(model)

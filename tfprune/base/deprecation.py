@@ -12,6 +12,7 @@ import functools
 import importlib
 import importlib.abc
 import importlib.util
+import inspect
 import sys
 import warnings
 
@@ -31,7 +32,8 @@ def warn_once(key, message):
 def renamed(**old_to_new):
     """Decorator: accept each old keyword name, warn once, and pass it on under its new name.
 
-    A value may translate on the way (``old=("new", function)``), e.g. a kept fraction to a sparsity.
+    A value may translate on the way (``old=("new", function)``), e.g. a kept fraction to a sparsity;
+    a new name ``"**name"`` spreads an old dict argument into the keyword arguments.
 
     >>> @renamed(method="criterion")
     ... def prune(model, criterion=None): ...
@@ -41,16 +43,24 @@ def renamed(**old_to_new):
 
     def decorate(function):
         where = function.__qualname__.replace(".__init__", "")
+        positional = [p.name for p in inspect.signature(function).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
             for old in table.keys() & kwargs.keys():
                 new, translate = table[old]
-                if new in kwargs:
+                if (new in kwargs or new in positional[:len(args)]) and not new.startswith("**"):
                     raise TypeError(f"{where}() got both {old!r} (deprecated) and {new!r}; pass only {new!r}")
                 value = kwargs.pop(old)
-                kwargs[new] = translate(value) if translate else value
-                hint = " (its value translated)" if translate else ""
+                if new.startswith("**"):
+                    clash = sorted(set(value or {}) & set(kwargs))
+                    if clash:
+                        raise TypeError(f"{where}() got {clash} both in {old!r} (deprecated) and as keywords")
+                    kwargs.update(value or {})
+                else:
+                    kwargs[new] = translate(value) if translate else value
+                hint = " (its value translated)" if translate else " (as keyword arguments)" if new[:2] == "**" else ""
                 warn_once((where, old), f"{where}(): {old!r} is deprecated and will be removed in tfprune 1.1; "
                                         f"use {new!r}{hint}")
             return function(*args, **kwargs)

@@ -5,6 +5,6 @@ schedule, :class:`DynamicSparse` trains sparse and moves connections (RigL, SET)
 from tfprune.callbacks.dynamic import DynamicSparse
 from tfprune.callbacks.gradual import GradualPruning
 from tfprune.callbacks.summaries import PruningSummaries
-from tfprune.callbacks.updates import MaskUpdate, active_pruning
+from tfprune.callbacks.updates import MaskUpdate, active_pruners, active_pruning
 
-__all__ = ["DynamicSparse", "GradualPruning", "MaskUpdate", "PruningSummaries", "active_pruning"]
+__all__ = ["DynamicSparse", "GradualPruning", "MaskUpdate", "PruningSummaries", "active_pruners", "active_pruning"]

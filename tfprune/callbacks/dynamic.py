@@ -1,7 +1,7 @@
 """DynamicSparse: sparse training that moves connections during ``fit`` (RigL, SET).
 
 The network trains sparse from the first step: when training starts on masks that keep every
-weight, the callback draws random masks with the per-tensor budget of ``distribution`` (ERK or
+weight, the callback draws random masks with the per-tensor budget of ``allocation`` (ERK or
 uniform) at ``sparsity``. Every ``update_frequency`` steps (:class:`tfprune.schedules.DropFraction`)
 each tensor that keeps ``k`` weights drops the ``kept_count(f, k) = floor(f·k + 1/2)`` kept
 weights of smallest ``|w|`` (``f`` the drop fraction at that step; RigL's code takes
@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfprune.sparsity import masks as masks_lib
-from tfprune.callbacks.updates import MaskUpdate, MaskUpdatingCallback, measured_sparsities
-from tfprune.sparsity.schedules import DropFraction
 from tfprune.autodiff.gradients import effective_gradients, scoring_batches
-from tfprune.layers.targets import prunable_weights
-from tfprune.layers.wrapping import apply_masks, get_masks
+from tfprune.base.deprecation import renamed
+from tfprune.callbacks.updates import MaskUpdatingCallback
+from tfprune.layers.wrapping import assign_masks, masks_of
+from tfprune.sparsity import masks as masks_lib
+from tfprune.sparsity.schedules import DropFraction
 
-__all__ = ["DynamicSparse", "METHODS", "optimizer_slots"]
+__all__ = ["CRITERIA", "DynamicSparse", "optimizer_slots"]
 
-METHODS = ("rigl", "set")
+CRITERIA = ("rigl", "set")
 _INITIAL, _UPDATE = 0, 1  # seed streams: the initial masks, the SET growth at a step
 
 
@@ -73,11 +73,17 @@ class DynamicSparse(MaskUpdatingCallback):
     (which also logs the connections moved), and the model saves, loads, strips and exports as
     any wrapped model. Compile with ``steps_per_execution=1``.
 
+    Several callbacks (``DynamicSparse`` or :class:`~tfprune.callbacks.GradualPruning`) may train
+    one model in one ``fit`` over disjoint selections of layers (``policy``); overlapping ones are
+    refused when ``fit`` starts.
+
     Args:
-        method: ``"rigl"`` (grow by dense-gradient magnitude; needs ``data``) or ``"set"``
-            (grow at random).
+        criterion: The growth criterion: ``"rigl"`` (grow by dense-gradient magnitude; needs
+            ``data``) or ``"set"`` (grow at random). Connections are always dropped by magnitude.
         sparsity: Fraction of the prunable weights removed, in (0, 1).
-        distribution: Per-tensor budget of the initial masks: ``"erk"`` (Erdős–Rényi-Kernel)
+        policy: Which masked layers this callback trains sparse (see
+            :func:`tfprune.prunable_weights`); ``None``: all of them.
+        allocation: Per-tensor budget of the initial masks: ``"erk"`` (Erdős–Rényi-Kernel)
             or ``"uniform"`` (every tensor at ``sparsity``).
         update_frequency: Steps between updates, an int >= 1.
         drop_fraction: Fraction of each tensor's kept weights moved at step 0 of the drop
@@ -91,6 +97,8 @@ class DynamicSparse(MaskUpdatingCallback):
         samples: Examples taken from ``data``; default that of
             :func:`~tfprune.autodiff.gradients.scoring_batches` (10 × the number of classes).
         batch_size: Examples per gradient batch for arrays; default all ``samples`` in one.
+        verbose: 1 prints one line per update (connections moved); 0 (the default: ``fit``
+            prints its own progress) is silent.
 
     Attributes:
         updates: The :class:`~tfprune.callbacks.MaskUpdate` of every update (with ``moved``),
@@ -98,12 +106,13 @@ class DynamicSparse(MaskUpdatingCallback):
         schedule: The :class:`tfprune.schedules.DropFraction` in use.
 
     Raises:
-        ValueError: at construction, on an unknown method, distribution or drop schedule, a
+        ValueError: at construction, on an unknown criterion, allocation or drop schedule, a
             sparsity outside (0, 1), a drop fraction outside (0, 1), ``update_frequency < 1``,
             ``end_step < 1``, or RigL without ``data``; when ``fit`` starts, before any mask
             changes, on a model that is not wrapped, compiled with ``steps_per_execution > 1``,
-            whose ``data`` does not fit it, or whose masks are already sparse with other
-            per-tensor kept counts than ``sparsity`` and ``distribution`` give.
+            whose ``data`` does not fit it, whose masks are already sparse with other
+            per-tensor kept counts than ``sparsity`` and ``allocation`` give, or whose selected
+            layers another mask-changing callback of the same ``fit`` changes.
 
     Example:
         >>> wrapped = tfprune.wrap(model)
@@ -113,55 +122,61 @@ class DynamicSparse(MaskUpdatingCallback):
         >>> plain = tfprune.strip(wrapped)
     """
 
-    def __init__(self, method, sparsity, *, distribution="erk", update_frequency=100, drop_fraction=0.3,
-                 drop_schedule="cosine", end_step, seed=None, data=None, samples=None, batch_size=None):
-        super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    @renamed(method="criterion", distribution="allocation")
+    def __init__(self, criterion, sparsity, *, policy=None, allocation="erk", update_frequency=100,
+                 drop_fraction=0.3, drop_schedule="cosine", end_step, seed=None, data=None, samples=None,
+                 batch_size=None, verbose=0):
+        super().__init__(policy)
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
         if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float, np.integer, np.floating)) \
                 or not 0 < sparsity < 1:
             raise ValueError(f"sparsity must be a number in (0, 1), got {sparsity!r}")
-        if distribution not in masks_lib.ALLOCATIONS:
-            raise ValueError(f"distribution must be one of {masks_lib.ALLOCATIONS}, got {distribution!r}")
+        if allocation not in masks_lib.ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {masks_lib.ALLOCATIONS}, got {allocation!r}")
         self.schedule = DropFraction(drop_fraction, end_step, update_frequency, drop_schedule)
-        if method == "rigl" and data is None:
-            raise ValueError("method 'rigl' grows by the gradient on a batch of data: pass data=(x, y) "
+        if criterion == "rigl" and data is None:
+            raise ValueError("criterion 'rigl' grows by the gradient on a batch of data: pass data=(x, y) "
                              "(the training data) or a dataset of (x, y) batches")
-        self.method, self.sparsity, self.distribution = method, float(sparsity), distribution
+        self.criterion, self.sparsity, self.allocation = criterion, float(sparsity), allocation
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
-        self.data, self.samples, self.batch_size = data, samples, batch_size
+        self.data, self.samples, self.batch_size, self.verbose = data, samples, batch_size, verbose
         self._batches = None
 
     def set_model(self, model):
         super().set_model(model)
-        if self.method == "rigl":
+        if self.criterion == "rigl":
             self._batches = scoring_batches(model, self.data, self.samples, self.batch_size, class_ids=False)
 
     def initial_masks(self):
-        """Random masks at ``sparsity`` with the per-tensor budget of ``distribution``, drawn from
-        ``seed``, in :func:`tfprune.prunable_weights` order; their kept counts are the ones every
-        update keeps."""
+        """Random masks at ``sparsity`` with the per-tensor budget of ``allocation``, drawn from
+        ``seed``, in the order of :meth:`targets`; their kept counts are the ones every update keeps."""
         rng = np.random.default_rng([self.seed, _INITIAL])
-        scores = [rng.random(t.shape) for t in prunable_weights(self.model)]
-        return masks_lib.from_scores(scores, sparsity=self.sparsity, scope="local", allocation=self.distribution)
+        scores = [rng.random(t.shape) for t in self.targets()]
+        return masks_lib.from_scores(scores, sparsity=self.sparsity, scope="local", allocation=self.allocation)
+
+    def check_model(self, model):
+        super().check_model(model)
+        initial = self.initial_masks()
+        counts, dense = [int(m.sum()) for m in initial], [m.size for m in initial]
+        current = [int(m.sum()) for m in masks_of(self.targets())]
+        if current not in (counts, dense):
+            raise ValueError(
+                f"the masks of {model.name!r} keep {current} weights per tensor, but sparsity={self.sparsity:g} "
+                f"with allocation={self.allocation!r} keeps {counts}: start from a freshly wrapped model (all masks "
+                "ones), or give the sparsity and allocation of these masks"
+            )
 
     def on_train_begin(self, logs=None):
-        masks, initial = get_masks(self.model), self.initial_masks()
-        counts = [int(m.sum()) for m in initial]
-        if all(m.all() for m in masks):
-            apply_masks(self.model, initial)
-        elif [int(m.sum()) for m in masks] != counts:
-            raise ValueError(
-                f"the masks of {self.model.name!r} keep {[int(m.sum()) for m in masks]} weights per tensor, but "
-                f"sparsity={self.sparsity:g} with distribution={self.distribution!r} keeps {counts}: start from a "
-                "freshly wrapped model (all masks ones), or give the sparsity and distribution of these masks"
-            )
-        super().on_train_begin(logs)
+        super().on_train_begin(logs)  # checks the model and the other callbacks before any mask changes
+        targets = self.targets()
+        if all(m.all() for m in masks_of(targets)):
+            assign_masks(targets, self.initial_masks())
 
     def grow_scores(self, step, targets):
         """Scores of the weights to grow at ``step`` (higher grows first): ``|∂L/∂w|`` (RigL) or uniform
         random numbers from ``(seed, step)`` (SET)."""
-        if self.method == "set":
+        if self.criterion == "set":
             rng = np.random.default_rng([self.seed, _UPDATE, step])
             return [rng.random(t.shape) for t in targets]
         x, y = self._batches[(step // self.schedule.frequency) % len(self._batches)]
@@ -169,8 +184,8 @@ class DynamicSparse(MaskUpdatingCallback):
         return [np.abs(np.asarray(g, dtype=np.float64)) for g in gradients]
 
     def _update(self, step, fraction):
-        targets = prunable_weights(self.model)
-        old = get_masks(self.model)
+        targets = self.targets()
+        old = masks_of(targets)
         weights = [t.variable.numpy() for t in targets]
         kept = [int(m.sum()) for m in old]
         dropped = [masks_lib.kept_count(fraction, k) for k in kept]
@@ -188,9 +203,11 @@ class DynamicSparse(MaskUpdatingCallback):
                 _zero_at(t.variable, a, w)
                 for slot in optimizer_slots(self.model.optimizer, t.variable):
                     _zero_at(slot, a)
-        apply_masks(self.model, new)
+        assign_masks(targets, new)
         moved = {name: int(a.sum()) for name, a in zip(names, arrived)}
-        self.updates.append(MaskUpdate(step, self.sparsity, *measured_sparsities(self.model), moved=moved))
+        self._record(step, self.sparsity, moved)
+        if self.verbose:
+            print(f"DynamicSparse: step {step}, moved {sum(moved.values())} connections (fraction {fraction:.4f})")
 
 
 def _zero_at(variable, where, value=None):

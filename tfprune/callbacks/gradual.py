@@ -21,14 +21,14 @@ sparsity is below a tensor's current sparsity raises (naming the step) and chang
 from __future__ import annotations
 
 
+from tfprune import scores
+from tfprune.base.deprecation import renamed
+from tfprune.callbacks.updates import MaskUpdatingCallback, measured_sparsities, training_step
+from tfprune.pruning import prune_at_init
 from tfprune.sparsity import masks as masks_lib
 from tfprune.sparsity import patterns, schedules
-from tfprune import scores
-from tfprune.callbacks.updates import (MaskUpdate, MaskUpdatingCallback, active_pruning, measured_sparsities,
-                                      training_step)
-from tfprune.pruning import prune_at_init
 
-__all__ = ["GradualPruning", "MaskUpdate", "active_pruning", "measured_sparsities", "training_step"]
+__all__ = ["GradualPruning"]
 
 class GradualPruning(MaskUpdatingCallback):
     """Prunes a wrapped model during ``fit`` to the sparsity a schedule gives at each step.
@@ -51,32 +51,45 @@ class GradualPruning(MaskUpdatingCallback):
     criterion that keeps pruned weights pruned the first update fixes the masks, so
     ``ConstantSparsity(1 - n/m, begin_step)`` says the same thing more directly.
 
+    Several ``GradualPruning`` (and :class:`~tfprune.callbacks.DynamicSparse`) callbacks may train one
+    model in one ``fit``, each over the layers its ``policy`` selects, with its own schedule,
+    criterion and pattern: TF-MOT's per-layer configuration. Selections that overlap are refused
+    when ``fit`` starts, before the first step.
+
     The model must be compiled with ``steps_per_execution=1``: masks change between steps, and
     Keras calls callbacks once per execution.
 
     Args:
-        schedule: A :class:`tfprune.schedules.PruningSchedule`, ``step -> (should_prune,
-            sparsity)``: :class:`~tfprune.schedules.PolynomialDecay`,
-            :class:`~tfprune.schedules.ConstantSparsity` or a subclass of your own.
-        method: A registered scorer name (``tfprune.scores.available()``) or a callable
+        schedule: A training-step schedule, :class:`tfprune.schedules.PruningSchedule`, ``step ->
+            (should_prune, sparsity)``: :class:`~tfprune.schedules.PolynomialDecay`,
+            :class:`~tfprune.schedules.ConstantSparsity` or a subclass of your own (a round
+            schedule of :func:`tfprune.prune_at_init` is refused).
+        criterion: A registered scorer name (``tfprune.scores.available()``) or a callable
             ``(model, targets, data) -> list of score tensors`` (higher is kept).
-        scope: ``"local"`` (per tensor, as TF-MOT) or ``"global"``.
+        policy: Which masked layers this callback prunes (see :func:`tfprune.prunable_weights`);
+            ``None``: all of them.
+        scope: ``"local"`` (per tensor, as TF-MOT) or ``"global"`` (over the selected layers).
         pattern: A sparsity pattern (``tfprune.patterns.get``): ``None``/``"unstructured"``,
-            ``"1x4"``, ``"2:4"``, or a pattern object.
+            ``"1x4"``, ``"2:4"``, or a pattern object. A layer whose groups are shorter than an
+            N:M pattern's ``m`` cannot reach its sparsity: a warning names it at the first update.
         data: Scoring data for the criteria that need it (``(x, y)`` or a dataset of batches).
-        **scorer_options: Passed to the scorer.
+        seed: Seed for criteria that draw (``"random"``).
+        verbose: 1 prints one line per mask update; 0 (the default: ``fit`` prints its own progress) is silent.
+        **criterion_options: Passed to the criterion.
 
     Attributes:
         updates: The :class:`MaskUpdate` of every update made, over all ``fit`` calls, oldest first.
 
     Raises:
-        ValueError: on an unknown method, scope or pattern, a data-driven method without
+        ValueError: on an unknown criterion, scope or pattern, a data-driven criterion without
             ``data``, an ``NByM`` pattern whose density the schedule's final sparsity
             contradicts; when ``fit`` starts, before anything changes, on a model that is not
-            wrapped or is compiled with ``steps_per_execution > 1``; at an update, naming the
-            step, if the scorer fails or a mask would have to grow (nothing is changed then).
-        TypeError: on a schedule that is not a ``PruningSchedule``, or a scorer option the
-            scorer does not take.
+            wrapped or is compiled with ``steps_per_execution > 1``, a policy that selects no
+            masked layer, layers another mask-changing callback of the same ``fit`` changes, or a
+            schedule that would have to grow the current masks; at an update, naming the step, if
+            the scorer fails (nothing is changed then).
+        TypeError: on a schedule that is not a training-step ``PruningSchedule`` (e.g. a round
+            schedule), or an option the criterion does not take.
 
     Example:
         >>> wrapped = tfprune.wrap(model)
@@ -86,42 +99,81 @@ class GradualPruning(MaskUpdatingCallback):
         >>> plain = tfprune.strip(wrapped)
     """
 
-    def __init__(self, schedule, method="magnitude", *, scope="local", pattern=None, data=None, **scorer_options):
-        super().__init__()
+    @renamed(method="criterion")
+    def __init__(self, schedule, criterion="magnitude", *, policy=None, scope="local", pattern=None, data=None,
+                 seed=None, verbose=0, **criterion_options):
+        super().__init__(policy)
         _check_schedule(schedule)
-        self.scorer = scores.get(method)
+        self.scorer = scores.get(criterion)
         if scope not in masks_lib.SCOPES:
             raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
         if self.scorer.needs_data and data is None:
             raise ValueError(
-                f"method {self.scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches"
+                f"criterion {self.scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches"
             )
-        unknown = sorted(k for k in scorer_options if not self.scorer.accepts(k))
+        if self.scorer.accepts("seed"):
+            criterion_options.setdefault("seed", seed)
+        unknown = sorted(k for k in criterion_options if not self.scorer.accepts(k))
         if unknown:
-            raise TypeError(f"scorer {self.scorer.name!r} takes no option {unknown}")
+            raise TypeError(f"criterion {self.scorer.name!r} takes no option {unknown}")
         self.pattern = patterns.get(pattern)
         self._fixed_sparsity = _fixed_sparsity(self.pattern, schedule)
         self.schedule = schedule
         self.scope = scope
         self.data = data
-        self.scorer_options = scorer_options
+        self.verbose = verbose
+        self.criterion_options = criterion_options
+
+    def check_model(self, model):
+        super().check_model(model)
+        _check_direction(self.schedule, self._fixed_sparsity, self.scorer, self.scope,
+                         measured_sparsities(model, self.policy), training_step(model))
+        self.pattern.warn_unreachable(self.targets())
 
     def _update(self, step, sparsity):
         applied = sparsity if self._fixed_sparsity is None else self._fixed_sparsity
         try:
             prune_at_init(self.model, self.scorer, sparsity=applied, data=self.data, scope=self.scope,
-                          rounds=1, pattern=self.pattern, verbose=0, **self.scorer_options)
+                          rounds=1, policy=self.policy, pattern=self.pattern, verbose=0, **self.criterion_options)
         except ValueError as error:
             raise ValueError(f"GradualPruning update at step {step} (sparsity {sparsity:.6g}): {error}") from error
-        self.updates.append(MaskUpdate(step, sparsity, *measured_sparsities(self.model)))
+        update = self._record(step, sparsity)
+        if self.verbose:
+            print(f"GradualPruning: step {step}, sparsity {update.model_sparsity:.4f} over {len(update.sparsities)} "
+                  "weights")
 
 
 def _check_schedule(schedule):
+    if isinstance(schedule, schedules.RoundSchedule):
+        raise TypeError(
+            f"GradualPruning takes a training-step schedule, and {schedule!r} is a round schedule of "
+            "tfprune.prune_at_init (its steps are rounds): use tfprune.schedules.PolynomialDecay or "
+            "ConstantSparsity, or prune_at_init(..., round_schedule=...) before training"
+        )
     if not isinstance(schedule, schedules.PruningSchedule):
         raise TypeError(
-            "schedule must be a tfprune.schedules.PruningSchedule, e.g. "
-            f"tfprune.sparsity.schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000); got {schedule!r}"
+            "schedule must be a training-step tfprune.schedules.PruningSchedule, e.g. "
+            f"tfprune.schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000); got {schedule!r}"
         )
+
+
+def _check_direction(schedule, fixed_sparsity, scorer, scope, measured, step):
+    """Raises, before the first step, if the next update (at or after ``step``) would have to grow
+    the current masks: a schedule whose sparsity decreases, or one below the masks' sparsity."""
+    upcoming = schedule.next_update(step)
+    if not scorer.keeps_pruned or fixed_sparsity is not None or upcoming is None:
+        return
+    at, first = upcoming
+    if first > schedule.final_sparsity + 1e-6:  # float32 schedules
+        raise ValueError(f"{schedule!r} lowers the sparsity from {first:g} to {schedule.final_sparsity:g}, and "
+                         f"criterion {scorer.name!r} keeps pruned weights pruned: a schedule can only raise the "
+                         "sparsity")
+    current = max(measured[0].values()) if scope == "local" else measured[1]
+    if first < current - 1e-6:
+        where = "its sparsest masked tensor is" if scope == "local" else "the selected masks are"
+        raise ValueError(f"{schedule!r} prunes to sparsity {first:g} at step {at}, but {where} at {current:.6g} "
+                         f"already, and criterion {scorer.name!r} keeps pruned weights pruned: start the schedule "
+                         f"at or above {current:.6g}")
 
 
 def _fixed_sparsity(pattern, schedule):

@@ -7,7 +7,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tfprune.callbacks.updates import active_pruning, measured_sparsities, training_step
+from tfprune.callbacks.updates import active_pruners, measured_sparsities, training_step
 from tfprune.layers.targets import is_wrapped
 
 __all__ = ["PruningSummaries"]
@@ -31,8 +31,9 @@ class PruningSummaries(keras.callbacks.Callback):
 
     Scalars ``sparsity/<weight path>`` for every prunable weight and ``model_sparsity`` over all of
     them together, at the end of every epoch (measured on the masks) and — with a
-    :class:`tfprune.callbacks.GradualPruning` or :class:`tfprune.callbacks.DynamicSparse` in the
-    same ``fit``, in any order — at every mask update. A ``DynamicSparse`` update also writes the
+    :class:`tfprune.callbacks.GradualPruning` or :class:`tfprune.callbacks.DynamicSparse` (or
+    several, over disjoint layers) in the same ``fit``, in any order — at every mask update, the
+    weights that update changed. A ``DynamicSparse`` update also writes the
     number of connections it moved, ``connections_moved/<weight path>`` and ``connections_moved``
     (all weights together). The TensorBoard step is the optimizer's iteration count: an update
     made before step ``i`` trains is logged at ``i``, an epoch that ended after ``i`` steps at ``i``. Updates are
@@ -62,7 +63,7 @@ class PruningSummaries(keras.callbacks.Callback):
                               "(TensorFlow 2.21 no longer installs it): pip install tensorboard") from error
         self.log_dir = os.fspath(log_dir)
         self._writer = None
-        self._logged = 0  # updates of the current fit already written
+        self._logged = {}  # id(pruning callback) -> its updates of the current fit already written
 
     def set_model(self, model):
         if not is_wrapped(model):
@@ -74,7 +75,7 @@ class PruningSummaries(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._writer = tf.summary.create_file_writer(self.log_dir)
-        self._logged = 0
+        self._logged = {}
 
     def on_train_batch_begin(self, batch, logs=None):
         self._write_updates()
@@ -89,13 +90,12 @@ class PruningSummaries(keras.callbacks.Callback):
             self._writer = None
 
     def _write_updates(self):
-        """Writes the updates the active pruning callback made in this fit since the last call."""
-        pruning = active_pruning(self.model)
-        if pruning is None:
-            return
-        for update in pruning.fit_updates[self._logged:]:
-            self._write(update.step, update.sparsities, update.model_sparsity, update.moved)
-            self._logged += 1
+        """Writes the updates the active pruning callbacks made in this fit since the last call."""
+        for pruning in active_pruners(self.model):
+            done = self._logged.get(id(pruning), 0)
+            for update in pruning.fit_updates[done:]:
+                self._write(update.step, update.sparsities, update.model_sparsity, update.moved)
+            self._logged[id(pruning)] = len(pruning.fit_updates)
 
     def _write(self, step, sparsities, model_sparsity, moved=None):
         with self._writer.as_default(step=step):

@@ -1,5 +1,6 @@
-"""What the mask-changing callbacks share: the update record, the callback now training a model,
-and the two things they read from a model (its step and its measured sparsities)."""
+"""What the mask-changing callbacks share: the update record, the callbacks now training a model
+(each over its own layers, checked disjoint before the first step), and the two things they read
+from a model (its step and its measured sparsities)."""
 
 from __future__ import annotations
 
@@ -8,31 +9,65 @@ import weakref
 
 import keras
 
+from tfprune import _compat
 from tfprune.sparsity import masks as masks_lib
 from tfprune.layers.targets import is_wrapped, prunable_weights
-from tfprune.layers.wrapping import get_masks
+from tfprune.layers.wrapping import masks_of
 
-__all__ = ["MaskUpdate", "active_pruning", "set_active", "measured_sparsities", "training_step", "check_maskable", "MaskUpdatingCallback"]
+__all__ = ["MaskUpdate", "active_pruners", "active_pruning", "measured_sparsities", "training_step", "check_maskable",
+           "MaskUpdatingCallback"]
 
-_ACTIVE = weakref.WeakKeyDictionary()  # model -> the mask-changing callback training it now
+_ACTIVE = weakref.WeakKeyDictionary()  # model -> the mask-changing callbacks training it now
+
+
+def active_pruners(model):
+    """The callbacks changing ``model``'s masks in the current ``fit``
+    (:class:`~tfprune.callbacks.GradualPruning`, :class:`~tfprune.callbacks.DynamicSparse`), in the
+    order they started: each over its own layers.
+
+    Lets other callbacks (e.g. :class:`tfprune.callbacks.PruningSummaries`) read their updates
+    whatever their order in the callback list.
+    """
+    return tuple(_ACTIVE.get(model, ()))
 
 
 def active_pruning(model):
-    """The callback changing ``model``'s masks in the current ``fit`` (a
-    :class:`~tfprune.callbacks.GradualPruning` or :class:`~tfprune.callbacks.DynamicSparse`), or ``None``.
+    """The one callback changing ``model``'s masks in the current ``fit``, or ``None``.
 
-    Lets other callbacks (e.g. :class:`tfprune.callbacks.PruningSummaries`) read its updates
-    whatever their order in the callback list.
+    Raises:
+        ValueError: if several do (one per selection of layers): use :func:`active_pruners`.
     """
-    return _ACTIVE.get(model)
+    pruners = active_pruners(model)
+    if len(pruners) > 1:
+        raise ValueError(f"{len(pruners)} callbacks change the masks of {model.name!r}: use active_pruners(model)")
+    return pruners[0] if pruners else None
 
 
-def set_active(model, callback):
-    """Makes ``callback`` the one :func:`active_pruning` returns for ``model``; ``None`` clears it."""
-    if callback is None:
-        _ACTIVE.pop(model, None)
+def _claim(model, callback):
+    """Registers ``callback`` as changing the masks of its targets in this ``fit``.
+
+    Raises (registering nothing) if a callback of the same ``fit`` already changes one of them;
+    callbacks left registered by a ``fit`` that stopped with an error are forgotten.
+    """
+    mine = {t.name for t in callback.targets()}
+    others = [c for c in _ACTIVE.get(model, ()) if _compat.same_fit(c, callback) and c is not callback]
+    for other in others:
+        shared = sorted(mine & {t.name for t in other.targets()})
+        if shared:
+            raise ValueError(
+                f"{type(callback).__name__} and {type(other).__name__} in the same fit would both change the "
+                f"masks of {shared}: give each callback a policy= selecting different layers "
+                "(e.g. tfprune.policies.OnlyLayers(names=[...])); nothing was changed"
+            )
+    _ACTIVE[model] = [*others, callback]
+
+
+def _release(model, callback):
+    remaining = [c for c in _ACTIVE.get(model, ()) if c is not callback]
+    if remaining:
+        _ACTIVE[model] = remaining
     else:
-        _ACTIVE[model] = callback
+        _ACTIVE.pop(model, None)
 
 
 def training_step(model):
@@ -40,14 +75,18 @@ def training_step(model):
     return int(model.optimizer.iterations.numpy())
 
 
-def measured_sparsities(model):
+def measured_sparsities(model, policy=None):
     """The removed fraction of each mask of a wrapped model, and of all of them together.
 
+    Args:
+        model: A wrapped model.
+        policy: Only the masks of the layers this policy selects (see :func:`tfprune.prunable_weights`).
+
     Returns:
-        ``({weight path: sparsity}, model sparsity)``, in :func:`tfprune.prunable_weights` order.
+        ``({weight path: sparsity}, sparsity of them together)``, in :func:`tfprune.prunable_weights` order.
     """
-    masks = get_masks(model)
-    names = [t.name for t in prunable_weights(model)]
+    targets = prunable_weights(model, policy=policy)
+    names, masks = [t.name for t in targets], masks_of(targets)
     return {name: 1.0 - d for name, d in zip(names, masks_lib.densities(masks))}, 1.0 - masks_lib.density(masks)
 
 
@@ -58,9 +97,10 @@ class MaskUpdate:
     Attributes:
         step: The optimizer's iteration count when the masks were set (before that step trains).
         target_sparsity: The sparsity the callback asked for at ``step``.
-        sparsities: Removed fraction of each prunable weight, measured on the new masks, keyed by
-            the weight's path in :func:`tfprune.prunable_weights` order.
-        model_sparsity: Removed fraction over all prunable weights together.
+        sparsities: Removed fraction of each weight the callback changes (its ``policy``'s; all
+            prunable weights by default), measured on the new masks, keyed by the weight's path in
+            :func:`tfprune.prunable_weights` order.
+        model_sparsity: Removed fraction over all prunable weights of the model together.
         moved: For :class:`~tfprune.callbacks.DynamicSparse`, the connections moved in each weight
             (dropped, and as many grown elsewhere), keyed like ``sparsities``; ``None`` for
             updates that only prune.
@@ -103,14 +143,24 @@ class MaskUpdatingCallback(keras.callbacks.Callback):
     At the start of each training batch it reads the step (the optimizer's iteration count), asks
     ``self.schedule(step)`` for ``(due, value)`` and, when due, calls ``self._update(step, value)``,
     which a subclass implements and which appends a :class:`MaskUpdate` to ``self.updates``. It
-    refuses models whose masks cannot change between steps, and registers itself as the model's
-    active pruner while training (see :func:`active_pruning`).
+    changes the masks of the layers ``policy`` selects; it refuses models whose masks cannot change
+    between steps and, when training begins (before the first step), a selection that another
+    callback of the same ``fit`` also changes, or what :meth:`check_model` refuses; while
+    training it is one of the model's active pruners (see :func:`active_pruners`).
+
+    Args:
+        policy: Which of the wrapped model's masked layers it changes (``None``: all of them).
     """
 
-    def __init__(self):
+    def __init__(self, policy=None):
         super().__init__()
+        self.policy = policy
         self.updates = []
         self._fit_start = 0
+
+    def targets(self):
+        """The masked weights this callback changes, in :func:`tfprune.prunable_weights` order."""
+        return prunable_weights(self.model, policy=self.policy)
 
     @property
     def last_update(self):
@@ -127,11 +177,17 @@ class MaskUpdatingCallback(keras.callbacks.Callback):
         super().set_model(model)
 
     def on_train_begin(self, logs=None):
+        self.check_model(self.model)
+        _claim(self.model, self)
         self._fit_start = len(self.updates)
-        set_active(self.model, self)
 
     def on_train_end(self, logs=None):
-        set_active(self.model, None)
+        _release(self.model, self)
+
+    def check_model(self, model):
+        """Raises if this callback cannot train ``model`` (called before the first step); a
+        subclass extends it."""
+        self.targets()  # the policy selects masked layers of this model
 
     def on_train_batch_begin(self, batch, logs=None):
         step = training_step(self.model)
@@ -141,3 +197,10 @@ class MaskUpdatingCallback(keras.callbacks.Callback):
 
     def _update(self, step, value):
         raise NotImplementedError
+
+    def _record(self, step, target_sparsity, moved=None):
+        """Appends the :class:`MaskUpdate` of the masks as they are now."""
+        sparsities = measured_sparsities(self.model, self.policy)[0]
+        update = MaskUpdate(step, target_sparsity, sparsities, measured_sparsities(self.model)[1], moved)
+        self.updates.append(update)
+        return update

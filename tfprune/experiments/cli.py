@@ -67,12 +67,17 @@ def _seeds(text):
     return values
 
 
-def _block(text):
-    try:
-        rows, cols = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a block such as 1x4, got {text!r}") from None
-    return rows, cols
+class _Deprecated(argparse.Action):
+    """An option's old spelling: stores into the new option's destination and says so on stderr."""
+
+    def __init__(self, option_strings, dest, new, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"tfprune: {option_string} is deprecated and will be removed in tfprune 1.1; use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _add_model_arguments(parser, file_too=True):
@@ -104,7 +109,8 @@ def _add_pruning_arguments(parser, bias=True):
 
 
 def _add_grid_arguments(parser, compressions):
-    parser.add_argument("--methods", default="random,magnitude,snip,grasp,synflow", help="comma-separated scorers")
+    parser.add_argument("--criteria", default="random,magnitude,snip,grasp,synflow", help="comma-separated criteria")
+    parser.add_argument("--methods", dest="criteria", action=_Deprecated, new="--criteria")
     parser.add_argument("--compressions", type=_compressions, default=_compressions(compressions),
                         help="start:stop:step of log10 compression (1:3:0.25 is 10^1, 10^1.25, …, 10^3) or "
                              f"comma-separated compressions; default {compressions}")
@@ -119,8 +125,10 @@ def _add_training_arguments(parser):
     parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     parser.add_argument("--weight-decay", type=float, default=5e-4, help="decoupled weight decay (default 5e-4)")
-    parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+    parser.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                         help="learning-rate schedule (default cosine)")
+    parser.add_argument("--schedule", dest="lr_schedule", choices=("cosine", "constant"), action=_Deprecated,
+                        new="--lr-schedule")
     parser.add_argument("--train-samples", type=int, default=None,
                         help="train on the first N training examples only (default all)")
     parser.add_argument("--test-samples", type=int, default=None,
@@ -137,7 +145,8 @@ def _parser():
                            description="Prunes a saved model (or a reference network) at initialisation "
                            "and saves the pruned, wrapped model (or the stripped one with --strip).")
     _add_model_arguments(prune)
-    prune.add_argument("--method", required=True, help="scorer: random, magnitude, snip, grasp, synflow, "
+    prune.add_argument("--method", dest="criterion", action=_Deprecated, new="--criterion")
+    prune.add_argument("--criterion", help="scorer: random, magnitude, snip, grasp, synflow, "
                        "iter_snip, force, or any registered one")
     amount = prune.add_mutually_exclusive_group(required=True)
     amount.add_argument("--compression", type=float, help="kept fraction 1/C (e.g. 100)")
@@ -148,7 +157,7 @@ def _parser():
     prune.add_argument("--pattern", default=None, metavar="PATTERN",
                        help="sparsity pattern: unstructured (default), 1xB blocks along the input axis (e.g. 1x4, "
                             "for TFLite's block-sparse Dense) or N:M (e.g. 2:4: every 4 inputs keep 2)")
-    prune.add_argument("--block", type=_block, default=None, metavar="1xB", help="the older spelling of --pattern 1xB")
+    prune.add_argument("--block", dest="pattern", action=_Deprecated, new="--pattern")
     prune.add_argument("--on-collapse", choices=("warn", "raise", "ignore"), default="warn",
                        help="when a tensor is emptied or the output cut off from the input: warn (default), "
                             "raise (exit 1, save nothing) or ignore")
@@ -194,8 +203,9 @@ def _parser():
                             "checks the file's outputs against Keras, and only then writes it.")
     export.add_argument("model_file", metavar="MODEL.keras")
     export.add_argument("--tflite", required=True, metavar="OUT.tflite", help="where to write the file")
-    export.add_argument("--block", type=_block, default=None, metavar="RxC",
-                        help="the block the masks were made with, e.g. 1x4 (checked in the file)")
+    export.add_argument("--pattern", default=None, metavar="PATTERN",
+                        help="the block pattern the masks were made with, e.g. 1x4 (checked in the file)")
+    export.add_argument("--block", dest="pattern", action=_Deprecated, new="--pattern")
     export.add_argument("--quantize", choices=("dynamic",), default=None, help="dynamic-range int8 weights")
     _add_data_arguments(export, samples_help="test examples to check the file on",
                         samples_default="256 with --data, else 8 random inputs")
@@ -210,7 +220,8 @@ def _parser():
     demo.add_argument("--data", default="digits", help="data set name (default: the embedded digits)")
     demo.add_argument("--data-dir", default=None, help="folder of .npz files (see tfprune.data)")
     demo.add_argument("--sparsities", type=_floats, default=[0.9, 0.98], help="comma-separated, default 0.9,0.98")
-    demo.add_argument("--methods", default=None, help="comma-separated scorer names (default: all)")
+    demo.add_argument("--criteria", default=None, help="comma-separated criteria (default: all)")
+    demo.add_argument("--methods", dest="criteria", action=_Deprecated, new="--criteria")
     demo.add_argument("--epochs", type=int, default=30, help="training epochs per network (default 30)")
     demo.add_argument("--seed", type=int, default=0, help="seed of weights and random scores (default 0)")
     demo.add_argument("--quiet", action="store_true", help="print only the final table")
@@ -247,15 +258,15 @@ def _check_numbers(args):
         raise ValueError(f"--seed must be in [0, 2**32 - 1], got {seed}")
 
 
-def _methods(args):
-    """The scorer names of ``--methods``, each known."""
+def _criteria(args):
+    """The criterion names of ``--criteria``, each known."""
     from tfprune import scores
 
-    methods = [scores.get(m.strip()).name for m in args.methods.split(",") if m.strip()]
-    if not methods:
-        raise ValueError(f"--methods {args.methods!r} names no method: give comma-separated scorers such as "
+    criteria = [scores.get(m.strip()).name for m in args.criteria.split(",") if m.strip()]
+    if not criteria:
+        raise ValueError(f"--criteria {args.criteria!r} names no criterion: give comma-separated criteria such as "
                          "snip,synflow")
-    return methods
+    return criteria
 
 
 @contextlib.contextmanager
@@ -365,12 +376,14 @@ def _prune(args):
     check_output_path(args.out, "--out")
     if (args.model_file is None) == (args.model_name is None):
         raise ValueError("give either MODEL.keras or --model NAME (exactly one)")
-    scorer = tfprune.scores.get(args.method)
+    if args.criterion is None:
+        raise ValueError("tfprune prune needs --criterion NAME")
+    scorer = tfprune.scores.get(args.criterion)
     density = tfprune.masks.resolve_density(sparsity=args.sparsity, compression=args.compression)
-    pattern = tfprune.patterns.resolve(args.pattern, args.block)
+    pattern = tfprune.patterns.get(args.pattern)
     pattern.check_sparsity(1.0 - density)
     if scorer.needs_data and args.data is None:
-        raise ValueError(f"method {scorer.name!r} scores with data: pass --data NAME")
+        raise ValueError(f"criterion {scorer.name!r} scores with data: pass --data NAME")
     keras.utils.set_random_seed(args.seed)
     model = _load_model(args.model_file) if args.model_file else _model_builder(args)()
     data = None
@@ -397,10 +410,10 @@ def _sweep(args):
 
     require("matplotlib", "tfprune sweep (for sweep.png)")
 
-    methods, _, _ = check_grid(_methods(args), args.compressions, args.seeds)
+    methods, _, _ = check_grid(_criteria(args), args.compressions, args.seeds)
     recipe = training.Recipe(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                              learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                             schedule=args.schedule)
+                             lr_schedule=args.lr_schedule)
     model_fn = _model_builder(args)
     with _output_folder(args.out, ("sweep.csv", "sweep.csv.json", "sweep.md", "sweep.png")) as out:
         train = _subset(_load_data(args, "train"), args.train_samples)
@@ -438,7 +451,7 @@ def _collapse(args):
 
     require("matplotlib", "tfprune collapse (for collapse.png)")
 
-    methods, _, _ = check_grid(_methods(args), args.compressions, args.seeds)
+    methods, _, _ = check_grid(_criteria(args), args.compressions, args.seeds)
     model_fn = _model_builder(args)
     with _output_folder(args.out, ("collapse.csv", "collapse.png")) as out:
         model = model_fn()
@@ -485,7 +498,7 @@ def _export(args):
         check_data = test[0]
     if tfprune.is_wrapped(model):
         model = tfprune.strip(model)
-    report = tfprune.export.tflite(model, args.tflite, block=args.block, quantize=args.quantize,
+    report = tfprune.export.tflite(model, args.tflite, pattern=args.pattern, quantize=args.quantize,
                                    check_data=check_data)
     if not args.quiet:
         print(report)
@@ -494,8 +507,8 @@ def _export(args):
 def _demo(args):
     from tfprune.experiments import demo
 
-    methods = args.methods.split(",") if args.methods else None
-    rows = demo.run(args.data, args.sparsities, methods, epochs=args.epochs, seed=args.seed,
+    criteria = args.criteria.split(",") if args.criteria else None
+    rows = demo.run(args.data, args.sparsities, criteria, epochs=args.epochs, seed=args.seed,
                     data_dir=args.data_dir, verbose=0 if args.quiet else 1)
     if args.quiet:
         print(demo.format_table(rows))

@@ -20,6 +20,7 @@ import numpy as np
 
 from tfprune.sparsity import masks as masks_lib
 from tfprune import scores
+from tfprune.base.deprecation import renamed
 from tfprune.base.files import replacing_text
 from tfprune.experiments.grid import check_grid
 from tfprune._optional import require
@@ -139,8 +140,9 @@ def _scored_once(method):
     return dataclasses.replace(scorer, fn=once)
 
 
-def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, seeds=(0,), scope="global",
-                   policy=None, verbose=1, **scorer_options):
+@renamed(methods="criteria")
+def collapse_sweep(model_fn, criteria, compressions, data=None, rounds=None, *, seeds=(0,), scope="global",
+                   policy=None, verbose=1, **criterion_options):
     """Prunes fresh models at each compression with each method and records layer collapse.
 
     Args:
@@ -148,15 +150,15 @@ def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, s
             ``keras.utils.set_random_seed(seed)`` so each seed gives the same initial weights
             for every method. For a one-round method (magnitude, random, SNIP, GraSP) one model
             per seed is scored once and masked at every compression (the scores do not depend on
-            it); iterative methods prune a fresh model at each compression.
-        methods: Scorer names or callables.
+            it); iterative criteria prune a fresh model at each compression.
+        criteria: Criterion names or callables.
         compressions: Compressions to try (each ``>= 1``), e.g. ``10 ** np.arange(0, 6.25, 0.25)``.
-        data: Data for the methods that need it.
+        data: Data for the criteria that need it.
         rounds: Rounds for every method; default each method's own (SynFlow 100).
         seeds: Seeds to repeat the sweep with (whole numbers in ``[0, 2**32 - 1]``).
         scope, policy: As for :func:`tfprune.prune_at_init`.
         verbose: 1 prints a line per (method, seed, compression), 0 is silent.
-        **scorer_options: Passed to the scorers.
+        **criterion_options: Passed to the scorers.
 
     Returns:
         A :class:`CollapseSweep`.
@@ -170,9 +172,9 @@ def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, s
         ...                                10 ** np.arange(1, 6.5, 0.5))
         >>> sweep.critical, sweep.plot("collapse.png")
     """
-    methods, compressions, seeds = check_grid(methods, compressions, seeds)
+    criteria, compressions, seeds = check_grid(criteria, compressions, seeds)
     rows, layer_names, max_compression = [], None, None
-    for method in methods:
+    for method in criteria:
         one_shot = (rounds or scores.get(method).default_rounds) == 1
         for seed in seeds:
             model = scorer = None
@@ -188,7 +190,7 @@ def collapse_sweep(model_fn, methods, compressions, data=None, rounds=None, *, s
                 start = time.perf_counter()
                 pruned = prune_at_init(model, scorer, compression=compression, data=data, rounds=rounds,
                                        scope=scope, policy=policy, seed=seed, verbose=0, on_collapse="ignore",
-                                       **scorer_options)
+                                       **criterion_options)
                 if not one_shot or pruned is model:  # iterative, or a subclassed model wrapped in place
                     model = None
                 kept = masks_lib.densities(get_masks(pruned))

@@ -29,7 +29,7 @@ def mlp(input_shape, num_classes, hidden=(300, 100)):
 
 def _train_and_test(model, train, test, epochs, batch_size):
     recipe = training.Recipe(epochs=epochs, batch_size=batch_size, optimizer="adam", learning_rate=1e-3,
-                             weight_decay=0.0, schedule="constant")
+                             weight_decay=0.0, lr_schedule="constant")
     _, seconds = training.fit(model, train, recipe)
     return training.evaluate(model, test)[0], seconds
 

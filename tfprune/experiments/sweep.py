@@ -20,7 +20,9 @@ import numpy as np
 
 from tfprune.sparsity import masks as masks_lib
 from tfprune.analysis import datachecks
-from tfprune import scores, training
+from tfprune import scores
+from tfprune import training
+from tfprune.base.deprecation import renamed
 from tfprune._optional import require
 from tfprune.base.files import replacing_text
 from tfprune.experiments.grid import check_grid
@@ -180,17 +182,18 @@ def _check_resumable(csv_path, config):
     return AccuracySweep.from_csv(csv_path).rows
 
 
-def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seeds=(0,), samples=None,
+@renamed(methods="criteria")
+def accuracy_sweep(model_fn, train, test, criteria, compressions, *, recipe, seeds=(0,), samples=None,
                    rounds=None, scope="global", include_bias=False, include_dense=True, csv_path=None,
-                   describe=None, verbose=1, **scorer_options):
+                   describe=None, verbose=1, **criterion_options):
     """Prunes fresh networks at initialisation, trains and tests them, for every method, compression and seed.
 
     Args:
         model_fn: Returns a new, built logits classifier; called after
-            ``keras.utils.set_random_seed(seed)``, so all methods of a seed start from the same weights.
+            ``keras.utils.set_random_seed(seed)``, so all criteria of a seed start from the same weights.
         train: ``(x, y)`` training arrays.
         test: ``(x, y)`` test arrays.
-        methods: Scorer names (see :func:`tfprune.scores.available`).
+        criteria: Criterion names (see :func:`tfprune.scores.available`).
         compressions: Compressions (each ``>= 1``), e.g. ``10 ** np.arange(0.5, 3.25, 0.5)``.
         recipe: The :class:`tfprune.training.Recipe` every network is trained with.
         seeds: Seeds of the initial weights, the scoring sample and the random scores (whole
@@ -208,7 +211,7 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
             before its first network is finished removes the files it created.
         describe: Extra JSON-serialisable entries of the configuration (e.g. model and data names).
         verbose: 1 prints one line per network as it finishes, 0 is silent.
-        **scorer_options: Passed to the scorers.
+        **criterion_options: Passed to the scorers.
 
     Returns:
         An :class:`AccuracySweep`.
@@ -224,15 +227,15 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
         ...                        ["random", "snip", "synflow"], [10, 100], recipe=Recipe(epochs=2))
         >>> sweep.plot("sweep.png")
     """
-    methods, compressions, seeds = check_grid([scores.get(m).name for m in methods], compressions, seeds)
+    criteria, compressions, seeds = check_grid([scores.get(m).name for m in criteria], compressions, seeds)
     if samples is not None and (int(samples) != samples or samples < 1):
         raise ValueError(f"samples must be a whole number >= 1 or None (the scorers' default), got {samples!r}")
     model = model_fn()
     datachecks.check_arrays(model, train, name="train")
     datachecks.check_arrays(model, test, name="test")
-    config = dict(recipe=dataclasses.asdict(recipe), methods=methods, samples=samples, rounds=rounds,
+    config = dict(recipe=dataclasses.asdict(recipe), methods=criteria, samples=samples, rounds=rounds,
                   scope=scope, include_bias=include_bias, train_examples=len(train[0]), test_examples=len(test[0]),
-                  scorer_options={k: repr(v) for k, v in sorted(scorer_options.items())}, **(describe or {}))
+                  criterion_options={k: repr(v) for k, v in sorted(criterion_options.items())}, **(describe or {}))
     config = json.loads(json.dumps(config))  # as it reads back from the file (tuples become lists)
     rows = _check_resumable(csv_path, config) if csv_path else []
     new_files = bool(csv_path) and not any(os.path.exists(p) for p in (csv_path, csv_path + ".json"))
@@ -241,14 +244,14 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
             json.dump(config, f, indent=1, sort_keys=True)
     done = {_key(r["method"], r["compression"], r["seed"]) for r in rows}
     cells = [(DENSE, 1.0, s) for s in seeds if include_dense]
-    cells += [(m, c, s) for s in seeds for c in compressions for m in methods]
+    cells += [(m, c, s) for s in seeds for c in compressions for m in criteria]
     todo = [cell for cell in cells if _key(*cell) not in done]
     if verbose and len(todo) < len(cells):
         print(f"resuming: {len(cells) - len(todo)} of {len(cells)} networks already in {csv_path}", flush=True)
     try:
         for number, (method, compression, seed) in enumerate(todo, 1):
             row = _run_network(model_fn, method, compression, seed, train, test, recipe, samples, rounds, scope,
-                               include_bias, scorer_options)
+                               include_bias, criterion_options)
             rows.append(row)
             if csv_path:
                 AccuracySweep(rows).to_csv(csv_path)
@@ -265,7 +268,7 @@ def accuracy_sweep(model_fn, train, test, methods, compressions, *, recipe, seed
 
 
 def _run_network(model_fn, method, compression, seed, train, test, recipe, samples, rounds, scope, include_bias,
-                 scorer_options):
+                 criterion_options):
     """Builds, prunes, trains and tests one network; returns its row."""
     keras.utils.set_random_seed(seed)
     model = model_fn()
@@ -273,7 +276,7 @@ def _run_network(model_fn, method, compression, seed, train, test, recipe, sampl
     if method != DENSE:
         model = prune_at_init(model, method, compression=compression, scope=scope, rounds=rounds, seed=seed,
                               data=_scoring_subset(train, samples, seed), include_bias=include_bias, verbose=0,
-                              on_collapse="ignore", **scorer_options)
+                              on_collapse="ignore", **criterion_options)
     prune_seconds = time.perf_counter() - start
     kept, total, collapsed = kept_weights(model, include_bias)
     _, train_seconds = training.fit(model, train, recipe)

@@ -25,7 +25,9 @@ import tensorflow as tf
 
 from tfprune.analysis import datachecks
 from tfprune.base.files import check_output_path, replacing
+from tfprune.base.deprecation import renamed
 from tfprune.layers.targets import is_wrapped
+from tfprune.sparsity import patterns
 
 __all__ = ["ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
            "make_interpreter", "tflite"]
@@ -150,7 +152,8 @@ def _block_text(block):
     return "×".join(str(b) for b in block)
 
 
-def tflite(model, path, *, sparse=True, block=None, quantize=None, check_data=None, tolerance=None,
+@renamed(block="pattern")
+def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=None, tolerance=None,
            use_xnnpack=True, runtime=None):
     """Converts a stripped model to TFLite with sparse weights, checks it, then writes it.
 
@@ -165,8 +168,9 @@ def tflite(model, path, *, sparse=True, block=None, quantize=None, check_data=No
             from ``tfmot.sparsity.keras.strip_pruning``).
         path: Where to write the ``.tflite`` file.
         sparse: Store weights with ≥ 30 % zeros sparse (``EXPERIMENTAL_SPARSITY``).
-        block: The block the masks were made with, in TFLite's ``[out, in]`` layout: ``(1, 4)``
-            for float Dense weights, ``(1, 16)`` with ``quantize="dynamic"``. Then every Dense
+        pattern: The block pattern the masks were made with (:mod:`tfprune.patterns`: ``"1x4"``,
+            ``Block(1, 4)`` or ``(1, 4)``, TFLite's ``[out, in]`` layout): 1×4 for float Dense
+            weights, 1×16 with ``quantize="dynamic"``. Then every Dense
             weight with ≥ 30 % zeros must be stored sparse in blocks that tile ``block`` and read
             directly by FULLY_CONNECTED (no DENSIFY), or a ValueError names the weights that are not.
         quantize: ``None`` (float32) or ``"dynamic"`` (dynamic-range int8 weights,
@@ -198,7 +202,7 @@ def tflite(model, path, *, sparse=True, block=None, quantize=None, check_data=No
         RuntimeError: if the interpreter cannot run the file.
 
     Example:
-        >>> report = tfprune.export.tflite(tfprune.strip(wrapped), "model.tflite", block=(1, 4),
+        >>> report = tfprune.export.tflite(tfprune.strip(wrapped), "model.tflite", pattern="1x4",
         ...                                check_data=x_test[:256])
         >>> print(report)
     """
@@ -207,8 +211,7 @@ def tflite(model, path, *, sparse=True, block=None, quantize=None, check_data=No
     datachecks.check_weights(model)  # a NaN weight named, not reported as "max diff = nan"
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
-    if block is not None:
-        block = _check_block_arg(block, sparse, quantize)
+    block = None if pattern is None else _check_block_arg(pattern, sparse, quantize)
     runtime = _runtime(runtime)[0]
     inputs = _check_inputs(model, check_data)
     specs = [tf.TensorSpec((None, *x.shape[1:]), x.dtype, name=f"input_{i}") for i, x in enumerate(inputs)]
@@ -258,13 +261,14 @@ def _check_model(model):
     raise TypeError(f"expected a Keras 3 or tf_keras model, got {type(model).__module__}.{type(model).__name__}")
 
 
-def _check_block_arg(block, sparse, quantize):
-    """``block`` as a tuple, if TFLite can run Dense weights sparse in blocks that tile it."""
-    block = tuple(block)
-    if len(block) != 2 or not all(isinstance(b, int) and b >= 1 for b in block):
-        raise ValueError(f"block must be a pair of positive ints such as (1, 4), got {block!r}")
+def _check_block_arg(pattern, sparse, quantize):
+    """The block of a block ``pattern`` as a tuple, if TFLite can run Dense weights sparse in blocks that tile it."""
+    chosen = patterns.get(pattern)
+    if not isinstance(chosen, patterns.Block):
+        raise ValueError(f"export checks block patterns such as '1x4' in the file, got pattern {chosen}")
+    block = (chosen.outputs, chosen.inputs)
     if not sparse:
-        raise ValueError("block is checked on sparse weights: it needs sparse=True")
+        raise ValueError("a block pattern is checked on sparse weights: it needs sparse=True")
     supported = (1, 16) if quantize == "dynamic" else (1, 4)
     if block[0] != 1 or block[1] % supported[1]:
         kind = "int8 (quantize='dynamic')" if quantize else "float"

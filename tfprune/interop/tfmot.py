@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tfprune.sparsity import masks as masks_lib
 from tfprune._optional import require
+from tfprune.base.deprecation import renamed
 from tfprune.layers.policies import OnlyLayers
 from tfprune.pruning import prune_at_init as keras3_prune_at_init
 from tfprune.scores import get as get_scorer
@@ -45,17 +46,18 @@ _PRUNE_WRAPPER = "PruneLowMagnitude"
 class FixedMasks(tfmot.sparsity.keras.PruningSchedule):
     """A TF-MOT pruning schedule that never updates the masks: tfprune sets them.
 
-    It carries the method and target sparsity the masks were made with (saved with the model)
+    It carries the criterion and target sparsity the masks were made with (saved with the model)
     and, for re-scoring callbacks, the scoring data (not saved).
 
     Args:
-        method: The tfprune method name the masks come from.
+        criterion: The tfprune criterion name the masks come from.
         sparsity: Their target sparsity.
         data: Scoring data, kept in memory only.
     """
 
-    def __init__(self, method="magnitude", sparsity=0.0, data=None):
-        self.method = method
+    @renamed(method="criterion")
+    def __init__(self, criterion="magnitude", sparsity=0.0, data=None):
+        self.criterion = criterion
         self.sparsity = float(sparsity)
         self.data = data
 
@@ -63,7 +65,7 @@ class FixedMasks(tfmot.sparsity.keras.PruningSchedule):
         return tf.constant(False), tf.constant(self.sparsity, dtype=tf.float32)
 
     def get_config(self):
-        return {"class_name": "tfprune>FixedMasks", "config": {"method": self.method, "sparsity": self.sparsity}}
+        return {"class_name": "tfprune>FixedMasks", "config": {"criterion": self.criterion, "sparsity": self.sparsity}}
 
 
 @tf_keras.utils.register_keras_serializable(package="tfprune")
@@ -81,7 +83,7 @@ class LayerPolicy(tfmot.sparsity.keras.PruningPolicy):
     Example:
         >>> policy = LayerPolicy(skip_first=True, skip_last=True)
         >>> pruned = tfprune.tfmot.prune_at_init(model, "snip", sparsity=0.9, data=(x, y),
-        ...                                      pruning_policy=policy)
+        ...                                      policy=policy)
     """
 
     def __init__(self, skip_first=False, skip_last=False, types=(), names=(), base=None):
@@ -235,21 +237,22 @@ def _twin_policy(wrapped):
     return OnlyLayers(names=names)
 
 
-def prune_at_init(model, method, *, sparsity=None, compression=None, data=None, pruning_policy=None, verbose=1,
-                  **scorer_options):
+@renamed(method="criterion", pruning_policy="policy")
+def prune_at_init(model, criterion, *, sparsity=None, compression=None, data=None, policy=None, verbose=1,
+                  **criterion_options):
     """Wraps a tf_keras model with TF-MOT's ``prune_low_magnitude`` and sets tfprune's masks.
 
     Args:
         model: A built tf_keras Sequential or functional model (not yet wrapped).
-        method: A tfprune scorer name or callable (``"snip"``, ``"grasp"``, ``"synflow"``, …).
+        criterion: A tfprune scorer name or callable (``"snip"``, ``"grasp"``, ``"synflow"``, …).
         sparsity: Fraction of the prunable weights to remove, or
         compression: all prunable weights / kept weights.
-        data: Scoring data for the methods that need it (``(x, y)`` or a dataset).
-        pruning_policy: A TF-MOT ``PruningPolicy`` (e.g. :class:`LayerPolicy` or
+        data: Scoring data for the criteria that need it (``(x, y)`` or a dataset).
+        policy: A TF-MOT ``PruningPolicy`` (e.g. :class:`LayerPolicy` or
             ``tfmot.sparsity.keras.PruneForLatencyOnXNNPack()``): which layers TF-MOT wraps. Only
             weights TF-MOT prunes are scored and ranked.
         verbose: Progress of multi-round scoring; 0 is silent.
-        **scorer_options: Passed to :func:`tfprune.prune_at_init` (``rounds``, ``scope``, scorer
+        **criterion_options: Passed to :func:`tfprune.prune_at_init` (``rounds``, ``scope``, criterion
             options).
 
     Returns:
@@ -268,12 +271,12 @@ def prune_at_init(model, method, *, sparsity=None, compression=None, data=None, 
     """
     _check_tf_keras(model)
     density = masks_lib.resolve_density(sparsity, compression)
-    scorer = get_scorer(method)
+    scorer = get_scorer(criterion)
     twin = keras3_twin(model)
     schedule = FixedMasks(scorer.name, 1.0 - density, data)
-    wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule, pruning_policy=pruning_policy)
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule, pruning_policy=policy)
     twin = keras3_prune_at_init(twin, scorer, sparsity=1.0 - density, data=data, policy=_twin_policy(wrapped),
-                                verbose=verbose, **scorer_options)
+                                verbose=verbose, **criterion_options)
     _write_masks(wrapped, twin)
     return wrapped
 
@@ -282,36 +285,37 @@ class Rescore(tf_keras.callbacks.Callback):
     """Re-scores a TF-MOT-wrapped model with a tfprune criterion during training (gradual pruning).
 
     At the start of epochs ``begin_epoch, begin_epoch + frequency, …`` up to ``end_epoch`` the
-    current (trained) weights are scored with ``method`` and the masks are shrunk towards
+    current (trained) weights are scored with ``criterion`` and the masks are shrunk towards
     ``sparsity`` on an exponential schedule, reaching it at ``end_epoch``. Weights pruned earlier
     stay pruned (for all criteria but FORCE). Use it together with TF-MOT's
     ``UpdatePruningStep`` on a model from :func:`prune_at_init` (or any model whose wrappers use
     a :class:`FixedMasks` schedule).
 
     Args:
-        method: A tfprune scorer name or callable.
+        criterion: A tfprune scorer name or callable.
         sparsity: The final sparsity.
-        data: Scoring data for the methods that need it.
+        data: Scoring data for the criteria that need it.
         begin_epoch: First epoch that re-scores.
         end_epoch: Epoch that reaches ``sparsity``.
         frequency: Re-score every this many epochs.
-        **scorer_options: Passed to the scorer.
+        **criterion_options: Passed to the criterion.
 
     Example:
         >>> callbacks = [tfmot.sparsity.keras.UpdatePruningStep(),
         ...              tfprune.tfmot.Rescore("snip", 0.95, data=(x[:100], y[:100]), end_epoch=4)]
     """
 
-    def __init__(self, method, sparsity, data=None, begin_epoch=0, end_epoch=0, frequency=1, **scorer_options):
+    @renamed(method="criterion")
+    def __init__(self, criterion, sparsity, data=None, begin_epoch=0, end_epoch=0, frequency=1, **criterion_options):
         super().__init__()
         masks_lib.resolve_density(sparsity=sparsity)
         if frequency < 1 or end_epoch < begin_epoch:
             raise ValueError(f"need frequency >= 1 and end_epoch >= begin_epoch, got {frequency}, {begin_epoch}, {end_epoch}")
-        self.scorer = get_scorer(method)
+        self.scorer = get_scorer(criterion)
         self.sparsity = float(sparsity)
         self.data = data
         self.begin_epoch, self.end_epoch, self.frequency = begin_epoch, end_epoch, frequency
-        self.scorer_options = scorer_options
+        self.criterion_options = criterion_options
         self.history = []
 
     def _due(self, epoch):
@@ -326,6 +330,6 @@ class Rescore(tf_keras.callbacks.Callback):
         now = masks_lib.density(get_masks(twin))
         steps = max(1, (self.end_epoch - epoch) // self.frequency + 1)
         target = min(now, now * ((1.0 - self.sparsity) / now) ** (1.0 / steps))
-        keras3_prune_at_init(twin, self.scorer, sparsity=1.0 - target, data=self.data, verbose=0, **self.scorer_options)
+        keras3_prune_at_init(twin, self.scorer, sparsity=1.0 - target, data=self.data, verbose=0, **self.criterion_options)
         _write_masks(self.model, twin)
         self.history.append((epoch, masks_lib.density(get_masks(twin))))

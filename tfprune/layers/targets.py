@@ -106,8 +106,8 @@ def prunable_weights(model, policy=None, include_bias=False, include_norm=False)
     Args:
         model: A built Keras 3 model.
         policy: Which layers to prune: ``None`` (all supported), ``"skip_first_last"``, a
-            :class:`tfprune.policies.Policy` or a callable ``(layers, model) -> layers``. Only for
-            unwrapped models (a wrapped model's policy was applied when it was wrapped).
+            :class:`tfprune.policies.Policy` or a callable ``(layers, model) -> layers``. On a
+            wrapped model it chooses among the masked layers (whose masks it lists).
         include_bias: Also list biases (kind ``"bias"``).
         include_norm: Also list γ and β of normalisation layers (kind ``"norm"``).
 
@@ -125,22 +125,28 @@ def prunable_weights(model, policy=None, include_bias=False, include_norm=False)
     require_keras3(model)
     walk.check_built(model)
     if is_wrapped(model):
-        if policy is not None or include_bias or include_norm:
+        if include_bias or include_norm:
             raise ValueError(
                 f"model {model.name!r} is already wrapped: its prunable weights are the masked "
-                "ones; policy, include_bias and include_norm apply when wrapping"
+                "ones; include_bias and include_norm apply when wrapping"
             )
-        return [
+        found = [
             Target(leaf, variable, kind, unit.layer, unit)
             for unit, _ in walk.units(model)
             if isinstance(unit, MaskedLayer)
             for leaf, variable, kind in _masked_candidates(unit)
         ]
+        return found if policy is None else _selected(model, found, policy)
     found = [
         Target(leaf, variable, kind, unit)
         for unit, _ in walk.units(model)
         for leaf, variable, kind in kinds.candidate_weights(unit, include_bias, include_norm)
     ]
+    return _selected(model, found, policy)
+
+
+def _selected(model, found, policy):
+    """The targets among ``found`` whose layers ``policy`` chooses; raises if there are none."""
     layers = list({id(t.layer): t.layer for t in found}.values())
     chosen = {id(layer) for layer in policies.get(policy)(layers, model)}
     targets = [t for t in found if id(t.layer) in chosen]

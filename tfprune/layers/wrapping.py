@@ -147,7 +147,12 @@ def get_masks(model):
         >>> masks = tfprune.get_masks(wrapped)
         >>> tfprune.masks.density(masks)
     """
-    return [views.view(t.mask) != 0 for t in _masked(model)]
+    return masks_of(_masked(model))
+
+
+def masks_of(targets):
+    """The current masks of some targets of a wrapped model, as boolean arrays in their order."""
+    return [views.view(t.mask) != 0 for t in targets]
 
 
 def apply_masks(model, masks):

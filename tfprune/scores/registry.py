@@ -21,7 +21,7 @@ class Scorer:
     """A registered criterion.
 
     Attributes:
-        name: The name used in ``prune_at_init(method=...)``.
+        name: The name used in ``prune_at_init(criterion=...)``.
         fn: ``(model, targets, data, **options) -> list of score tensors``.
         needs_data: Whether ``data`` must be given.
         keeps_pruned: In iterative pruning, whether weights pruned in an earlier round stay pruned
@@ -62,7 +62,7 @@ def register(name, *, needs_data=False, keeps_pruned=True, default_rounds=1):
     One function may be registered under several names.
 
     Args:
-        name: The method name.
+        name: The criterion's name.
         needs_data: Whether the scorer needs ``data``.
         keeps_pruned: Whether weights pruned in earlier rounds stay pruned.
         default_rounds: Rounds used when ``prune_at_init`` is not given ``rounds``.
@@ -87,21 +87,22 @@ def register(name, *, needs_data=False, keeps_pruned=True, default_rounds=1):
     return decorator
 
 
-def get(method):
+def get(criterion):
     """Looks up a scorer by name, or wraps a user's callable ``(model, targets, data)``.
 
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
     """
-    if isinstance(method, Scorer):
-        return method
-    if isinstance(method, str):
-        if method not in _REGISTRY:
-            raise ValueError(f"unknown method {method!r}; known methods: {', '.join(available())}")
-        return _REGISTRY[method]
-    if callable(method):
-        return Scorer(getattr(method, "__name__", "custom"), method)
-    raise TypeError(f"method must be a name or a callable (model, targets, data) -> scores, got {type(method).__name__}")
+    if isinstance(criterion, Scorer):
+        return criterion
+    if isinstance(criterion, str):
+        if criterion not in _REGISTRY:
+            raise ValueError(f"unknown criterion {criterion!r}; known criteria: {', '.join(available())}")
+        return _REGISTRY[criterion]
+    if callable(criterion):
+        return Scorer(getattr(criterion, "__name__", "custom"), criterion)
+    raise TypeError(f"criterion must be a name or a callable (model, targets, data) -> scores, "
+                    f"got {type(criterion).__name__}")
 
 
 def available():

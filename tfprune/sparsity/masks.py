@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tfprune.base.deprecation import renamed
 from tfprune.sparsity import patterns
 from tfprune.sparsity.topk import map_parts, top_k
 
@@ -285,6 +286,7 @@ class Budget:
         return masks
 
 
+@renamed(block="pattern")
 def from_scores(
     scores,
     *,
@@ -295,7 +297,6 @@ def from_scores(
     candidates=None,
     names=None,
     pattern=None,
-    block=None,
     reduction_axes=None,
 ):
     """Keeps the highest scores: one boolean mask per score tensor.
@@ -319,7 +320,6 @@ def from_scores(
             ``"1x4"`` or ``(1, 4)`` (whole blocks of 4 consecutive inputs, ranked by their summed
             scores), ``"2:4"`` (every 4 consecutive inputs keep their 2 best; the density is
             then 1/2 and ``scope`` does not matter), or a :class:`tfprune.patterns.Pattern`.
-        block: The older spelling of ``pattern=(1, b)``; give one of the two.
         reduction_axes: Optional reduction (input) axis of each tensor, an int or ``None``, along
             which patterns group entries; default axis -2 of tensors with two or more axes and
             none for 1-D tensors (see :func:`tfprune.patterns.reduction_axes`).
@@ -328,7 +328,7 @@ def from_scores(
         A list of boolean NumPy arrays shaped like ``scores``.
 
     Raises:
-        ValueError: on a bad amount, scope, allocation, pattern, block or axis, NaN/inf scores,
+        ValueError: on a bad amount, scope, allocation, pattern or axis, NaN/inf scores,
             mismatched candidates, a sparsity the pattern contradicts, or when the candidates
             keep fewer weights than asked for.
 
@@ -338,7 +338,7 @@ def from_scores(
         [[True, False], [True, False]]
     """
     arrays = check_scores(scores, names)
-    chosen = patterns.resolve(pattern, block)
+    chosen = patterns.get(pattern)
     budget = Budget(sparsity, compression, scope, allocation)
     if candidates is not None:
         candidates = [np.asarray(c).astype(bool, copy=False) for c in candidates]

@@ -23,11 +23,12 @@ Strings name patterns wherever one is accepted: ``"unstructured"``, ``"1x4"``, `
 from __future__ import annotations
 
 import abc
+import warnings
 
 import keras
 import numpy as np
 
-__all__ = ["Pattern", "Unstructured", "Block", "NByM", "get", "resolve", "reduction_axes"]
+__all__ = ["Pattern", "Unstructured", "Block", "NByM", "get", "reduction_axes"]
 
 # A sparsity matches a pattern's fixed one up to float32 rounding (schedules return float32 values).
 _SPARSITY_TOLERANCE = 1e-6
@@ -72,6 +73,24 @@ class Pattern(abc.ABC):
     def from_config(cls, config):
         """The pattern ``cls(**config)``: the inverse of :meth:`get_config`."""
         return cls(**config)
+
+    def kept_fraction(self, shape, axis):
+        """The fraction of a tensor of ``shape`` this pattern keeps when it fixes the density
+        (``axis``: its reduction axis, ``None`` for flattened); ``None`` when the budget sets it."""
+        return None
+
+    def warn_unreachable(self, targets, stacklevel=3):
+        """Warns, naming each weight, where this pattern keeps more than its own density (groups
+        shorter than the pattern's along the reduction axis); returns their names."""
+        if self.density is None:
+            return []
+        short = [f"{t.name} (keeps {kept:.4g})" for t in targets
+                 if (kept := self.kept_fraction(t.shape, t.reduction_axis)) > self.density + 1e-12]
+        if short:
+            warnings.warn(f"pattern {self} cannot reach sparsity {1.0 - self.density:g} on {', '.join(short)}: "
+                          f"their groups along the reduction axis are shorter than the pattern's; leave them "
+                          "out with policy=", UserWarning, stacklevel=stacklevel)
+        return short
 
     def check_sparsity(self, sparsity):
         """Raises if ``sparsity`` contradicts the density the pattern fixes (up to float32 rounding).
@@ -193,6 +212,17 @@ class NByM(Pattern):
         self.n, self.m = int(n), int(m)
         self.density = self.n / self.m
 
+    def kept_fraction(self, shape, axis):
+        """``n`` of every full group of ``m`` and ``min(n, r)`` of a last, shorter group of ``r``.
+
+        Example:
+            >>> NByM(2, 4).kept_fraction((3, 4), axis=0)   # groups of 3 inputs keep 2
+            0.6666666666666666
+        """
+        length = int(np.prod(shape)) if axis is None else int(shape[axis])
+        full, rest = divmod(length, self.m)
+        return (full * self.n + min(self.n, rest)) / length if length else 1.0
+
     def select(self, scores, budget, *, candidates=None, reduction_axes=None, names=None):
         self._check_budget(budget)
         axes = reduction_axes if reduction_axes is not None else _default_axes(scores)
@@ -273,29 +303,6 @@ def get(pattern):
             if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
                 return kind(int(parts[0]), int(parts[1]))
     raise ValueError(f"unknown sparsity pattern {pattern!r}: {_FORMS}")
-
-
-def resolve(pattern=None, block=None):
-    """The pattern of a ``pattern=`` argument or of its older alias ``block=(1, b)``.
-
-    Args:
-        pattern: Anything :func:`get` accepts.
-        block: ``None`` or a pair ``(1, b)``, the same as ``pattern=Block(1, b)``.
-
-    Returns:
-        A :class:`Pattern`.
-
-    Raises:
-        ValueError: if both are given, or on a bad pattern or block.
-    """
-    if block is None:
-        return get(pattern)
-    if pattern is not None:
-        raise ValueError(f"give pattern= or its older alias block=, not both "
-                         f"(got pattern={pattern!r}, block={block!r})")
-    if not isinstance(block, (tuple, list)):
-        raise ValueError(f"block must be a pair (1, b), got {block!r}; strings such as '1x4' go to pattern=")
-    return _block_from_pair(block)
 
 
 def reduction_axes(shapes, axes=None):

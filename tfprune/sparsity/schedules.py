@@ -1,13 +1,16 @@
 """Pruning schedules: when to prune, and to which sparsity.
 
 A schedule is called with a step and returns ``(should_prune, sparsity)``: whether the masks are
-updated at that step, and the sparsity (removed fraction) they then get. Two kinds share the
-:class:`PruningSchedule` base:
+updated at that step, and the sparsity (removed fraction) they then get. Three kinds, three types
+that the entry points check (none is accepted where another is expected):
 
-* training-step schedules for pruning during ``fit`` (step = the optimizer's iteration count),
-  with TF-MOT's semantics — its schedules of the same names and arguments return the same values
-  at every step: :class:`PolynomialDecay` and :class:`ConstantSparsity`;
-* round schedules for :func:`tfprune.prune_at_init` (step = the round index ``t`` of ``T``), which
+* training-step schedules (:class:`PruningSchedule`, TF-MOT's name) for pruning during ``fit`` with
+  :class:`tfprune.callbacks.GradualPruning` (step = the optimizer's iteration count), with TF-MOT's
+  semantics — its schedules of the same names and arguments return the same values at every step:
+  :class:`PolynomialDecay` and :class:`ConstantSparsity`;
+* the drop fraction of :class:`tfprune.callbacks.DynamicSparse` over training steps: :class:`DropFraction`;
+* round schedules (:class:`RoundSchedule`) for :func:`tfprune.prune_at_init`'s ``round_schedule``
+  (step = the round index ``t`` of ``T``), which
   end at the final density ``d`` in the last round: :class:`Exponential` (``"exponential"``) keeps
   ``d^((t+1)/T)`` after round ``t``, removing the same fraction of the remaining weights every
   round; :class:`Linear` (``"linear"``) keeps ``1 - (1 - d)(t+1)/T``, removing the same number.
@@ -37,15 +40,9 @@ __all__ = [
 ]
 
 
-class PruningSchedule(abc.ABC):
-    """Base of tfprune's schedules: ``schedule(step)`` returns ``(should_prune, sparsity)``.
-
-    A subclass implements ``__call__`` and ``get_config`` (its constructor's arguments) and sets
-    ``final_sparsity``, the sparsity it ends at. Register it with
-    ``keras.saving.register_keras_serializable`` to load it by name.
-    """
-
-    final_sparsity: float
+class _Schedule(abc.ABC):
+    """What every schedule here shares: ``schedule(step)`` returns ``(due, value)``, and it saves as
+    its constructor's arguments."""
 
     @abc.abstractmethod
     def __call__(self, step):
@@ -65,6 +62,24 @@ class PruningSchedule(abc.ABC):
         return f"{type(self).__name__}({arguments})"
 
 
+class PruningSchedule(_Schedule):
+    """Base of the training-step schedules: ``schedule(step)`` returns ``(should_prune, sparsity)``,
+    ``step`` being the optimizer's iteration count.
+
+    A subclass implements ``__call__`` and ``get_config`` (its constructor's arguments) and sets
+    ``final_sparsity``, the sparsity it ends at; implementing :meth:`next_update` lets
+    :class:`~tfprune.callbacks.GradualPruning` check the schedule against the model before the
+    first step. Register it with ``keras.saving.register_keras_serializable`` to load it by name.
+    """
+
+    final_sparsity: float
+
+    def next_update(self, step):
+        """``(step, sparsity)`` of the first update at or after ``step``, ``None`` if there is none
+        or the schedule does not say (this base)."""
+        return None
+
+
 class _StepSchedule(PruningSchedule):
     """Prunes every ``frequency`` steps from ``begin_step`` to ``end_step`` (inclusive; -1: no end)."""
 
@@ -79,6 +94,13 @@ class _StepSchedule(PruningSchedule):
     def _due(self, step):
         in_range = self.begin_step <= step and (step <= self.end_step or self.end_step == -1)
         return in_range and (step - self.begin_step) % self.frequency == 0
+
+    def next_update(self, step):
+        step = max(_step(step), self.begin_step)
+        step += -(step - self.begin_step) % self.frequency
+        if self.end_step != -1 and step > self.end_step:
+            return None
+        return step, self(step)[1]
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -177,7 +199,7 @@ class ConstantSparsity(_StepSchedule):
                 "end_step": self.end_step, "frequency": self.frequency}
 
 
-class RoundSchedule(PruningSchedule):
+class RoundSchedule(_Schedule):
     """Base of the round schedules of :func:`tfprune.prune_at_init`: step ``t`` is a round index.
 
     ``schedule(t)`` is ``(True, sparsity after round t)`` for ``t = 0 … rounds-1``, the last one
@@ -264,7 +286,7 @@ class Linear(RoundSchedule):
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
-class DropFraction:
+class DropFraction(_Schedule):
     """When dynamic sparse training moves connections, and which fraction of the kept ones.
 
     ``schedule(step)`` returns ``(should_update, fraction)``: updates happen at the steps ``s``
@@ -315,13 +337,6 @@ class DropFraction:
         return {"initial_fraction": self.initial_fraction, "end_step": self.end_step,
                 "frequency": self.frequency, "decay": self.decay}
 
-    @classmethod
-    def from_config(cls, config):
-        """``cls(**config)``: the inverse of :meth:`get_config`."""
-        return cls(**config)
-
-    def __repr__(self):
-        return "DropFraction(" + ", ".join(f"{k}={v!r}" for k, v in self.get_config().items()) + ")"
 
 
 _ROUND_SCHEDULES = {"exponential": Exponential, "linear": Linear}
@@ -355,12 +370,12 @@ def get(identifier, **arguments):
     if arguments:
         raise ValueError(f"constructor arguments {sorted(arguments)} go with a schedule name "
                          f"({', '.join(_BY_NAME)}), not with {identifier!r}")
-    if isinstance(identifier, PruningSchedule):
+    if isinstance(identifier, _Schedule):
         return identifier
     if isinstance(identifier, dict):
         classes = {cls.__name__: cls for cls in _BY_NAME.values()}
         schedule = keras.saving.deserialize_keras_object(identifier, custom_objects=classes)
-        if not isinstance(schedule, PruningSchedule):
+        if not isinstance(schedule, _Schedule):
             raise ValueError(f"the config {identifier!r} gives a {type(schedule).__name__}, not a pruning schedule")
         return schedule
     raise ValueError(f"unknown schedule {identifier!r}: give a tfprune.schedules.PruningSchedule, its config "

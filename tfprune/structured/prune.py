@@ -18,6 +18,7 @@ import numpy as np
 from tfprune.analysis import datachecks
 from tfprune import training
 from tfprune.analysis.profile import profile
+from tfprune.base.deprecation import renamed
 from tfprune.structured import criteria as criteria_lib
 from tfprune.structured.graph import dependency_graph
 from tfprune.structured.remove import remove
@@ -147,9 +148,10 @@ def _copy(model):
     return twin
 
 
-def prune(model, criterion, *, data, target_macs=None, target_params=None, step_fraction=0.05, finetune_steps=100,
+@renamed(target_macs="kept_macs", target_params="kept_params", criterion_options="**criterion_options")
+def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_fraction=0.05, finetune_steps=100,
           final_finetune_epochs=1, recipe=None, validation=None, samples=256, normalize="group_mean",
-          criterion_options=None, seed=0, callback=None, verbose=1):
+          seed=None, callback=None, verbose=1, **criterion_options):
     """Removes the least relevant neurons and filters step by step, fine-tuning between steps.
 
     Each step: score the units with ``criterion`` (on ``samples`` random training examples),
@@ -164,9 +166,9 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
         criterion: A name of :func:`tfprune.structured.criteria.available` (``"l1"``, ``"l2"``,
             ``"taylor"``, ``"singe"``) or a :class:`~tfprune.structured.criteria.Criterion`.
         data: ``(x, y)`` training arrays: scoring samples and fine-tuning batches.
-        target_macs: MACs per example to reach: a fraction of the model's (``0.5``) when ≤ 1,
-            else an absolute count. Exactly one of ``target_macs`` and ``target_params``.
-        target_params: The same for parameters (``count_params``).
+        kept_macs: MACs per example to keep: a fraction of the model's (``0.5``) when ≤ 1,
+            else an absolute count. Exactly one of ``kept_macs`` and ``kept_params``.
+        kept_params: The same for parameters (``count_params``).
         step_fraction: Share of the removable units removed per step.
         finetune_steps: Fine-tuning batches after each step.
         final_finetune_epochs: Epochs of fine-tuning at the end (cosine schedule).
@@ -176,10 +178,10 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
         samples: Examples the criterion sees per step.
         normalize: ``"group_mean"`` (each group's scores divided by their mean, so units are
             ranked relative to their layer) or ``"none"`` (raw scores ranked globally).
-        criterion_options: Options of the criterion (e.g. ``{"steps": 8}`` for SInGE).
-        seed: Seed of the scoring samples and fine-tuning batches.
+        seed: Seed of the scoring samples and fine-tuning batches; ``None`` draws one.
         callback: Called with each :class:`PruneStep` as it finishes.
         verbose: 1 prints a line per step, 0 is silent.
+        **criterion_options: Options of the criterion (e.g. ``steps=8`` for SInGE).
 
     Returns:
         A :class:`PruneResult`.
@@ -191,13 +193,13 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
             bad arguments.
 
     Example:
-        >>> result = tfprune.structured.prune(model, "singe", data=(x, y), target_macs=0.5,
+        >>> result = tfprune.structured.prune(model, "singe", data=(x, y), kept_macs=0.5,
         ...                                   validation=(x_val, y_val))
         >>> result.model.count_params(), result.steps[-1].macs
     """
     criterion = criterion if isinstance(criterion, criteria_lib.Criterion) else criteria_lib.get(criterion)
-    if (target_macs is None) == (target_params is None):
-        raise ValueError("give exactly one of target_macs and target_params")
+    if (kept_macs is None) == (kept_params is None):
+        raise ValueError("give exactly one of kept_macs and kept_params")
     if not 0 < step_fraction <= 1:
         raise ValueError(f"step_fraction must be in (0, 1], got {step_fraction!r}")
     if normalize not in _NORMALIZE:
@@ -209,16 +211,16 @@ def prune(model, criterion, *, data, target_macs=None, target_params=None, step_
         datachecks.check_arrays(model, validation, name="validation")
     recipe = recipe or training.Recipe(epochs=final_finetune_epochs, learning_rate=0.01, batch_size=128)
     recipe = dataclasses.replace(recipe, epochs=final_finetune_epochs)
-    between = dataclasses.replace(recipe, schedule="constant")
-    options = dict(criterion_options or {})
+    between = dataclasses.replace(recipe, lr_schedule="constant")
+    options = dict(criterion_options)
     if criterion.needs_data and samples is not None:
         options.setdefault("samples", samples)
 
     graph = dependency_graph(model)  # refuses subclassed and wrapped models with a clear message
     macs, params = counts(model)
     min_macs, min_params = minimum_counts(model)
-    index = 0 if target_macs is not None else 1
-    name, value = ("target_macs", target_macs) if index == 0 else ("target_params", target_params)
+    index = 0 if kept_macs is not None else 1
+    name, value = ("kept_macs", kept_macs) if index == 0 else ("kept_params", kept_params)
     target = _target(name, value, (macs, params)[index], (min_macs, min_params)[index])
 
     def evaluate(m):
