@@ -88,7 +88,7 @@ def nan_criterion():
 
     criteria.register("test_half_nan", half_nan)
     yield "test_half_nan"
-    criteria._REGISTRY.pop("test_half_nan")
+    criteria._CRITERIA.entries.pop("test_half_nan")
 
 
 def test_structured_prune_stops_on_nan_scores_naming_the_layer(xy, nan_criterion):

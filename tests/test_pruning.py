@@ -85,7 +85,7 @@ def scorer_named():
 
     yield add
     for name in added:
-        registry._REGISTRY.pop(name)
+        registry._SCORERS.entries.pop(name)
 
 
 def nan_in_second(model, targets, data):

@@ -329,7 +329,7 @@ def test_registry():
         with pytest.raises(ValueError, match="already registered"):
             criteria.register("test_linf", lambda *a: {})
     finally:
-        criteria._REGISTRY.pop("test_linf")
+        criteria._CRITERIA.entries.pop("test_linf")
 
 
 def test_errors():

@@ -107,10 +107,9 @@ def prune_at_init(
     scorer = scores.get(criterion)
     chosen_pattern = patterns.get(pattern)
     planned = _round_schedule(round_schedule, sparsity, compression, rounds, scorer.default_rounds, chosen_pattern)
-    if scorer.needs_data and data is None:
-        raise ValueError(f"criterion {scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches")
     if scorer.accepts("seed"):
         criterion_options.setdefault("seed", seed)
+    scorer.check_call(data, criterion_options)
     if scope not in masks_lib.SCOPES:
         raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
     check_on_collapse(on_collapse)

@@ -8,10 +8,10 @@ from tfprune.scores import registry
 
 @pytest.fixture
 def clean_registry():
-    before = dict(registry._REGISTRY)
+    before = dict(registry._SCORERS.entries)
     yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
+    registry._SCORERS.entries.clear()
+    registry._SCORERS.entries.update(before)
 
 
 def test_builtin_names():

@@ -107,15 +107,9 @@ class GradualPruning(MaskUpdatingCallback):
         self.scorer = scores.get(criterion)
         if scope not in masks_lib.SCOPES:
             raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
-        if self.scorer.needs_data and data is None:
-            raise ValueError(
-                f"criterion {self.scorer.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches"
-            )
         if self.scorer.accepts("seed"):
             criterion_options.setdefault("seed", seed)
-        unknown = sorted(k for k in criterion_options if not self.scorer.accepts(k))
-        if unknown:
-            raise TypeError(f"criterion {self.scorer.name!r} takes no option {unknown}")
+        self.scorer.check_call(data, criterion_options)
         self.pattern = patterns.get(pattern)
         self._fixed_sparsity = _fixed_sparsity(self.pattern, schedule)
         self.schedule = schedule

@@ -10,15 +10,15 @@ it found them. Masking, schedules and bookkeeping live elsewhere (:mod:`tfprune.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from typing import Callable
+
+from tfprune.base.registry import Entry, Registry
 
 __all__ = ["Scorer", "register", "get", "available"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Scorer:
-    """A registered criterion.
+class Scorer(Entry):
+    """A registered weight criterion.
 
     Attributes:
         name: The name used in ``prune_at_init(criterion=...)``.
@@ -30,30 +30,16 @@ class Scorer:
             iterative SNIP and FORCE 60 as their authors ran them, the others 1).
     """
 
-    name: str
-    fn: Callable
-    needs_data: bool = False
     keeps_pruned: bool = True
     default_rounds: int = 1
 
-    def accepts(self, option):
-        """Whether ``fn`` takes the keyword ``option``."""
-        params = inspect.signature(self.fn).parameters.values()
-        return any(p.name == option or p.kind is p.VAR_KEYWORD for p in params)
-
     def __call__(self, model, targets, data=None, **options):
-        """``fn``'s scores, after checking the options.
-
-        Raises:
-            TypeError: for an option ``fn`` does not take.
-        """
-        unknown = [k for k in options if not self.accepts(k)]
-        if unknown:
-            raise TypeError(f"scorer {self.name!r} takes no option {unknown}")
+        """``fn``'s scores, after checking the options and the data (see :meth:`Entry.check_call`)."""
+        self.check_call(data, options)
         return self.fn(model, targets, data, **options)
 
 
-_REGISTRY: dict[str, Scorer] = {}
+_SCORERS = Registry(Scorer, "scorer")
 
 
 def register(name, *, needs_data=False, keeps_pruned=True, default_rounds=1):
@@ -75,16 +61,7 @@ def register(name, *, needs_data=False, keeps_pruned=True, default_rounds=1):
         ... def abs_grad(model, targets, data):
         ...     ...
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a scorer name must be a non-empty string, got {name!r}")
-
-    def decorator(fn):
-        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
-            raise ValueError(f"a scorer named {name!r} is already registered")
-        _REGISTRY[name] = Scorer(name, fn, needs_data, keeps_pruned, default_rounds)
-        return fn
-
-    return decorator
+    return _SCORERS.register(name, needs_data=needs_data, keeps_pruned=keeps_pruned, default_rounds=default_rounds)
 
 
 def get(criterion):
@@ -93,18 +70,9 @@ def get(criterion):
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
     """
-    if isinstance(criterion, Scorer):
-        return criterion
-    if isinstance(criterion, str):
-        if criterion not in _REGISTRY:
-            raise ValueError(f"unknown criterion {criterion!r}; known criteria: {', '.join(available())}")
-        return _REGISTRY[criterion]
-    if callable(criterion):
-        return Scorer(getattr(criterion, "__name__", "custom"), criterion)
-    raise TypeError(f"criterion must be a name or a callable (model, targets, data) -> scores, "
-                    f"got {type(criterion).__name__}")
+    return _SCORERS.get(criterion, wrap_callables=True)
 
 
 def available():
     """Names of the registered scorers, sorted."""
-    return sorted(_REGISTRY)
+    return _SCORERS.available()

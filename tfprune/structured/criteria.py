@@ -36,14 +36,13 @@ Criteria score plain models; a model wrapped by :func:`tfprune.wrap` is refused 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfprune.analysis import datachecks
+from tfprune.base.registry import Entry, Registry
 from tfprune.layers import specs as layer_specs
 from tfprune.base import walk
 from tfprune.autodiff.gradients import (Step, batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
@@ -59,12 +58,8 @@ DEFAULT_STEPS = 8
 DEFAULT_RATIO = 0.9
 
 
-# ---------------------------------------------------------------------------------------------
-# registry
-
-
 @dataclasses.dataclass(frozen=True)
-class Criterion:
+class Criterion(Entry):
     """A registered unit relevance criterion.
 
     Attributes:
@@ -73,29 +68,16 @@ class Criterion:
         needs_data: Whether ``data`` must be given.
     """
 
-    name: str
-    fn: Callable
-    needs_data: bool = False
-
-    def accepts(self, option):
-        """Whether ``fn`` takes the keyword ``option``."""
-        params = inspect.signature(self.fn).parameters.values()
-        return any(p.name == option or p.kind is p.VAR_KEYWORD for p in params)
-
     def __call__(self, model, layers=None, data=None, **options):
-        """``fn``'s scores, after checking the options and the model's weights (finite), and checked
-        finite themselves.
+        """``fn``'s scores, after checking the options, the data (see :meth:`Entry.check_call`) and
+        the model's weights (finite), and checked finite themselves.
 
         Raises:
             TypeError: for an option ``fn`` does not take.
             ValueError: for missing data, a weight of ``model`` that is not finite (naming it), or
                 NaN/infinite scores (naming the layer).
         """
-        unknown = sorted(k for k in options if not self.accepts(k))
-        if unknown:
-            raise TypeError(f"criterion {self.name!r} takes no option {unknown}")
-        if self.needs_data and data is None:
-            raise ValueError(f"criterion {self.name!r} needs data: pass data=(x, y) or a dataset of (x, y) batches")
+        self.check_call(data, options)
         datachecks.check_weights(model)
         scores = self.fn(model, layers, data, **options)
         for layer, values in scores.items():
@@ -110,7 +92,7 @@ class Criterion:
         return scores
 
 
-_REGISTRY: dict[str, Criterion] = {}
+_CRITERIA = Registry(Criterion, "criterion")
 
 
 def register(name, fn=None, needs_data=False):
@@ -132,18 +114,7 @@ def register(name, fn=None, needs_data=False):
         ... def linf(model, layers, data=None):
         ...     return {n: np.abs(w).max(1) for n, w in criteria.unit_weights(model, layers).items()}
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a criterion name must be a non-empty string, got {name!r}")
-
-    def decorator(f):
-        if not callable(f):
-            raise TypeError(f"a criterion must be callable, got {type(f).__name__}")
-        if name in _REGISTRY and _REGISTRY[name].fn is not f:
-            raise ValueError(f"a criterion named {name!r} is already registered")
-        _REGISTRY[name] = Criterion(name, f, bool(needs_data))
-        return f
-
-    return decorator if fn is None else decorator(fn)
+    return _CRITERIA.register(name, fn, needs_data=bool(needs_data))
 
 
 def get(name):
@@ -152,16 +123,12 @@ def get(name):
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
     """
-    if isinstance(name, Criterion):
-        return name
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown criterion {name!r}; known criteria: {', '.join(available())}")
-    return _REGISTRY[name]
+    return _CRITERIA.get(name)
 
 
 def available():
     """Names of the registered criteria, sorted."""
-    return sorted(_REGISTRY)
+    return _CRITERIA.available()
 
 
 # ---------------------------------------------------------------------------------------------
