@@ -4,7 +4,7 @@ A mask that keeps no weight of a tensor empties it; that need not disconnect the
 residual branch can go while the shortcut carries the signal), and a network can be disconnected
 with no tensor emptied (one layer keeps only units that the next layer no longer reads). The
 output is *connected* when a path of kept weights leads from the input to it. That is checked
-with the network SynFlow scores (:func:`tfprune.scores.synflow.flow_network`): every weight
+with the network SynFlow scores (:func:`tfprune.autodiff.flow.flow_network`): every weight
 ``|θ| ⊙ m`` (rescaled per tensor, which changes no zero), biases, normalisation β and means zero,
 non-linearities made positively homogeneous, an all-ones input; an output is then non-zero
 exactly when such a path reaches it.
@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfprune.sparsity import masks as masks_lib
-from tfprune.scores.synflow import flow_network, ones_inputs, rescaled
+from tfprune.autodiff.flow import flow_network, ones_inputs, rescaled
 from tfprune.layers.targets import prunable_weights
 from tfprune.layers.wrapping import get_masks
 

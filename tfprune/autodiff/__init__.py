@@ -1,4 +1,5 @@
 """Gradients of a model with respect to its masked weights: loss gradients and Hessian-vector
 products (:mod:`gradients`), batch norm on batch statistics with closed-form derivatives
-(:mod:`batch_norm`) and the linearised network that SynFlow and the collapse check evaluate
-(:mod:`linearized`). Every criterion that differentiates goes through this layer."""
+(:mod:`batch_norm`), the linearised network (:mod:`linearized`) and the flow network built on it
+that SynFlow and the collapse check evaluate (:mod:`flow`). Every criterion that differentiates
+goes through this layer."""
