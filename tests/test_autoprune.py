@@ -142,6 +142,26 @@ def test_losses_hold_the_penalty_and_weight_regularisers_see_only_weights():
     assert all(m.regularizer is None for m in autoprune.aux_variables(model))
 
 
+def test_aux_weight_decay_adds_exactly_its_closed_form_gradient_on_m():
+    """aux_weight_decay·Σ m² adds 2·aux_weight_decay·m to ∂loss/∂m (directly, not through the
+    estimator) and nothing to ∂loss/∂W; without it the gradient on m is the penalty's alone."""
+    x, y = batch((6,))
+    m_values = np.where(np.arange(48).reshape(6, 8) % 3 == 0, -0.5, 0.75).astype("float32")
+    grads = {}
+    for decay in (0.0, 0.3):
+        keras.utils.set_random_seed(0)
+        model = autoprune.wrap(mlp(), penalty=0.5, aux_weight_decay=decay)
+        hidden = next(layer for layer in model.layers if isinstance(layer, autoprune.AutoPruneLayer))
+        hidden.aux_variables[0].assign(m_values)
+        grads[decay] = loss_gradients(model, x, y)
+        aux, kernel = hidden.aux_variables[0], hidden.layer.kernel
+        grads[decay] = (grads[decay][id(aux)], grads[decay][id(kernel)])
+    np.testing.assert_allclose(grads[0.3][0] - grads[0.0][0], 2 * 0.3 * m_values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(grads[0.3][1], grads[0.0][1])
+    with pytest.raises(ValueError, match="aux_weight_decay must be >= 0, got -1"):
+        autoprune.wrap(mlp(), aux_weight_decay=-1)
+
+
 def adam_first_step(lr, g, beta_2=0.999, epsilon=1e-7):
     """Keras Adam's first update, closed form: lr·g / (|g| + ε/√(1−β₂))."""
     return lr * g / (np.abs(g) + epsilon / np.sqrt(1 - beta_2))

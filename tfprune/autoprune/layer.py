@@ -31,7 +31,7 @@ def _check_neuron_kinds(layer_name, paths_and_kinds):
         )
 
 
-def _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay):
+def _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay, aux_weight_decay):
     check_ste(ste, alpha)
     if not initial_aux > threshold:
         raise ValueError(
@@ -40,7 +40,7 @@ def _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, we
         )
     if not (isinstance(penalty_norm, (int, np.integer)) and penalty_norm >= 1):
         raise ValueError(f"penalty_norm must be a positive integer, got {penalty_norm!r}")
-    for name, value in (("penalty", penalty), ("weight_decay", weight_decay)):
+    for name, value in (("penalty", penalty), ("weight_decay", weight_decay), ("aux_weight_decay", aux_weight_decay)):
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
 
@@ -52,7 +52,8 @@ class AutoPruneLayer(SubstitutingWrapper):
     The auxiliary parameters m are trainable variables of this wrapper (named ``<weight>_aux``,
     saved with the model, without regulariser); λ is its non-trainable variable ``penalty``,
     which a callback can change. Each call adds the loss ``λ·Σ R_n(m)`` (plus
-    ``weight_decay·Σ W²`` over the pruned weights, if set). Usually made by :func:`wrap`.
+    ``weight_decay·Σ W²`` over the pruned weights and ``aux_weight_decay·Σ m²``, if set). Usually
+    made by :func:`wrap`.
 
     Args:
         layer: The Keras 3 layer to wrap.
@@ -66,6 +67,11 @@ class AutoPruneLayer(SubstitutingWrapper):
         penalty_norm: n of the penalty ``R_n`` (see :func:`aux_norm`).
         weight_decay: Coefficient of an L2 penalty on the dense pruned weights (pruned entries
             included: it shrinks them while they are off, so they come back smaller).
+        aux_weight_decay: Coefficient of an L2 penalty on the auxiliary parameters: its gradient
+            ``2·aux_weight_decay·m`` reaches m directly (not through the estimator) and pulls every
+            m towards 0, i.e. towards the threshold when ``τ = 0``. Default 0: the reconstruction
+            in the project's notes puts no decay on m (the rebuttal mentions one; its ablation is
+            in docs/autoprune.md).
         **kwargs: Passed to :class:`keras.layers.Wrapper` (e.g. ``name``).
 
     Example:
@@ -74,17 +80,17 @@ class AutoPruneLayer(SubstitutingWrapper):
 
     def __init__(self, layer, pruned_weights=None, mode="weight", ste="softplus", decoupled=True,
                  threshold=0.0, alpha=0.01, initial_aux=1.0, penalty=1e-4, penalty_norm=1,
-                 weight_decay=0.0, **kwargs):
+                 weight_decay=0.0, aux_weight_decay=0.0, **kwargs):
         kwargs.setdefault("name", f"autoprune_{layer.name}")
         super().__init__(layer, **kwargs)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r} for layer {layer.name!r}; choose one of {', '.join(MODES)}")
-        _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay)
+        _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay, aux_weight_decay)
         self.pruned_weights = None if pruned_weights is None else list(pruned_weights)
         self.mode, self.ste, self.decoupled = mode, ste, bool(decoupled)
         self.threshold, self.alpha, self.initial_aux = float(threshold), float(alpha), float(initial_aux)
         self.initial_penalty, self.penalty_norm = float(penalty), int(penalty_norm)
-        self.weight_decay = float(weight_decay)
+        self.weight_decay, self.aux_weight_decay = float(weight_decay), float(aux_weight_decay)
         self._create_state_if_layer_built()
 
     def _create_state(self):
@@ -140,13 +146,17 @@ class AutoPruneLayer(SubstitutingWrapper):
         return [(v, masked_kernel(v.value, m.value, **options)) for v, m in self._pairs]
 
     def regularization(self):
-        """``λ·Σ R_n(m)``, plus ``weight_decay·Σ W²`` over the pruned weights if set."""
+        """``λ·Σ R_n(m)``, plus ``weight_decay·Σ W²`` over the pruned weights and
+        ``aux_weight_decay·Σ m²`` if set."""
         options = dict(ste=self.ste, threshold=self.threshold, alpha=self.alpha)
         norms = [aux_norm(m.value, self.penalty_norm, **options) for _, m in self._pairs]
         loss = ops.multiply(self.penalty.value, ops.sum(ops.stack(norms)))
         if self.weight_decay:
             squares = [ops.sum(ops.square(v.value)) for v, _ in self._pairs]
             loss = loss + self.weight_decay * ops.sum(ops.stack(squares))
+        if self.aux_weight_decay:
+            squares = [ops.sum(ops.square(m.value)) for _, m in self._pairs]
+            loss = loss + self.aux_weight_decay * ops.sum(ops.stack(squares))
         return loss
 
     def call(self, inputs, *args, training=None, **kwargs):
@@ -167,6 +177,7 @@ class AutoPruneLayer(SubstitutingWrapper):
             "penalty": self.initial_penalty,
             "penalty_norm": self.penalty_norm,
             "weight_decay": self.weight_decay,
+            "aux_weight_decay": self.aux_weight_decay,
         }
 
 
@@ -195,7 +206,7 @@ def _modes(mode, units):
 
 def wrap(model, policy=None, include_bias=False, include_norm=False, *, mode="weight", ste="softplus",
          decoupled=True, threshold=0.0, alpha=0.01, initial_aux=1.0, penalty=1e-4, penalty_norm=1,
-         weight_decay=0.0):
+         weight_decay=0.0, aux_weight_decay=0.0):
     """Wraps every layer with prunable weights in an :class:`AutoPruneLayer` (all masks on).
 
     Args:
@@ -208,6 +219,7 @@ def wrap(model, policy=None, include_bias=False, include_norm=False, *, mode="we
         penalty: The initial λ (change it later with :func:`set_penalty` or :class:`Monitor`).
         penalty_norm: n of the penalty (see :func:`aux_norm`).
         weight_decay: L2 coefficient on the dense pruned weights (see :class:`AutoPruneLayer`).
+        aux_weight_decay: L2 coefficient on the auxiliary parameters m (see :class:`AutoPruneLayer`).
 
     Returns:
         The wrapped model: a new model sharing the layers of a functional or Sequential ``model``,
@@ -224,7 +236,7 @@ def wrap(model, policy=None, include_bias=False, include_norm=False, *, mode="we
     require_keras3(model)
     if is_wrapped(model) or autoprune_layers(model, required=False):
         raise ValueError(f"model {model.name!r} is already wrapped")
-    _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay)
+    _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay, aux_weight_decay)
     targets = prunable_weights(model, policy, include_bias, include_norm)
     units = list({id(t.unit): t.unit for t in targets}.values())
     modes = _modes(mode, units)
@@ -235,7 +247,8 @@ def wrap(model, policy=None, include_bias=False, include_norm=False, *, mode="we
         if modes[id(unit)] == "neuron":
             _check_neuron_kinds(unit.name, chosen[id(unit)])
     options = dict(ste=ste, decoupled=decoupled, threshold=threshold, alpha=alpha, initial_aux=initial_aux,
-                   penalty=penalty, penalty_norm=penalty_norm, weight_decay=weight_decay)
+                   penalty=penalty, penalty_norm=penalty_norm, weight_decay=weight_decay,
+                   aux_weight_decay=aux_weight_decay)
     wrappers = {}
 
     def replace(layer):
