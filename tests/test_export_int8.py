@@ -132,3 +132,17 @@ def test_int8_guide_cnn_runs_under_xnnpack(guide_cnn, tmp_path):
     kernels = [layer.get_weights()[0] for layer in plain.layers if layer.weights]
     assert [zeros for _, _, zeros in report.weight_zeros] == [int(np.sum(k == 0)) for k in kernels]
     assert report.use_xnnpack and report.top1_agreement >= 0.95
+
+
+def test_ai_edge_litert_agrees_with_tf_lite_or_is_refused_up_front(pruned_mlp, tmp_path):
+    """ai_edge_litert 2.3's XNNPACK fails to prepare sparse full-integer weights that tf.lite's runs."""
+    pytest.importorskip("ai_edge_litert")
+    plain, _, x = pruned_mlp
+    path = tmp_path / "litert.tflite"
+    with pytest.raises(ValueError, match=r"ai_edge_litert's default XNNPACK .*use_xnnpack=False.*runtime='tf.lite'"):
+        export.tflite(plain, path, quantize="int8", representative_data=x, runtime="ai_edge_litert")
+    assert not path.exists()
+    litert = export.tflite(plain, path, quantize="int8", representative_data=x, runtime="ai_edge_litert",
+                           use_xnnpack=False)
+    tflite = export.tflite(plain, path, quantize="int8", representative_data=x, runtime="tf.lite")
+    assert (litert.top1_agreement, litert.max_error_steps) == (tflite.top1_agreement, tflite.max_error_steps)

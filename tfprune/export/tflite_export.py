@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune import _optional
 from tfprune.analysis import datachecks
 from tfprune.base.files import check_output_path, replacing
 from tfprune.base.deprecation import renamed
@@ -208,9 +209,9 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representat
             ``1e-1 × s`` for ``quantize="int8"`` (int8 activations add rounding at every layer).
         use_xnnpack: Run the check with TFLite's default XNNPACK delegate (what most apps get);
             ``False`` uses the builtin kernels only (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``).
-            XNNPACK refuses or miscomputes sparse dynamic-range int8 weights: with the delegate on,
-            ``quantize="dynamic"`` with sparse int8 weights is a ValueError before anything is
-            written, naming the options that run (``use_xnnpack=False``, ``quantize="int8"``).
+            XNNPACK refuses or miscomputes sparse dynamic-range int8 weights, and ai_edge_litert's
+            XNNPACK refuses sparse full-integer ones: with the delegate on, such a file is a
+            ValueError before anything is written, naming the options that run.
         runtime: ``"ai_edge_litert"``, ``"tf.lite"``, or ``None``: ai_edge_litert when it is
             installed, else ``tf.lite.Interpreter``.
 
@@ -251,8 +252,8 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representat
     ops, sparse_tensors = _ops(parsed), _sparse_tensors(parsed)
     if block is not None:
         _check_blocks(parsed, block)
-    if quantize == "dynamic" and use_xnnpack:
-        _check_xnnpack_dynamic(sparse_tensors)
+    if use_xnnpack:
+        _check_xnnpack(sparse_tensors, quantize, runtime)
 
     with replacing(path) as temporary:
         with open(temporary, "wb") as f:
@@ -294,16 +295,22 @@ def _check_model(model):
     raise TypeError(f"expected a Keras 3 or tf_keras model, got {type(model).__module__}.{type(model).__name__}")
 
 
-def _check_xnnpack_dynamic(sparse_tensors):
-    """XNNPACK refuses to prepare sparse dynamic-range int8 weights, or computes them wrongly."""
+def _check_xnnpack(sparse_tensors, quantize, runtime):
+    """Sparse int8 weights the default XNNPACK delegate cannot run (docs/tflite.md): dynamic-range
+    ones in both runtimes (refused or computed wrongly), full-integer ones in ai_edge_litert 2.3
+    ("failed to delegate", while tf.lite's XNNPACK runs them)."""
     int8 = [_short(t.name) for t in sparse_tensors if t.dtype == "int8"]
-    if int8:
-        raise ValueError(
-            f"quantize='dynamic' stores {int8} as sparse int8 weights, which TFLite's default XNNPACK delegate "
-            "refuses to prepare or computes wrongly (docs/tflite.md). Either pass use_xnnpack=False and run the "
-            "file without the default delegate (Interpreter(..., experimental_op_resolver_type="
-            "OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)), or export with quantize='int8' and "
-            "representative_data (full-integer, runs under XNNPACK), or sparse=False; nothing written")
+    if not int8 or (quantize == "int8" and runtime != "ai_edge_litert"):
+        return
+    fault = ("TFLite's default XNNPACK delegate refuses to prepare or computes wrongly" if quantize == "dynamic"
+             else "ai_edge_litert's default XNNPACK delegate fails to prepare (tf.lite's runs them)")
+    others = ("quantize='int8' with representative_data (full-integer, runs under tf.lite's XNNPACK)"
+              if quantize == "dynamic" else "runtime='tf.lite'")
+    raise ValueError(
+        f"quantize={quantize!r} stores {int8} as sparse int8 weights, which {fault} (docs/tflite.md). Either "
+        "pass use_xnnpack=False and run the file without the default delegate (Interpreter(..., "
+        f"experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)), or {others}, or "
+        "sparse=False; nothing written")
 
 
 def _check_block_arg(pattern, sparse, quantize):
@@ -573,11 +580,7 @@ def _runtime(name):
     name = name or available_runtimes()[0]
     if name == "tf.lite":
         return name, tf.lite.Interpreter, tf.lite.experimental.OpResolverType
-    try:
-        from ai_edge_litert import interpreter as litert
-    except ImportError as error:
-        raise ImportError("runtime='ai_edge_litert' needs the ai-edge-litert package: "
-                          "pip install ai-edge-litert") from error
+    litert = _optional.require("ai_edge_litert.interpreter", "runtime='ai_edge_litert'")
     return name, litert.Interpreter, litert.OpResolverType
 
 
