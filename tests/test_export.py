@@ -148,7 +148,7 @@ def test_nan_outputs_are_a_mismatch(blocked, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(quantize="int8"), r"quantize must be one of \(None, 'dynamic'\)"),
+    (dict(quantize="int4"), r"quantize must be one of \(None, 'dynamic', 'int8'\)"),
     (dict(pattern="1x4", sparse=False), "needs sparse=True"),
     (dict(pattern="1x4", quantize="dynamic"), "only in 1×16 blocks"),
     (dict(pattern=(4,)), "block must be"),

@@ -16,6 +16,7 @@ from tfprune.layers.specs import register_layer
 from tfprune.layers.targets import Target, is_wrapped, prunable_weights
 from tfprune.layers.wrapping import apply_masks, get_masks, strip, unwrap, wrap
 from tfprune.pruning import prune_at_init
+from tfprune.quantization import LostZerosWarning, fake_quantize, quantize
 from tfprune.sparsity import masks, patterns, schedules
 
 # Modules of 0.1 that moved into sub-packages. The public ones keep their short path for good; the
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CollapseError",
     "CollapseWarning",
+    "LostZerosWarning",
     "MaskedLayer",
     "Target",
     "apply_masks",
@@ -52,6 +54,7 @@ __all__ = [
     "collapse_sweep",
     "data",
     "export",
+    "fake_quantize",
     "get_masks",
     "is_wrapped",
     "masks",
@@ -61,6 +64,7 @@ __all__ = [
     "profile",
     "prunable_weights",
     "prune_at_init",
+    "quantize",
     "register_layer",
     "report",
     "schedules",

@@ -4,7 +4,8 @@ The base install (``pip install tfprune``) covers pruning, training, profiling, 
 AutoPrune, export and ``tfprune demo``. The rest come with extras declared in ``setup.cfg``:
 ``[tfmot]`` (tf_keras and TF-MOT, for :mod:`tfprune.tfmot`), ``[datasets]`` (tensorflow-datasets,
 for downloads in :mod:`tfprune.data`) and ``[plots]`` (matplotlib, for the sweep and collapse
-figures); ``[all]`` brings every one.
+figures) and ``[litert]`` (ai-edge-litert, the TFLite runtime :func:`tfprune.export.tflite` checks
+with when installed); ``[all]`` brings every one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ EXTRAS = {
     "tensorflow_model_optimization": "tfmot",
     "tensorflow_datasets": "datasets",
     "matplotlib": "plots",
+    "ai_edge_litert": "litert",
 }
 
 

@@ -20,7 +20,7 @@ import numbers
 
 import keras
 from tfprune import _compat
-from tfprune.layers import specs as layer_specs
+from tfprune.layers import quantized, specs as layer_specs
 from tfprune.base import walk
 from tfprune.layers.masked import MaskedLayer
 from tfprune.layers.mac_formulas import no_macs, size
@@ -140,18 +140,25 @@ def _trace(model, layers, example):
     calls = {id(layer): [] for layer in layers}
     counter = itertools.count()
     for layer in layers:  # an instance attribute, past Keras's attribute tracking
-        object.__setattr__(layer, "call", _recording(layer.call, calls[id(layer)], counter))
+        method = _called(layer)
+        recording = _recording(getattr(layer, method), inspect.signature(layer.call), calls[id(layer)], counter)
+        object.__setattr__(layer, method, recording)
     try:
         _compat.compute_output_spec(lambda x: model(x, training=False), example)
     finally:
         for layer in layers:
-            object.__delattr__(layer, "call")
+            object.__delattr__(layer, _called(layer))
     return calls
 
 
-def _recording(call, sink, counter):
-    signature = inspect.signature(call)
+def _called(layer):
+    """The method Keras runs for ``layer``: ``quantized_call`` once ``model.quantize`` quantized it."""
+    return "call" if quantized.mode_of(layer) is None else "quantized_call"
 
+
+def _recording(call, signature, sink, counter):
+    """``call``, recording the shapes of its arguments (named by ``signature``, that of the layer's
+    ``call``: ``quantized_call`` takes ``*args``) and of its first output in ``sink``."""
     @functools.wraps(call)
     def recording(*args, **kwargs):
         index = next(counter)

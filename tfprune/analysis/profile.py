@@ -22,6 +22,7 @@ from tfprune.analysis import macs as macs_lib
 from tfprune.base import walk
 from tfprune.analysis.macs import UnknownShapeError
 from tfprune.base.deprecation import warn_once
+from tfprune.layers import quantized
 from tfprune.layers.targets import describe_unpruned, is_wrapped, prunable_weights, unpruned_layers, warn_unpruned
 
 __all__ = ["Row", "Report", "report", "LayerProfile", "Profile", "profile", "UnknownShapeError"]
@@ -122,7 +123,7 @@ def report(model, input_shape=None, verbose=1):
         macs = None
     rows = []
     for t in targets:
-        kept = int(np.count_nonzero(t.mask.numpy() if wrapped else t.variable.numpy()))
+        kept = int(np.count_nonzero(t.mask.numpy())) if wrapped else quantized.nonzero(t.layer, t.variable)
         weight_macs = None if macs is None else macs.get(id(t.variable), 0)
         effective = None if macs is None else weight_macs * kept / t.size
         rows.append(Row(t.name, t.kind, t.shape, t.size, kept, weight_macs, effective))
@@ -134,7 +135,8 @@ def report(model, input_shape=None, verbose=1):
     pruned_ids = {id(t.variable) for t in targets}
     masks = {id(t.mask) for t in targets if t.mask is not None}
     other = sum(
-        int(np.prod(v.shape)) for v in model.weights if id(v) not in pruned_ids and id(v) not in masks
+        quantized.size_of(layer, v) for layer, variables in owners for v in variables
+        if id(v) not in pruned_ids and id(v) not in masks and not quantized.is_state(layer, v)
     )
     result = Report(rows, total, other)
     if verbose:
@@ -301,16 +303,26 @@ def _build(model, input_shape):
 
 
 def _layer_profile(layer, variables, calls, masks):
-    nonzero = {id(v): int(np.count_nonzero(_value(v, masks))) for v in variables}
+    variables = [v for v in variables if not quantized.is_state(layer, v)]
+    nonzero = {id(v): _nonzero(layer, v, masks) for v in variables}
     parts = macs_lib.kernel_macs(layer, calls)
     return LayerProfile(
         layer.name,
         type(layer).__name__,
-        sum(macs_lib.size(v) for v in variables),
+        sum(quantized.size_of(layer, v) for v in variables),
         sum(nonzero.values()),
         sum(macs for _, macs in parts),
-        float(sum(macs if v is None else macs * nonzero[id(v)] / macs_lib.size(v) for v, macs in parts)),
+        float(sum(macs if v is None else macs * nonzero[id(v)] / quantized.size_of(layer, v) for v, macs in parts)),
     )
+
+
+def _nonzero(layer, variable, masks):
+    """Non-zero entries of the weight as the forward pass sees it: ``w * mask`` for a masked
+    weight, the dequantized weight of a layer quantized by Keras."""
+    mask = masks.get(id(variable))
+    if mask is None:
+        return quantized.nonzero(layer, variable)
+    return int(np.count_nonzero(variable.numpy() * mask.numpy()))
 
 
 def _in_call_order(owners, calls):
@@ -320,10 +332,5 @@ def _in_call_order(owners, calls):
 
     return sorted(owners, key=first_call)
 
-
-def _value(variable, masks):
-    """The weight as the forward pass sees it: ``w * mask`` for a masked weight."""
-    mask = masks.get(id(variable))
-    return variable.numpy() if mask is None else variable.numpy() * mask.numpy()
 
 

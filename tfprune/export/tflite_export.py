@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune import _optional
 from tfprune.analysis import datachecks
 from tfprune.base.files import check_output_path, replacing
 from tfprune.base.deprecation import renamed
@@ -32,15 +33,17 @@ from tfprune.sparsity import patterns
 __all__ = ["ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
            "make_interpreter", "tflite"]
 
-QUANTIZE = (None, "dynamic")
+QUANTIZE = (None, "dynamic", "int8")
 RUNTIMES = ("ai_edge_litert", "tf.lite")
 FLOAT_TOLERANCE = 1e-5  # × max(1, largest |Keras output|)
 DYNAMIC_TOLERANCE = 5e-2  # × largest |Keras output|
+INT8_TOLERANCE = 1e-1  # × largest |Keras output|, for full-integer int8 (activations quantized too)
 _MIN_SPARSITY = 0.3  # the converter keeps weights with fewer zeros dense (dense_to_sparse.cc)
 _CHECK_EXAMPLES = 8
 _CHECK_BATCH = 256
 _PASS_THROUGH = ("DENSIFY", "DEQUANTIZE")
-_NUMPY_TYPES = {0: np.float32, 1: np.float16, 3: np.uint8, 9: np.int8}  # TFLite TensorType → dtype
+_NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 9: np.int8}  # TFLite TensorType → dtype
+_WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 class ExportMismatchError(ValueError):
@@ -97,8 +100,14 @@ class TFLiteReport:
         examples: Number of examples checked.
         interpreter: ``"ai_edge_litert"`` or ``"tf.lite"``.
         use_xnnpack: Whether the XNNPACK delegate was on during the check.
-        quantize: ``None`` or ``"dynamic"``.
+        quantize: ``None``, ``"dynamic"`` or ``"int8"``.
         block: The block asked for, or ``None``.
+        weight_zeros: ``[(tensor name, shape, zeros)]`` for every weight of a FULLY_CONNECTED or
+            convolution op as stored in the file (entries left out of sparse storage count as zeros).
+        top1_agreement: ``quantize="int8"``: the fraction of examples whose largest output (first
+            output, last axis) is the same in the file and the Keras model; else ``None``.
+        max_error_steps: ``quantize="int8"``: max |TFLite − Keras| in units of the int8 output
+            scale (the largest over the outputs); else ``None``.
     """
 
     path: str
@@ -114,6 +123,9 @@ class TFLiteReport:
     use_xnnpack: bool
     quantize: str | None
     block: tuple | None
+    weight_zeros: list = dataclasses.field(default_factory=list)
+    top1_agreement: float | None = None
+    max_error_steps: float | None = None
 
     @property
     def size_ratio(self):
@@ -138,8 +150,14 @@ class TFLiteReport:
                 lines.append(f"    {_short(t.name):<{width}}  {str(list(t.shape)):<12} {_block_text(t.block):<6} "
                              f"{t.density:>7.1%}  {t.consumer}")
         xnnpack = "XNNPACK on" if self.use_xnnpack else "XNNPACK off"
+        if self.quantize == "int8":
+            lines.append("  int8 weights: " + ", ".join(f"{_short(name)} {list(shape)} {zeros:,} zeros"
+                                                      for name, shape, zeros in self.weight_zeros))
         lines.append(f"  check: max |TFLite - Keras| = {self.max_abs_diff:.3g} <= {self.tolerance:.3g} on "
                      f"{self.examples} examples ({self.interpreter}, {xnnpack})")
+        if self.top1_agreement is not None:
+            lines.append(f"  int8: top-1 agreement {self.top1_agreement:.2%}, max error {self.max_error_steps:.1f} "
+                         "output steps")
         return "\n".join(lines)
 
 
@@ -153,8 +171,8 @@ def _block_text(block):
 
 
 @renamed(block="pattern")
-def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=None, tolerance=None,
-           use_xnnpack=True, runtime=None):
+def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representative_data=None, check_data=None,
+           tolerance=None, use_xnnpack=True, runtime=None):
     """Converts a stripped model to TFLite with sparse weights, checks it, then writes it.
 
     The model is converted twice (with and without ``EXPERIMENTAL_SPARSITY``, for the size
@@ -173,18 +191,27 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=
             weights, 1×16 with ``quantize="dynamic"``. Then every Dense
             weight with ≥ 30 % zeros must be stored sparse in blocks that tile ``block`` and read
             directly by FULLY_CONNECTED (no DENSIFY), or a ValueError names the weights that are not.
-        quantize: ``None`` (float32) or ``"dynamic"`` (dynamic-range int8 weights,
-            ``tf.lite.Optimize.DEFAULT``).
+        quantize: ``None`` (float32), ``"dynamic"`` (dynamic-range int8 weights,
+            ``tf.lite.Optimize.DEFAULT``) or ``"int8"`` (full-integer: int8 weights, per channel
+            and symmetric so zeros stay zeros, int8 activations, int8 inputs and outputs, calibrated
+            on ``representative_data``; the check quantizes the inputs and dequantizes the outputs
+            with the file's scales).
+        representative_data: With ``quantize="int8"`` (and only then): the calibration inputs, as
+            ``check_data`` (an array, or a tuple/list of arrays, one example per row); a few hundred
+            typical examples.
         check_data: Inputs to compare on: an array, or a tuple/list of arrays for several inputs.
-            Default: 8 seeded standard-normal examples of the model's input shape.
+            Default: ``representative_data`` with ``quantize="int8"``, else 8 seeded
+            standard-normal examples of the model's input shape.
         tolerance: The largest max |TFLite − Keras| allowed. Default, with ``s`` the largest
             |Keras output|: ``1e-5 × max(1, s)`` for float (float32 rounding grows with the
             outputs); ``5e-2 × s`` for ``quantize="dynamic"`` (correct int8 layers differ by
-            about 1 % of their output scale, broken sparse int8 kernels by 17 % and more).
+            about 1 % of their output scale, broken sparse int8 kernels by 17 % and more);
+            ``1e-1 × s`` for ``quantize="int8"`` (int8 activations add rounding at every layer).
         use_xnnpack: Run the check with TFLite's default XNNPACK delegate (what most apps get);
             ``False`` uses the builtin kernels only (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``).
-            XNNPACK computes dynamic-range int8 sparse Dense layers wrongly: such an export fails
-            its check with the delegate on.
+            XNNPACK refuses or miscomputes sparse dynamic-range int8 weights, and ai_edge_litert's
+            XNNPACK refuses sparse full-integer ones: with the delegate on, such a file is a
+            ValueError before anything is written, naming the options that run.
         runtime: ``"ai_edge_litert"``, ``"tf.lite"``, or ``None``: ai_edge_litert when it is
             installed, else ``tf.lite.Interpreter``.
 
@@ -211,38 +238,45 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=
     datachecks.check_weights(model)  # a NaN weight named, not reported as "max diff = nan"
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+    representative = _check_representative(model, quantize, representative_data)
     block = None if pattern is None else _check_block_arg(pattern, sparse, quantize)
     runtime = _runtime(runtime)[0]
-    inputs = _check_inputs(model, check_data)
+    inputs = _check_inputs(model, representative_data if check_data is None and representative else check_data)
     specs = [tf.TensorSpec((None, *x.shape[1:]), x.dtype, name=f"input_{i}") for i, x in enumerate(inputs)]
 
     with tempfile.TemporaryDirectory() as folder:
         new_converter = _converter_factory(model, kind, specs, folder)
-        content = _convert(new_converter, sparse, quantize)
-        dense_bytes = len(content) if not sparse else len(_convert(new_converter, False, quantize))
+        content = _convert(new_converter, sparse, quantize, representative)
+        dense_bytes = len(content) if not sparse else len(_convert(new_converter, False, quantize, representative))
     parsed = _parse(content)
     ops, sparse_tensors = _ops(parsed), _sparse_tensors(parsed)
     if block is not None:
         _check_blocks(parsed, block)
+    if use_xnnpack:
+        _check_xnnpack(sparse_tensors, quantize, runtime)
 
     with replacing(path) as temporary:
         with open(temporary, "wb") as f:
             f.write(content)
         expected = _keras_outputs(model, inputs)
-        actual = _tflite_outputs(temporary, inputs, runtime, use_xnnpack, sparse_tensors, quantize)
+        actual = _tflite_outputs(temporary, inputs, runtime, use_xnnpack, sparse_tensors)
         diff = _max_abs_diff(actual, expected)
         if tolerance is None:
             scale = max(float(np.max(np.abs(e), initial=0.0)) for e in expected)
-            tolerance = FLOAT_TOLERANCE * max(1.0, scale) if quantize is None else DYNAMIC_TOLERANCE * scale
+            tolerance = FLOAT_TOLERANCE * max(1.0, scale) if quantize is None else (
+                DYNAMIC_TOLERANCE if quantize == "dynamic" else INT8_TOLERANCE) * scale
         if not diff <= tolerance:  # also catches NaN
             raise ExportMismatchError(
                 f"the TFLite model's outputs differ from the Keras model's: max |TFLite - Keras| = {diff:.3g} > "
                 f"tolerance {tolerance:.3g} on {len(inputs[0])} examples ({runtime}, XNNPACK "
                 f"{'on' if use_xnnpack else 'off'}); nothing written to {path}"
-                + _hints(sparse_tensors, quantize, use_xnnpack),
+                + _hints(sparse_tensors),
                 diff, tolerance)
+        agreement = _int8_agreement(actual, expected, _output_scales(temporary, runtime)) if quantize == "int8" \
+            else (None, None)
     return TFLiteReport(path, len(content), dense_bytes, sparse_tensors, ops, "DENSIFY" in ops,
-                        diff, tolerance, len(inputs[0]), runtime, use_xnnpack, quantize, block)
+                        diff, tolerance, len(inputs[0]), runtime, use_xnnpack, quantize, block,
+                        _weight_zeros(parsed), *agreement)
 
 
 def _check_model(model):
@@ -261,6 +295,24 @@ def _check_model(model):
     raise TypeError(f"expected a Keras 3 or tf_keras model, got {type(model).__module__}.{type(model).__name__}")
 
 
+def _check_xnnpack(sparse_tensors, quantize, runtime):
+    """Sparse int8 weights the default XNNPACK delegate cannot run (docs/tflite.md): dynamic-range
+    ones in both runtimes (refused or computed wrongly), full-integer ones in ai_edge_litert 2.3
+    ("failed to delegate", while tf.lite's XNNPACK runs them)."""
+    int8 = [_short(t.name) for t in sparse_tensors if t.dtype == "int8"]
+    if not int8 or (quantize == "int8" and runtime != "ai_edge_litert"):
+        return
+    fault = ("TFLite's default XNNPACK delegate refuses to prepare or computes wrongly" if quantize == "dynamic"
+             else "ai_edge_litert's default XNNPACK delegate fails to prepare (tf.lite's runs them)")
+    others = ("quantize='int8' with representative_data (full-integer, runs under tf.lite's XNNPACK)"
+              if quantize == "dynamic" else "runtime='tf.lite'")
+    raise ValueError(
+        f"quantize={quantize!r} stores {int8} as sparse int8 weights, which {fault} (docs/tflite.md). Either "
+        "pass use_xnnpack=False and run the file without the default delegate (Interpreter(..., "
+        f"experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)), or {others}, or "
+        "sparse=False; nothing written")
+
+
 def _check_block_arg(pattern, sparse, quantize):
     """The block of a block ``pattern`` as a tuple, if TFLite can run Dense weights sparse in blocks that tile it."""
     chosen = patterns.get(pattern)
@@ -269,9 +321,9 @@ def _check_block_arg(pattern, sparse, quantize):
     block = (chosen.outputs, chosen.inputs)
     if not sparse:
         raise ValueError("a block pattern is checked on sparse weights: it needs sparse=True")
-    supported = (1, 16) if quantize == "dynamic" else (1, 4)
+    supported = (1, 16) if quantize else (1, 4)
     if block[0] != 1 or block[1] % supported[1]:
-        kind = "int8 (quantize='dynamic')" if quantize else "float"
+        kind = f"int8 (quantize={quantize!r})" if quantize else "float"
         raise ValueError(f"TFLite runs {kind} Dense weights sparse only in {_block_text(supported)} blocks along "
                          f"the input axis; masks with block {block} cannot be stored that way")
     return block
@@ -343,11 +395,40 @@ def _converter_factory(model, kind, specs, folder):
     return lambda: tf.lite.TFLiteConverter.from_concrete_functions([function], model)
 
 
-def _convert(new_converter, sparse, quantize):
+def _convert(new_converter, sparse, quantize, representative):
     converter = new_converter()
     converter.optimizations = ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []) + (
-        [tf.lite.Optimize.DEFAULT] if quantize == "dynamic" else [])
+        [tf.lite.Optimize.DEFAULT] if quantize else [])
+    if quantize == "int8":
+        converter.representative_dataset = lambda: ([x[i:i + 1] for x in representative]
+                                                    for i in range(len(representative[0])))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
     return converter.convert()
+
+
+def _check_representative(model, quantize, data):
+    """The calibration inputs as arrays, one per model input, of the model's input shapes; ``None``
+    unless ``quantize="int8"``."""
+    if quantize != "int8":
+        if data is not None:
+            raise ValueError(f"representative_data calibrates quantize='int8'; with quantize={quantize!r} it "
+                             "would not be used")
+        return None
+    if data is None:
+        raise ValueError("quantize='int8' needs representative_data: typical inputs (an array, or a tuple/list "
+                         "of arrays for several inputs) to calibrate the activation scales; nothing written")
+    try:
+        inputs = _check_inputs(model, data)
+    except ValueError as error:
+        raise ValueError(str(error).replace("check_data", "representative_data")) from error
+    known = getattr(model, "inputs", None) if _has_inputs(model) else None
+    for i, (x, t) in enumerate(zip(inputs, known or [])):
+        want = tuple(t.shape[1:])
+        if len(want) != x.ndim - 1 or any(w is not None and w != d for w, d in zip(want, x.shape[1:])):
+            raise ValueError(f"representative_data array {i} has examples of shape {x.shape[1:]}, input {i} of "
+                             f"model {model.name!r} takes {want}; nothing written")
+    return inputs
 
 
 def _parse(content):
@@ -437,14 +518,14 @@ def describe(path):
     return _ops(parsed), _sparse_tensors(parsed)
 
 
-def _fc_weights(parsed):
-    """Every FULLY_CONNECTED weight as ``(tensor, graph, went through DENSIFY)``, looking back
-    through DENSIFY/DEQUANTIZE to the stored constant."""
+def _fc_weights(parsed, ops=("FULLY_CONNECTED",)):
+    """Every weight of the ``ops`` (FULLY_CONNECTED) as ``(tensor, went through DENSIFY)``, looking
+    back through DENSIFY/DEQUANTIZE to the stored constant."""
     found = []
     for graph in parsed.subgraphs:
         producers = {int(out): op for op in graph.operators for out in op.outputs}
         for op in graph.operators:
-            if _op_name(parsed, op) != "FULLY_CONNECTED":
+            if _op_name(parsed, op) not in ops:
                 continue
             index, densified = int(op.inputs[1]), False
             while index in producers and _op_name(parsed, producers[index]) in _PASS_THROUGH:
@@ -499,11 +580,7 @@ def _runtime(name):
     name = name or available_runtimes()[0]
     if name == "tf.lite":
         return name, tf.lite.Interpreter, tf.lite.experimental.OpResolverType
-    try:
-        from ai_edge_litert import interpreter as litert
-    except ImportError as error:
-        raise ImportError("runtime='ai_edge_litert' needs the ai-edge-litert package: "
-                          "pip install ai-edge-litert") from error
+    litert = _optional.require("ai_edge_litert.interpreter", "runtime='ai_edge_litert'")
     return name, litert.Interpreter, litert.OpResolverType
 
 
@@ -542,19 +619,64 @@ def _keras_outputs(model, inputs):
     return [np.concatenate(column) for column in zip(*parts)]
 
 
-def _tflite_outputs(path, inputs, runtime, use_xnnpack, sparse_tensors, quantize):
-    """The file's outputs on ``inputs``, batch by batch (the signature runner resizes the inputs)."""
+def _tflite_outputs(path, inputs, runtime, use_xnnpack, sparse_tensors):
+    """The file's outputs on ``inputs``, batch by batch (the signature runner resizes the inputs):
+    integer inputs are quantized and outputs dequantized with the file's ``(scale, zero point)``
+    (scale 0: a float tensor)."""
     interpreter = make_interpreter(path, runtime=runtime, use_xnnpack=use_xnnpack)
     run = interpreter.get_signature_runner("serving_default")
+    ins, outs = run.get_input_details(), run.get_output_details()
     parts = []
     for xs in _batches(inputs):
         try:
-            out = run(**{f"input_{i}": x for i, x in enumerate(xs)})
+            out = run(**{f"input_{i}": _quantized(x, ins[f"input_{i}"]) for i, x in enumerate(xs)})
         except RuntimeError as error:
             raise RuntimeError(f"{runtime} could not run the exported model: {error}"
-                               + _hints(sparse_tensors, quantize, use_xnnpack)) from error
-        parts.append([out[f"output_{j}"] for j in range(len(out))])
+                               + _hints(sparse_tensors)) from error
+        parts.append([_dequantized(out[f"output_{j}"], outs[f"output_{j}"]) for j in range(len(out))])
     return [np.concatenate(column) for column in zip(*parts)]
+
+
+def _output_scales(path, runtime):
+    """The quantization scale of each output ``output_j`` of the file."""
+    outs = make_interpreter(path, runtime=runtime).get_signature_runner("serving_default").get_output_details()
+    return [outs[f"output_{j}"]["quantization"][0] for j in range(len(outs))]
+
+
+def _quantized(x, details):
+    """``x`` in the input's integer type, ``round(x / scale) + zero point`` clipped to its range."""
+    scale, zero_point = details["quantization"]
+    if not scale or not np.issubdtype(details["dtype"], np.integer):
+        return x
+    limits = np.iinfo(details["dtype"])
+    return np.clip(np.round(x / scale) + zero_point, limits.min, limits.max).astype(details["dtype"])
+
+
+def _dequantized(y, details):
+    scale, zero_point = details["quantization"]
+    if not scale or not np.issubdtype(details["dtype"], np.integer):
+        return y
+    return ((y.astype(np.float64) - zero_point) * scale).astype(np.float32)
+
+
+def _int8_agreement(actual, expected, scales):
+    """``(top-1 agreement on the first output, max |TFLite − Keras| in output steps)``."""
+    top1 = float(np.mean(np.argmax(actual[0], axis=-1) == np.argmax(expected[0], axis=-1)))
+    steps = max(float(np.max(np.abs(a.astype(np.float64) - e))) / s for a, e, s in zip(actual, expected, scales))
+    return top1, steps
+
+
+def _weight_zeros(parsed):
+    """``[(name, shape, zeros)]`` of every weight of a FULLY_CONNECTED or convolution op in the file."""
+    return [(_short(_tensor_name(t)), tuple(int(d) for d in t.shape), _zeros_stored(parsed, t))
+            for t, _ in _fc_weights(parsed, _WEIGHT_OPS)]
+
+
+def _zeros_stored(parsed, tensor):
+    """Zeros of a constant tensor: its stored zero values, plus the entries sparse storage leaves out."""
+    data = parsed.buffers[tensor.buffer].data
+    values = np.frombuffer(bytes(data if data is not None else b""), _NUMPY_TYPES.get(tensor.type, np.uint8))
+    return math.prod(int(d) for d in tensor.shape) - values.size + int(np.count_nonzero(values == 0))
 
 
 def _max_abs_diff(actual, expected):
@@ -566,7 +688,7 @@ def _max_abs_diff(actual, expected):
     return float(np.max([np.max(np.abs(a.astype(np.float64) - e)) for a, e in zip(actual, expected)]))
 
 
-def _hints(sparse_tensors, quantize, use_xnnpack):
+def _hints(sparse_tensors):
     """Known TFLite faults that fit this file (docs/tflite.md)."""
     hints = []
     ragged = [f"{_short(t.name)} {list(t.shape)}" for t in sparse_tensors
@@ -574,7 +696,4 @@ def _hints(sparse_tensors, quantize, use_xnnpack):
     if ragged:
         hints.append(f"TFLite's block-sparse kernels compute wrong outputs when the input size is not a multiple of "
                      f"the block, as for {ragged}: resize those layers")
-    if quantize == "dynamic" and use_xnnpack and sparse_tensors:
-        hints.append("XNNPACK computes dynamic-range int8 sparse layers wrongly: try use_xnnpack=False and ship "
-                     "the model with the delegate off")
     return "".join(f"\n  hint: {h}" for h in hints)

@@ -7,6 +7,8 @@ output, all with the example's batch of 1), the MACs done through each kernel (`
 products of two activations, such as attention's). A kernel's share is what its density scales in
 effective MACs. :mod:`tfprune.layer_specs` gives each layer type its formula; a user's own formula
 is any such function (it may also return one integer, the MACs of the layer's only kernel).
+Kernel sizes are read through :func:`tfprune.layers.quantized.size_of`, so a layer quantized by
+Keras' ``model.quantize`` counts the MACs of the float layer, not of its packed storage.
 
 A layer that sees a larger batch dimension (e.g. time folded into the batch by
 ``TimeDistributed``) does that much more work, so the batch dimension is counted too.
@@ -15,6 +17,7 @@ A layer that sees a larger batch dimension (e.g. time folded into the batch by
 from __future__ import annotations
 
 from tfprune.base import walk
+from tfprune.layers.quantized import shape_of, size_of
 
 __all__ = [
     "size", "own_weight", "no_macs", "per_input_position", "per_output_position", "per_time_step", "einsum_dense",
@@ -61,7 +64,7 @@ def per_input_position(*names):
     """
     def formula(layer, call):
         positions = _positions(call.input, getattr(layer, "data_format", "channels_last"))
-        return [(kernel, size(kernel) * positions) for kernel in (own_weight(layer, n) for n in names)]
+        return [(kernel, size_of(layer, kernel) * positions) for kernel in (own_weight(layer, n) for n in names)]
 
     return formula
 
@@ -74,7 +77,7 @@ def per_output_position(*names):
     """
     def formula(layer, call):
         positions = _positions(call.output, getattr(layer, "data_format", "channels_last"))
-        return [(kernel, size(kernel) * positions) for kernel in (own_weight(layer, n) for n in names)]
+        return [(kernel, size_of(layer, kernel) * positions) for kernel in (own_weight(layer, n) for n in names)]
 
     return formula
 
@@ -87,7 +90,7 @@ def per_time_step(*names):
     """
     def formula(cell, call):
         steps = call.input[0] * call.input[1]
-        return [(kernel, size(kernel) * steps) for kernel in (own_weight(cell, n) for n in names)]
+        return [(kernel, size_of(cell, kernel) * steps) for kernel in (own_weight(cell, n) for n in names)]
 
     return formula
 
@@ -102,7 +105,7 @@ def einsum_dense(layer, call):
     shape = call.input
     sizes = dict(zip(before, shape))
     sizes.update(zip(after[::-1], shape[::-1]))
-    sizes.update(zip(kernel_spec, kernel.shape))
+    sizes.update(zip(kernel_spec, shape_of(layer, kernel)))
     broadcast = shape[len(before): len(shape) - len(after)] if ellipsis else ()
     return [(kernel, _prod(sizes.values()) * _prod(broadcast))]
 

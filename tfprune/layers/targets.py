@@ -8,7 +8,7 @@ import warnings
 import keras
 from keras import ops
 
-from tfprune.layers import kinds, specs as layer_specs, policies
+from tfprune.layers import kinds, quantized, specs as layer_specs, policies
 from tfprune.base import walk
 from tfprune.layers.masked import MaskedLayer, SubstitutingWrapper
 
@@ -42,7 +42,8 @@ class Target:
 
     @property
     def shape(self):
-        return tuple(self.variable.shape)
+        """The weight's shape in the float layer (a Keras-quantized int4 kernel unpacked)."""
+        return quantized.shape_of(self.layer, self.variable)
 
     @property
     def size(self):
