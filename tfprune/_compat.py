@@ -28,6 +28,7 @@ __all__ = [
     "keras_history_operation",
     "nested_layers",
     "nodes_by_depth",
+    "observed_inputs",
     "operation_classes",
     "optimizer_own_variables",
     "optimizer_trainable_variables",
@@ -146,3 +147,28 @@ def explicit_attention_scores(layer):
             object.__setattr__(layer, "_compute_attention", compute)
         else:
             object.__delattr__(layer, "_compute_attention")
+
+
+@contextlib.contextmanager
+def observed_inputs(layers, observe):
+    """Calls ``observe(layer, inputs)`` on the input of every call of each of ``layers`` in the block.
+
+    Keras' ``Layer.__call__`` looks up ``self.call`` at each call, so an instance attribute of that
+    name runs first (Keras' own GPTQ records layer inputs this way). Each layer's ``call`` is
+    restored on exit, also on error.
+    """
+    def observing(layer, call):
+        def observed(*args, **kwargs):
+            observe(layer, args[0] if args else kwargs["inputs"])
+            return call(*args, **kwargs)
+        return observed
+
+    patched = []
+    try:
+        for layer in layers:
+            object.__setattr__(layer, "call", observing(layer, layer.call))
+            patched.append(layer)
+        yield
+    finally:
+        for layer in patched:
+            object.__delattr__(layer, "call")
