@@ -87,14 +87,12 @@ def calibration_batches(model, data, samples, batch_size):
         if not (isinstance(value, (int, np.integer)) and value >= 1):
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     if _is_inputs(data) or _is_pair(data):
-        x = data[0] if _is_pair(data) else data
-        x = keras.tree.map_structure(lambda a: a[:samples], x)
-        count = _count(x)
-        batches = [keras.tree.map_structure(lambda a: a[i:i + batch_size], x) for i in range(0, count, batch_size)]
+        x = _rows(data[0] if _is_pair(data) else data, 0, samples)
+        batches = [_rows(x, i, i + batch_size) for i in range(0, _count(x), batch_size)]
     elif hasattr(data, "__iter__"):
         batches, count = [], 0
         for batch in data:
-            x = keras.tree.map_structure(lambda a: a[:samples - count], batch[0] if _is_pair(batch) else batch)
+            x = _rows(batch[0] if _is_pair(batch) else batch, 0, samples - count)
             batches.append(x)
             count += _count(x)
             if count >= samples:
@@ -118,12 +116,20 @@ def _is_pair(data):
 def _is_strings(x):
     if isinstance(x, (list, tuple)):
         return bool(x) and all(isinstance(s, (str, bytes)) for s in x)
-    return hasattr(x, "dtype") and (np.asarray(x).dtype.kind in "SUO" if isinstance(x, np.ndarray)
-                                    else str(x.dtype) in ("string", "<dtype: 'string'>"))
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind in "SUO"
+    return getattr(getattr(x, "dtype", None), "name", None) == "string"  # a tf.string tensor
+
+
+def _rows(x, start, stop):
+    """Examples ``start:stop`` of inputs ``x`` (a list of strings is one input, not a structure)."""
+    if isinstance(x, (list, tuple)) and _is_strings(x):
+        return list(x[start:stop])
+    return keras.tree.map_structure(lambda a: a[start:stop], x)
 
 
 def _count(x):
-    return len(keras.tree.flatten(x)[0])
+    return len(x) if isinstance(x, list) and _is_strings(x) else len(keras.tree.flatten(x)[0])
 
 
 def _preprocessed(model, x):
@@ -160,16 +166,16 @@ class Calibration:
         structure = model.get_quantization_layer_structure("gptq") if isinstance(model, keras.Model) else None
         if structure and structure.get("sequential_blocks"):
             self._pre = list(structure.get("pre_block_layers", []))
-            self._units = list(structure["sequential_blocks"])
+            self._block_layers = list(structure["sequential_blocks"])
             members = [[lin for lin in linears if any(lin.layer is leaf for leaf in _compat.nested_layers(unit))]
-                       for unit in self._units]
+                       for unit in self._block_layers]
         else:
             self._pre = None
             called = self._call_order(linears)
-            self._units = list({id(lin.target.unit): lin.target.unit for lin in called}.values())
-            members = [[lin for lin in called if lin.target.unit is unit] for unit in self._units]
+            self._block_layers = list({id(lin.target.unit): lin.target.unit for lin in called}.values())
+            members = [[lin for lin in called if lin.target.unit is unit] for unit in self._block_layers]
         self.blocks = [m for m in members if m]
-        self._units = [u for u, m in zip(self._units, members) if m]
+        self._block_layers = [u for u, m in zip(self._block_layers, members) if m]
         held = {id(lin) for block in self.blocks for lin in block}
         self.outside = [lin for lin in linears if id(lin) not in held]
 
@@ -181,7 +187,7 @@ class Calibration:
             gram: Accumulate ``XᵀX`` too (SparseGPT).
         """
         hidden = self._hidden_inputs() if self._pre is not None else None
-        for i, (unit, block) in enumerate(zip(self._units, self.blocks)):
+        for i, (unit, block) in enumerate(zip(self._block_layers, self.blocks)):
             stats = {id(lin.layer): (lin, Statistics(lin.width, gram)) for lin in block}
 
             def observe(layer, inputs):
@@ -192,7 +198,7 @@ class Calibration:
                 for x in hidden if hidden is not None else self.batches:
                     (unit if hidden is not None else self.model)(x)
             yield list(stats.values())
-            if hidden is not None and i + 1 < len(self._units):
+            if hidden is not None and i + 1 < len(self._block_layers):
                 hidden = [_first(unit(h)) for h in hidden]
 
     def _hidden_inputs(self):
