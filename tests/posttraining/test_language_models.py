@@ -134,3 +134,17 @@ def test_token_ids_outside_the_vocabulary_do_not_fit():
         tfprune.posttraining.prune(lm, "wanda", data=token_ids(vocabulary=400), sparsity=0.5, verbose=0)
     for a, b in zip(lm.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:Layer .* does not have a `quantize` method")
+def test_pruned_then_int8_keeps_the_zeros_and_generates():
+    """Keras' own int8 quantization after pruning: every pruned weight is still 0 in the int8 kernels."""
+    lm = gpt2(preprocessor=False)
+    tfprune.posttraining.prune(lm, "wanda", data=token_ids(vocabulary=17), sparsity=0.5, verbose=0)
+    pruned = [(t.layer, t.variable.numpy() == 0) for t in linear_kernels(lm)]
+    lm.quantize("int8")  # changes the layers in place
+    for layer, zero in pruned:
+        quantized = keras.ops.convert_to_numpy(layer.kernel)
+        assert quantized.dtype == np.int8 and np.all(quantized[zero] == 0), layer.path
+    prompt = token_ids(2, vocabulary=17)
+    assert lm.generate(prompt, max_length=SEQUENCE, stop_token_ids=None)["token_ids"].shape == (2, SEQUENCE)

@@ -114,3 +114,29 @@ def test_policy_and_wrapped_model_then_strip():
     stripped = tfprune.strip(wrapped)
     np.testing.assert_allclose(stripped.predict(x, verbose=0), wrapped.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
     assert np.mean(stripped.get_layer("d1").kernel.numpy() == 0) == 0.5
+
+
+class Reversed(keras.Model):
+    """A subclassed stack whose layers are created in the reverse of the order it calls them."""
+
+    def __init__(self):
+        super().__init__(name="reversed")
+        self.d3 = L.Dense(WIDTHS[3], name="d3")
+        self.d2 = L.Dense(WIDTHS[2], activation="relu", name="d2")
+        self.d1 = L.Dense(WIDTHS[1], activation="relu", name="d1")
+
+    def call(self, x):
+        return self.d3(self.d2(self.d1(x)))
+
+
+def test_subclassed_model_is_pruned_in_call_order():
+    """Each layer's inputs come from the layers the model calls before it, pruned, whatever the
+    order the layers were created in."""
+    model, x = Reversed(), calibration()
+    model(x[:1])
+    layers = [model.d1, model.d2, model.d3]
+    dense = [layer.get_weights() for layer in layers]
+    tfprune.posttraining.prune(model, "wanda", data=x, sparsity=0.5, verbose=0)
+    expected = numpy_wanda([k for k, _ in dense], [b for _, b in dense], x, lambda s: top_k_per_row(s.shape[1] // 2)(s))
+    for layer, want in zip(layers, expected):
+        np.testing.assert_array_equal(layer.kernel.numpy() != 0, want != 0, err_msg=layer.name)
