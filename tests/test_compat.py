@@ -185,3 +185,15 @@ def test_convnext_layer_scale_is_what_convnext_uses():
     model = keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), classes=10)
     layer_scale = _compat.convnext_layer_scale()
     assert sum(isinstance(layer, layer_scale) for layer in model.layers) == 18  # one per block: 3+3+9+3
+
+
+def test_observed_inputs_sees_each_call_and_restores():
+    dense = L.Dense(2)
+    seen = []
+    with _compat.observed_inputs([dense], lambda layer, inputs: seen.append((layer, tuple(inputs.shape)))):
+        dense(np.ones((3, 4), "float32"))
+        dense(inputs=np.ones((1, 4), "float32"))
+    assert seen == [(dense, (3, 4)), (dense, (1, 4))]
+    assert "call" not in vars(dense)
+    dense(np.ones((1, 4), "float32"))
+    assert len(seen) == 2

@@ -4,7 +4,7 @@ The data flows one way — model → prunable weights → scores → masks → m
 strip → export — and each arrow is one module. This file only re-exports the public API.
 """
 
-from tfprune import autoprune, callbacks, export, scores, structured, training
+from tfprune import autoprune, callbacks, export, posttraining, scores, structured, training
 from tfprune.analysis.connectivity import CollapseError, CollapseWarning
 from tfprune.analysis.profile import profile, report
 from tfprune.base.deprecation import alias_modules, moved_attribute
@@ -61,6 +61,7 @@ __all__ = [
     "models",
     "patterns",
     "policies",
+    "posttraining",
     "profile",
     "prunable_weights",
     "prune_at_init",

@@ -28,6 +28,7 @@ __all__ = [
     "keras_history_operation",
     "nested_layers",
     "nodes_by_depth",
+    "observed_inputs",
     "operation_classes",
     "optimizer_own_variables",
     "optimizer_trainable_variables",
@@ -152,3 +153,28 @@ def same_fit(callback, other):
     """Whether two callbacks belong to one ``fit`` call: Keras's CallbackList hands every callback
     of a ``fit`` the same ``params`` dict (keras/src/callbacks/callback_list.py, ``set_params``)."""
     return callback.params is not None and callback.params is other.params
+
+
+@contextlib.contextmanager
+def observed_inputs(layers, observe):
+    """Calls ``observe(layer, inputs)`` on the input of every call of each of ``layers`` in the block.
+
+    Keras' ``Layer.__call__`` looks up ``self.call`` at each call, so an instance attribute of that
+    name runs first (Keras' own GPTQ records layer inputs this way). Each layer's ``call`` is
+    restored on exit, also on error.
+    """
+    def observing(layer, call):
+        def observed(*args, **kwargs):
+            observe(layer, args[0] if args else kwargs["inputs"])
+            return call(*args, **kwargs)
+        return observed
+
+    patched = []
+    try:
+        for layer in layers:
+            object.__setattr__(layer, "call", observing(layer, layer.call))
+            patched.append(layer)
+        yield
+    finally:
+        for layer in patched:
+            object.__delattr__(layer, "call")
