@@ -55,6 +55,7 @@ ENTRY_POINTS = [
     tfprune.callbacks.GradualPruning, tfprune.callbacks.DynamicSparse, tfprune.callbacks.PruningSummaries,
     tfprune.structured.prune, tfprune.structured.remove, tfprune.autoprune.wrap, tfprune.export.tflite,
     tfprune.training.Recipe, sweep.accuracy_sweep, collapse.collapse_sweep, tfprune.quantize, tfprune.fake_quantize,
+    tfprune.posttraining.prune,
 ]
 
 
