@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune import _compat
 from tfprune.analysis import datachecks
 from tfprune.base.files import check_output_path, replacing
 from tfprune.base.deprecation import renamed
@@ -175,8 +176,10 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=
             directly by FULLY_CONNECTED (no DENSIFY), or a ValueError names the weights that are not.
         quantize: ``None`` (float32) or ``"dynamic"`` (dynamic-range int8 weights,
             ``tf.lite.Optimize.DEFAULT``).
-        check_data: Inputs to compare on: an array, or a tuple/list of arrays for several inputs.
-            Default: 8 seeded standard-normal examples of the model's input shape.
+        check_data: Inputs to compare on, as ``model.predict`` takes them: an array, a list of
+            arrays (one per input, in ``model.inputs`` order) or a dict of arrays by input name
+            (a KerasHub model's ``{"token_ids": ..., "padding_mask": ...}``). Default: 8 seeded
+            standard-normal examples of the model's input shape (float inputs of known shape only).
         tolerance: The largest max |TFLite − Keras| allowed. Default, with ``s`` the largest
             |Keras output|: ``1e-5 × max(1, s)`` for float (float32 rounding grows with the
             outputs); ``5e-2 × s`` for ``quantize="dynamic"`` (correct int8 layers differ by
@@ -213,7 +216,7 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=
         raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
     block = None if pattern is None else _check_block_arg(pattern, sparse, quantize)
     runtime = _runtime(runtime)[0]
-    inputs = _check_inputs(model, check_data)
+    inputs = _check_inputs(model, kind, check_data)
     specs = [tf.TensorSpec((None, *x.shape[1:]), x.dtype, name=f"input_{i}") for i, x in enumerate(inputs)]
 
     with tempfile.TemporaryDirectory() as folder:
@@ -277,8 +280,10 @@ def _check_block_arg(pattern, sparse, quantize):
     return block
 
 
-def _check_inputs(model, check_data):
-    """The check inputs as a list of arrays, one per model input, all with the same batch size."""
+def _check_inputs(model, kind, check_data):
+    """The check inputs as a list of arrays, one per model input (in ``model.inputs`` order), all
+    with the same batch size; a Keras 3 model's matched as ``model.predict`` matches them
+    (:func:`tfprune.analysis.datachecks.check_inputs`: a dict by input name)."""
     known = getattr(model, "inputs", None) if _has_inputs(model) else None
     if check_data is None:
         if not known:
@@ -289,14 +294,17 @@ def _check_inputs(model, check_data):
             raise ValueError(f"model {model.name!r} has inputs of unknown size or non-float type {shapes}, "
                              f"{[d.name for d in dtypes]}: pass check_data")
         return [rng.standard_normal((_CHECK_EXAMPLES, *s)).astype(d) for s, d in zip(shapes, dtypes)]
-    inputs = [np.asarray(x) for x in (check_data if isinstance(check_data, (tuple, list)) else [check_data])]
-    if known and len(inputs) != len(known):
-        raise ValueError(f"check_data has {len(inputs)} arrays for the {len(known)} inputs of model {model.name!r}")
+    if kind == "keras":
+        inputs = [np.asarray(a) for _, a, _ in datachecks.check_inputs(model, check_data, "check_data")[1]]
+    else:
+        inputs = [np.asarray(x) for x in (check_data if isinstance(check_data, (tuple, list)) else [check_data])]
+        if known and len(inputs) != len(known):
+            raise ValueError(f"check_data has {len(inputs)} arrays for the {len(known)} inputs of model {model.name!r}")
+        if len({len(x) for x in inputs}) != 1 or len(inputs[0]) == 0:
+            raise ValueError("check_data arrays need the same, non-zero number of examples, got "
+                             f"{[len(x) for x in inputs]}")
     if known:
         inputs = [x.astype(_numpy_dtype(t), copy=False) for x, t in zip(inputs, known)]
-    if len({len(x) for x in inputs}) != 1 or len(inputs[0]) == 0:
-        raise ValueError("check_data arrays need the same, non-zero number of examples, got "
-                         f"{[len(x) for x in inputs]}")
     bad = [i for i, x in enumerate(inputs) if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all()]
     if bad:
         raise ValueError(f"check_data array(s) {bad} hold NaN or infinite values: the outputs cannot be compared on "
@@ -317,10 +325,17 @@ def _has_inputs(model):
         return False
 
 
-def _serving_fn(model):
-    """A function of the inputs ``input_i`` returning ``{"output_j": ...}`` in flattened output order."""
+def _serving_fn(model, kind):
+    """A function of the inputs ``input_i`` (in ``model.inputs`` order) returning ``{"output_j": ...}``
+    in flattened output order; a Keras 3 model is called with its own input structure (a dict of
+    inputs for a model built on one)."""
+    structure = _compat.input_structure(model) if kind == "keras" else None
+
     def serve(*inputs):
-        outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        if structure is not None:
+            outputs = model(keras.tree.pack_sequence_as(structure, list(inputs)), training=False)
+        else:
+            outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
         return {f"output_{j}": y for j, y in enumerate(tf.nest.flatten(outputs))}
 
     return serve
@@ -336,10 +351,10 @@ def _converter_factory(model, kind, specs, folder):
     if kind == "keras":
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint("serve", _serving_fn(model), input_signature=specs)
+        archive.add_endpoint("serve", _serving_fn(model, kind), input_signature=specs)
         archive.write_out(folder, verbose=False)
         return lambda: tf.lite.TFLiteConverter.from_saved_model(folder)
-    function = tf.function(_serving_fn(model), input_signature=specs).get_concrete_function()
+    function = tf.function(_serving_fn(model, kind), input_signature=specs).get_concrete_function()
     return lambda: tf.lite.TFLiteConverter.from_concrete_functions([function], model)
 
 

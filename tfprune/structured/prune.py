@@ -18,6 +18,7 @@ import numpy as np
 from tfprune.analysis import datachecks
 from tfprune import training
 from tfprune.analysis.profile import profile
+from tfprune.autodiff.batches import take
 from tfprune.base.deprecation import renamed
 from tfprune.structured import criteria as criteria_lib
 from tfprune.structured.graph import dependency_graph
@@ -165,7 +166,10 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         model: A built functional or Sequential Keras 3 classifier (logits); it is not changed.
         criterion: A name of :func:`tfprune.structured.criteria.available` (``"l1"``, ``"l2"``,
             ``"taylor"``, ``"singe"``) or a :class:`~tfprune.structured.criteria.Criterion`.
-        data: ``(x, y)`` training arrays: scoring samples and fine-tuning batches.
+        data: Training arrays as ``model.fit`` takes them: ``(x, y)`` or ``(x, y, sample_weight)``,
+            ``x`` a list or dict of arrays for several inputs; scoring samples and fine-tuning
+            batches. A compiled ``model``'s loss (and ``loss_weights``) scores and fine-tunes;
+            an uncompiled one's, sparse categorical cross-entropy on class ids.
         kept_macs: MACs per example to keep: a fraction of the model's (``0.5``) when ≤ 1,
             else an absolute count. Exactly one of ``kept_macs`` and ``kept_params``.
         kept_params: The same for parameters (``count_params``).
@@ -174,7 +178,7 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         final_finetune_epochs: Epochs of fine-tuning at the end (cosine schedule).
         recipe: The :class:`tfprune.training.Recipe` of all fine-tuning (default SGD, lr 0.01,
             batch 128, weight decay 5e-4); between steps its learning rate is constant.
-        validation: Optional ``(x, y)``; each step's accuracy on it is logged.
+        validation: Optional ``(x, y)`` of class ids; each step's accuracy on it is logged.
         samples: Examples the criterion sees per step.
         normalize: ``"group_mean"`` (each group's scores divided by their mean, so units are
             ranked relative to their layer) or ``"none"`` (raw scores ranked globally).
@@ -206,7 +210,8 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}")
     if int(finetune_steps) != finetune_steps or finetune_steps < 0:
         raise ValueError(f"finetune_steps must be a whole number >= 0, got {finetune_steps!r}")
-    x, y = datachecks.check_arrays(model, data)
+    loss, loss_weights = training.compiled_loss(model)
+    arrays = datachecks.check_arrays(model, data, class_ids=loss is None)
     if validation is not None:
         datachecks.check_arrays(model, validation, name="validation")
     recipe = recipe or training.Recipe(epochs=final_finetune_epochs, learning_rate=0.01, batch_size=128)
@@ -236,18 +241,23 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         if removable == 0:
             break
         producers = sorted({p for g in graph.groups if g.prunable for p in g.producers})
-        pick = np.sort(rng.choice(len(x), min(samples or len(x), len(x)), replace=False))
-        scores = criterion(current, producers, data=(x[pick], y[pick]) if criterion.needs_data else None, **options)
+        n = datachecks.num_examples(arrays[0])
+        pick = np.sort(rng.choice(n, min(samples or n, n), replace=False))
+        scored = [part for part in take(arrays, pick) if part is not None]
+        if loss is not None:
+            training.compile_model(current, between, 0, loss, loss_weights)  # the criteria score its loss
+        scores = criterion(current, producers, data=tuple(scored) if criterion.needs_data else None, **options)
         chosen = _lowest(_relevance(graph, scores, normalize), max(1, math.ceil(step_fraction * removable)))
         current, removed, (macs, params) = _within_target(current, graph, chosen, index, target)
         graph = dependency_graph(current)  # fine-tuning changes weights, not the structure or counts
         if finetune_steps:
-            training.fit(current, data, between, steps=finetune_steps, seed=int(rng.integers(2 ** 31)))
+            training.fit(current, data, between, steps=finetune_steps, seed=int(rng.integers(2 ** 31)), loss=loss,
+                         loss_weights=loss_weights)
         log.append(PruneStep(len(log), removed, len(graph.units()), macs, params, evaluate(current),
                              time.perf_counter() - start))
         _report(log[-1], verbose, callback)
     if final_finetune_epochs:
-        training.fit(current, data, recipe)
+        training.fit(current, data, recipe, loss=loss, loss_weights=loss_weights)
     final = evaluate(current)
     if verbose and final is not None:
         print(f"after {final_finetune_epochs} epoch(s) of final fine-tuning: validation accuracy {final:.4f}",
