@@ -43,12 +43,13 @@ import tensorflow as tf
 from keras import ops
 
 from tfprune import _compat
+from tfprune.analysis import inputs as example_inputs
 from tfprune.autodiff.linearized import linearized
 from tfprune.sparsity.masks import FiniteScores
 from tfprune.autodiff.gradients import Step, compiled, substitute
 from tfprune.scores.registry import register
 
-__all__ = ["synflow", "flow_network", "ones_inputs", "rescaled"]
+__all__ = ["synflow", "flow_network", "rescaled"]
 
 # Variables that shift a layer's output rather than scale it (zero in :func:`flow_network`'s
 # ``zero_shifts`` mode): biases, normalisation β, batch-norm and ``Normalization`` means.
@@ -65,8 +66,10 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
         data: Unused (SynFlow is data-free).
         rescale: ``"auto"`` (exact scores, rescaled only if those are not finite), ``True`` or
             ``False`` (see the module docstring).
-        input_shape: Shape of one input without the batch axis, for models that do not know it
-            (subclassed models); one shape, or a list for several inputs.
+        input_shape: One example's shape without the batch axis, where the model does not know it
+            (a subclassed model, a dimension of unknown size): one shape, or for several inputs a
+            dict by input name or a list in ``model.inputs`` order
+            (:mod:`tfprune.analysis.inputs`; integer inputs get token id 1).
 
     Returns:
         One float32 array per target (non-negative); a :class:`tfprune.masks.FiniteScores` when
@@ -82,7 +85,7 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
     """
     if rescale not in ("auto", True, False):
         raise ValueError(f"rescale must be 'auto', True or False, got {rescale!r}")
-    inputs = ones_inputs(model, input_shape)
+    inputs = example_inputs.ones(model, input_shape)
     key = tuple(id(t.variable) for t in targets)
     overflowed = compiled(model, ("synflow_overflowed", key), lambda: [False])
     scores = None
@@ -196,30 +199,3 @@ def _fan_in_scale(value, kind):
     axes = list(range(len(value.shape) - 2)) if kind == "depthwise" else list(range(len(value.shape) - 1))
     mean_sum = ops.mean(ops.sum(value, axis=axes)) if axes else ops.mean(value)
     return ops.where(mean_sum > 0, 1.0 / ops.maximum(mean_sum, 1e-30), 1.0)
-
-
-def ones_inputs(model, input_shape=None):
-    """One all-ones example for each input of ``model`` (a batch of 1).
-
-    Args:
-        model: The model; its ``inputs`` give the shapes and dtypes unless ``input_shape`` is given.
-        input_shape: One example's shape without the batch axis, or a list for several inputs.
-
-    Returns:
-        A tensor, or a list of tensors for several inputs.
-
-    Raises:
-        ValueError: if the model does not know its input shape and none is given.
-    """
-    if input_shape is not None:
-        shapes = input_shape if isinstance(input_shape[0], (tuple, list)) else [input_shape]
-        ones = [tf.ones((1, *shape)) for shape in shapes]
-        return ones[0] if len(ones) == 1 else ones
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError(
-            f"cannot tell the input shape of model {model.name!r}: pass input_shape= (one "
-            "example's shape, without the batch axis)"
-        )
-    ones = [tf.ones((1, *x.shape[1:]), dtype=x.dtype) for x in inputs]
-    return ones[0] if len(ones) == 1 else ones

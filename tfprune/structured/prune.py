@@ -67,17 +67,18 @@ class PruneResult:
     final_val_accuracy: float | None
 
 
-def counts(model):
-    """``(MACs per example, parameters)`` of a model, as :func:`tfprune.profile` and ``count_params`` give them."""
-    return int(profile(model, verbose=0).total.macs), int(model.count_params())
+def counts(model, input_shape=None):
+    """``(MACs per example, parameters)`` of a model, as :func:`tfprune.profile` (at ``input_shape``
+    where the model's is not fully known) and ``count_params`` give them."""
+    return int(profile(model, input_shape, verbose=0).total.macs), int(model.count_params())
 
 
-def minimum_counts(model):
+def minimum_counts(model, input_shape=None):
     """The smallest ``(MACs, parameters)`` structured removal can reach: every prunable group down
     to one channel (groups that may not be pruned, e.g. the output layer's, stay whole)."""
     graph = dependency_graph(model)
     keep_one = [(g, c) for g, c in graph.units() if c > 0]
-    return counts(remove(model, graph.removal(keep_one)) if keep_one else model)
+    return counts(remove(model, graph.removal(keep_one)) if keep_one else model, input_shape)
 
 
 def _target(name, value, original, minimum):
@@ -122,13 +123,13 @@ def _lowest(relevance, count):
     return chosen
 
 
-def _within_target(model, graph, chosen, index, target):
+def _within_target(model, graph, chosen, index, target, input_shape):
     """``(smaller model, units removed, its counts)`` for a prefix of ``chosen``: all of it if the
     model stays at or above ``target`` (in ``counts()[index]``) even then, else the shortest prefix
     that reaches ``target`` (bisection)."""
     def build(n):
         smaller = remove(model, graph.removal(chosen[:n]))
-        return smaller, n, counts(smaller)
+        return smaller, n, counts(smaller, input_shape)
 
     best = build(len(chosen))
     if best[2][index] >= target or len(chosen) == 1:
@@ -152,7 +153,7 @@ def _copy(model):
 @renamed(target_macs="kept_macs", target_params="kept_params", criterion_options="**criterion_options")
 def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_fraction=0.05, finetune_steps=100,
           final_finetune_epochs=1, recipe=None, validation=None, samples=256, normalize="group_mean",
-          seed=None, callback=None, verbose=1, **criterion_options):
+          seed=None, callback=None, verbose=1, input_shape=None, **criterion_options):
     """Removes the least relevant neurons and filters step by step, fine-tuning between steps.
 
     Each step: score the units with ``criterion`` (on ``samples`` random training examples),
@@ -185,6 +186,9 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         seed: Seed of the scoring samples and fine-tuning batches; ``None`` draws one.
         callback: Called with each :class:`PruneStep` as it finishes.
         verbose: 1 prints a line per step, 0 is silent.
+        input_shape: One example's shape (one per input: a dict by input name or a list), for
+            counting MACs where the model's input has a dimension of unknown size
+            (:mod:`tfprune.analysis.inputs`).
         **criterion_options: Options of the criterion (e.g. ``steps=8`` for SInGE).
 
     Returns:
@@ -222,8 +226,8 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         options.setdefault("samples", samples)
 
     graph = dependency_graph(model)  # refuses subclassed and wrapped models with a clear message
-    macs, params = counts(model)
-    min_macs, min_params = minimum_counts(model)
+    macs, params = counts(model, input_shape)
+    min_macs, min_params = minimum_counts(model, input_shape)
     index = 0 if kept_macs is not None else 1
     name, value = ("kept_macs", kept_macs) if index == 0 else ("kept_params", kept_params)
     target = _target(name, value, (macs, params)[index], (min_macs, min_params)[index])
@@ -248,7 +252,7 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
             training.compile_model(current, between, 0, loss, loss_weights)  # the criteria score its loss
         scores = criterion(current, producers, data=tuple(scored) if criterion.needs_data else None, **options)
         chosen = _lowest(_relevance(graph, scores, normalize), max(1, math.ceil(step_fraction * removable)))
-        current, removed, (macs, params) = _within_target(current, graph, chosen, index, target)
+        current, removed, (macs, params) = _within_target(current, graph, chosen, index, target, input_shape)
         graph = dependency_graph(current)  # fine-tuning changes weights, not the structure or counts
         if finetune_steps:
             training.fit(current, data, between, steps=finetune_steps, seed=int(rng.integers(2 ** 31)), loss=loss,
