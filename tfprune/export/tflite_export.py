@@ -325,17 +325,20 @@ def _has_inputs(model):
         return False
 
 
-def _serving_fn(model, kind):
-    """A function of the inputs ``input_i`` (in ``model.inputs`` order) returning ``{"output_j": ...}``
-    in flattened output order; a Keras 3 model is called with its own input structure (a dict of
-    inputs for a model built on one)."""
-    structure = _compat.input_structure(model) if kind == "keras" else None
+def _called(model, inputs):
+    """``model`` called on ``inputs`` (a list in ``model.inputs`` order): a Keras 3 model with its
+    own input structure (a dict of inputs for a model built on one), a tf_keras model with the list."""
+    structure = _compat.input_structure(model) if isinstance(model, keras.Model) else None
+    if structure is not None:
+        return model(keras.tree.pack_sequence_as(structure, list(inputs)), training=False)
+    return model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
 
+
+def _serving_fn(model):
+    """A function of the inputs ``input_i`` (in ``model.inputs`` order) returning ``{"output_j": ...}``
+    in flattened output order."""
     def serve(*inputs):
-        if structure is not None:
-            outputs = model(keras.tree.pack_sequence_as(structure, list(inputs)), training=False)
-        else:
-            outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        outputs = _called(model, inputs)
         return {f"output_{j}": y for j, y in enumerate(tf.nest.flatten(outputs))}
 
     return serve
@@ -351,10 +354,10 @@ def _converter_factory(model, kind, specs, folder):
     if kind == "keras":
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint("serve", _serving_fn(model, kind), input_signature=specs)
+        archive.add_endpoint("serve", _serving_fn(model), input_signature=specs)
         archive.write_out(folder, verbose=False)
         return lambda: tf.lite.TFLiteConverter.from_saved_model(folder)
-    function = tf.function(_serving_fn(model, kind), input_signature=specs).get_concrete_function()
+    function = tf.function(_serving_fn(model), input_signature=specs).get_concrete_function()
     return lambda: tf.lite.TFLiteConverter.from_concrete_functions([function], model)
 
 
@@ -552,8 +555,7 @@ def _batches(inputs):
 
 def _keras_outputs(model, inputs):
     """The model's flattened outputs on ``inputs``, as NumPy arrays, computed batch by batch."""
-    parts = [[np.asarray(y) for y in tf.nest.flatten(model(xs[0] if len(xs) == 1 else xs, training=False))]
-             for xs in _batches(inputs)]
+    parts = [[np.asarray(y) for y in tf.nest.flatten(_called(model, xs))] for xs in _batches(inputs)]
     return [np.concatenate(column) for column in zip(*parts)]
 
 
