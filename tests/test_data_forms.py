@@ -177,7 +177,8 @@ BAD = [
     ("missing input", lambda: ({"image": X["image"]}, Y),
      r"data: x has no input 'meta': model 'two_inputs' takes 2 inputs \('image', 'meta'\)"),
     ("extra input", lambda: ({**X, "extra": X["meta"]}, Y), r"data: x has input\(s\) 'extra' the model does not take"),
-    ("one array for two inputs", lambda: (X["image"], Y), r"data: x is one array but model 'two_inputs' takes 2 inputs"),
+    ("one array for two inputs", lambda: (X["image"], Y),
+     r"data: x is one array but model 'two_inputs' takes 2 inputs"),
     ("three arrays", lambda: ([X["image"], X["meta"], X["meta"]], Y), r"data: x holds 3 arrays but model"),
     ("list of inputs taken for (x, y)", lambda: [X["image"], X["meta"]],
      r"data: x is one array but model 'two_inputs' takes 2 inputs"),
@@ -186,7 +187,8 @@ BAD = [
      r"data: input 'image' has examples of shape \(5,\), but model 'two_inputs' takes inputs of shape \(6,\)"),
     ("lengths", lambda: ({"image": X["image"], "meta": X["meta"][:30]}, Y),
      r"data: input 'image' has 32 examples but input 'meta' has 30"),
-    ("sample weights too short", lambda: (X, Y, SW[:20]), r"data: x has 32 examples but sample_weight has shape \(20,\)"),
+    ("sample weights too short", lambda: (X, Y, SW[:20]),
+     r"data: x has 32 examples but sample_weight has shape \(20,\)"),
     ("sample weights of the wrong shape", lambda: (X, Y, np.ones((N, 4))),
      r"data: sample_weight of shape \(32, 4\) does not fit labels of shape \(32,\)"),
     ("dataset with a missing input", lambda: tf.data.Dataset.from_tensor_slices(({"image": X["image"]}, Y)).batch(8),
@@ -206,5 +208,6 @@ def test_bad_data_is_named_before_any_work(make, message):
 def test_labels_that_do_not_fit_a_compiled_loss_are_named():
     model = multi_output()
     with pytest.raises(ValueError, match=r"data: the labels do not fit the compiled loss of model 'multi'"):
-        tfprune.prune_at_init(model, "snip", sparsity=0.5, data=(XM, {"cls": YM["cls"], "reg": YM["reg"][:, :1] * [[1, 1, 1]]}),
+        three_columns = YM["reg"][:, :1] * [[1, 1, 1]]  # the output has 2
+        tfprune.prune_at_init(model, "snip", sparsity=0.5, data=(XM, {"cls": YM["cls"], "reg": three_columns}),
                               samples=N, verbose=0)

@@ -22,8 +22,8 @@ import tensorflow as tf
 from tfprune import _compat
 from tfprune.base import views
 
-__all__ = ["unpack", "check_data", "check_arrays", "check_batch", "check_inputs", "check_weights", "match_inputs", "input_names",
-           "class_ids_problem", "num_examples", "COMPILE_OR_LOSS"]
+__all__ = ["unpack", "check_data", "check_arrays", "check_batch", "check_inputs", "check_weights", "match_inputs",
+           "input_names", "class_ids_problem", "num_examples", "COMPILE_OR_LOSS"]
 
 _BATCH_HINT = "e.g. tf.data.Dataset.from_tensor_slices((x, y)).batch(32)"
 _FORMS = "(x, y) or (x, y, sample_weight) arrays, or a dataset of such batches"
@@ -90,7 +90,8 @@ def match_inputs(model, x, name="data"):
     """
     names = input_names(model)
     if names is None:
-        return x, [(f"x[{i}]" if keras.tree.is_nested(x) else "x", a, None) for i, a in enumerate(keras.tree.flatten(x))]
+        leaves = keras.tree.flatten(x)
+        return x, [(f"x[{i}]" if keras.tree.is_nested(x) else "x", a, None) for i, a in enumerate(leaves)]
     takes = f"model {model.name!r} takes {len(names)} input{'s' * (len(names) != 1)} ({', '.join(map(repr, names))})"
     if isinstance(x, dict):
         missing, extra = [n for n in names if n not in x], [k for k in x if k not in names]
@@ -109,9 +110,9 @@ def match_inputs(model, x, name="data"):
                          "input name")
     else:
         arrays = [x]
-    nested = [n for n, a in zip(names, arrays) if not hasattr(a, "shape")]
+    nested = [(n, a) for n, a in zip(names, arrays) if not hasattr(a, "shape")]
     if nested:
-        raise ValueError(f"{name}: input {nested[0]!r} must be one array, got a {type(arrays[names.index(nested[0])]).__name__}")
+        raise ValueError(f"{name}: input {nested[0][0]!r} must be one array, got a {type(nested[0][1]).__name__}")
     inputs = keras.tree.flatten(_compat.input_structure(model))
     labels = ["x"] if len(names) == 1 else [f"input {n!r}" for n in names]
     matched = [(label, a, tuple(t.shape[1:])) for label, a, t in zip(labels, arrays, inputs)]
@@ -249,7 +250,7 @@ def class_ids_problem(model, y, name="data", examples=None):
 
     Example:
         >>> class_ids_problem(model, np.zeros((8, 32, 32)))
-        "data: labels of shape (8, 32, 32) are not class ids ... compile the model with the loss ..."
+        "data: labels must be class ids of shape (N,) or (N, 1) ..., got y of shape (8, 32, 32): compile ..."
     """
     if keras.tree.is_nested(y) or _num_output_tensors(model) > 1:
         return (f"{name}: model {model.name!r} has several outputs, but the default loss (sparse categorical "
@@ -325,9 +326,9 @@ def _check_sample_weight(y, sample_weight, name):
         try:
             keras.tree.assert_same_structure(keras.tree.lists_to_tuples(y), keras.tree.lists_to_tuples(sample_weight))
         except ValueError:
-            raise ValueError(f"{name}: sample_weight is a {type(sample_weight).__name__} that does not match the labels "
-                             "(a list or dict of one weight array per output, as y): give that, or one array of "
-                             "shape (N,)") from None
+            raise ValueError(f"{name}: sample_weight is a {type(sample_weight).__name__} that does not match the "
+                             "labels (a list or dict of one weight array per output, as y): give that, or one array "
+                             "of shape (N,)") from None
         pairs = zip(keras.tree.flatten(y), keras.tree.flatten(sample_weight))
     else:
         pairs = [(label, sample_weight) for label in keras.tree.flatten(y)]
