@@ -70,3 +70,29 @@ def test_a_pruned_bert_exports_to_tflite_with_dict_check_data(tmp_path):
     pruned = tfprune.prune_at_init(model, "snip", sparsity=0.5, scope="local", data=(x, y), samples=N, verbose=0)
     report = tfprune.export.tflite(tfprune.strip(pruned), tmp_path / "bert.tflite", check_data=x)
     assert report.examples == N and report.max_abs_diff <= report.tolerance
+
+
+def test_a_stripped_gpt2_causal_lm_is_a_gpt2_causal_lm_that_generates():
+    """Per-token labels (the next token) and a padding mask as sample weights; strip writes the zeros into the
+    GPT2CausalLM itself, which keeps its class and generate()."""
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
+                                             intermediate_dim=16, max_sequence_length=LENGTH)
+    lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    x, _ = tokens()
+    x = {"token_ids": x["token_ids"], "padding_mask": x["padding_mask"]}
+    y = np.roll(x["token_ids"], -1, axis=1)
+    pruned = tfprune.prune_at_init(lm, "snip", sparsity=0.5, scope="local", data=(x, y, x["padding_mask"]),
+                                   samples=N, verbose=0)
+    wrapped_logits = np.asarray(pruned(x))
+    masks = tfprune.get_masks(pruned)
+    stripped = tfprune.strip(pruned)
+    assert type(stripped) is keras_hub.models.GPT2CausalLM and stripped is lm
+    np.testing.assert_array_equal(np.asarray(stripped(x)), wrapped_logits)
+    for t, mask in zip(tfprune.prunable_weights(pruned), masks):
+        assert np.count_nonzero(t.variable.numpy()[~mask]) == 0 and mask.sum() == kept_count(0.5, mask.size)
+    prompt = {"token_ids": np.pad(x["token_ids"][:2, :4], ((0, 0), (0, LENGTH - 4))),
+              "padding_mask": np.pad(np.ones((2, 4), "int32"), ((0, 0), (0, LENGTH - 4)))}
+    generated = stripped.generate(prompt, max_length=8, stop_token_ids=None)
+    np.testing.assert_array_equal(generated["token_ids"][:, :4], prompt["token_ids"][:, :4])
+    assert generated["padding_mask"][:, :8].all()
