@@ -1,4 +1,5 @@
-"""Every access tfprune makes to Keras internals: private attributes and ``keras.src``.
+"""Every access tfprune makes to Keras internals: private attributes and ``keras.src`` (and the one
+private switch of TensorFlow's TFLite converter it sets).
 
 Keras 3 has no public API for a few things tfprune needs (a layer's own variables, its direct
 sub-layers, a functional model's nodes, the symbolic tracer). Each is read here and only here,
@@ -31,6 +32,7 @@ __all__ = [
     "explicit_attention_scores",
     "input_structure",
     "inputs_struct",
+    "keep_tensor_list_ops",
     "keras_history_operation",
     "nested_layers",
     "nodes_by_depth",
@@ -123,6 +125,12 @@ def data_adapter(x, y=None, sample_weight=None, batch_size=None):
     arrays, a ``tf.data.Dataset``, a ``keras.utils.PyDataset``, a generator); its
     ``get_numpy_iterator()`` yields the batches, unshuffled."""
     return _get_data_adapter(x, y, sample_weight, batch_size=batch_size, shuffle=False)
+
+
+def keep_tensor_list_ops(converter):
+    """Makes a ``tf.lite.TFLiteConverter`` keep TensorFlow's tensor-list ops (a recurrent layer's
+    loop) as Select TF ops instead of lowering them, as its own error message advises."""
+    converter._experimental_lower_tensor_list_ops = False
 
 
 def keras_history_operation(tensor):

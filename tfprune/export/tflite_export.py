@@ -16,6 +16,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
 import tempfile
 import warnings
 
@@ -30,7 +31,7 @@ from tfprune.base.deprecation import renamed
 from tfprune.layers.targets import is_wrapped
 from tfprune.sparsity import patterns
 
-__all__ = ["ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
+__all__ = ["ConversionError", "ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
            "make_interpreter", "tflite"]
 
 QUANTIZE = (None, "dynamic")
@@ -42,6 +43,10 @@ _CHECK_EXAMPLES = 8
 _CHECK_BATCH = 256
 _PASS_THROUGH = ("DENSIFY", "DEQUANTIZE")
 _NUMPY_TYPES = {0: np.float32, 1: np.float16, 3: np.uint8, 9: np.int8}  # TFLite TensorType → dtype
+
+
+class ConversionError(ValueError):
+    """The TFLite converter cannot convert the model; the message names the layers and ops."""
 
 
 class ExportMismatchError(ValueError):
@@ -155,7 +160,7 @@ def _block_text(block):
 
 @renamed(block="pattern")
 def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=None, tolerance=None,
-           use_xnnpack=True, runtime=None):
+           use_xnnpack=True, runtime=None, select_tf_ops=False):
     """Converts a stripped model to TFLite with sparse weights, checks it, then writes it.
 
     The model is converted twice (with and without ``EXPERIMENTAL_SPARSITY``, for the size
@@ -190,6 +195,9 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=
             its check with the delegate on.
         runtime: ``"ai_edge_litert"``, ``"tf.lite"``, or ``None``: ai_edge_litert when it is
             installed, else ``tf.lite.Interpreter``.
+        select_tf_ops: Let ops TFLite has no kernel for run as TensorFlow kernels
+            (``SELECT_TF_OPS``, tensor lists kept for recurrent layers): ``MaxPooling3D``, an
+            ``LSTM``'s loop. The app then needs TFLite's Flex delegate.
 
     Returns:
         A :class:`TFLiteReport`.
@@ -201,6 +209,8 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=
             with a NaN or infinite weight (named), a bad ``quantize``, ``block`` or ``check_data``
             (NaN or infinite values included), or Dense weights not stored in ``block``.
         TypeError: if ``model`` is neither a Keras 3 nor a tf_keras model.
+        ConversionError: if TFLite cannot convert the model: "TFLite cannot convert layer X (op Y)",
+            with ``select_tf_ops=True`` suggested where it helps.
         ExportMismatchError: if the outputs differ by more than ``tolerance``.
         RuntimeError: if the interpreter cannot run the file.
 
@@ -221,8 +231,9 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=
 
     with tempfile.TemporaryDirectory() as folder:
         new_converter = _converter_factory(model, kind, specs, folder)
-        content = _convert(new_converter, sparse, quantize)
-        dense_bytes = len(content) if not sparse else len(_convert(new_converter, False, quantize))
+        content = _convert(model, new_converter, sparse, quantize, select_tf_ops)
+        dense_bytes = len(content) if not sparse else len(_convert(model, new_converter, False, quantize,
+                                                                   select_tf_ops))
     parsed = _parse(content)
     ops, sparse_tensors = _ops(parsed), _sparse_tensors(parsed)
     if block is not None:
@@ -361,11 +372,46 @@ def _converter_factory(model, kind, specs, folder):
     return lambda: tf.lite.TFLiteConverter.from_concrete_functions([function], model)
 
 
-def _convert(new_converter, sparse, quantize):
+def _convert(model, new_converter, sparse, quantize, select_tf_ops):
     converter = new_converter()
     converter.optimizations = ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []) + (
         [tf.lite.Optimize.DEFAULT] if quantize == "dynamic" else [])
-    return converter.convert()
+    if select_tf_ops:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        _compat.keep_tensor_list_ops(converter)
+    try:
+        return converter.convert()
+    except Exception as error:  # the converter raises its ConverterError, which TensorFlow does not export
+        raise _conversion_error(model, str(error), select_tf_ops) from error
+
+
+_NEEDS_SELECT_TF_OPS = ("ERROR_NEEDS_FLEX_OPS", "TF Select ops", "Select TF ops")
+_CALLS = ("StatefulPartitionedCall", "PartitionedCall")
+
+
+def _conversion_error(model, message, select_tf_ops):
+    """A :class:`ConversionError` naming the layers and ops the converter's MLIR message blames."""
+    blamed = dict.fromkeys((_layer_of(model, path), op) for op, path in re.findall(r'fused\["(\w+):", "([^"@]+)@',
+                                                                                    message) if op not in _CALLS)
+    where = ", ".join(f"layer {layer!r} (op {op})" for layer, op in blamed) or "the model"
+    reasons = [line.split("error:", 1)[1].strip() for line in message.splitlines() if "error:" in line]
+    reasons = [r.rsplit("): ", 1)[-1] if r.startswith("loc(") else r for r in reasons] or [message.strip()]
+    hint = ("; pass select_tf_ops=True to run the ops TFLite lacks as TensorFlow kernels (the app then needs "
+            "TFLite's Flex delegate)") if not select_tf_ops and any(k in message for k in _NEEDS_SELECT_TF_OPS) else ""
+    return ConversionError(f"TFLite cannot convert {where} of model {model.name!r}: {reasons[0].splitlines()[0]}"
+                           f"{hint} (nothing written)")
+
+
+def _layer_of(model, path):
+    """The layer of ``model`` a converter node path (``functional_1/max_pooling3d_1/MaxPool3D``) runs
+    in: the innermost path part that names a layer, with the ``_1`` TensorFlow adds to a scope."""
+    names = {layer.name for layer in _compat.nested_layers(model)} if isinstance(model, keras.Model) else set()
+    parts = path.split("/")[1:-1]
+    for part in reversed(parts):
+        for name in (part, re.sub(r"_\d+$", "", part)):
+            if name in names:
+                return name
+    return parts[-1] if parts else path
 
 
 def _parse(content):
@@ -569,7 +615,7 @@ def _tflite_outputs(path, inputs, runtime, use_xnnpack, sparse_tensors, quantize
             out = run(**{f"input_{i}": x for i, x in enumerate(xs)})
         except RuntimeError as error:
             raise RuntimeError(f"{runtime} could not run the exported model: {error}"
-                               + _hints(sparse_tensors, quantize, use_xnnpack)) from error
+                               + _hints(sparse_tensors, quantize, use_xnnpack, str(error))) from error
         parts.append([out[f"output_{j}"] for j in range(len(out))])
     return [np.concatenate(column) for column in zip(*parts)]
 
@@ -583,9 +629,12 @@ def _max_abs_diff(actual, expected):
     return float(np.max([np.max(np.abs(a.astype(np.float64) - e)) for a, e in zip(actual, expected)]))
 
 
-def _hints(sparse_tensors, quantize, use_xnnpack):
-    """Known TFLite faults that fit this file (docs/tflite.md)."""
+def _hints(sparse_tensors, quantize, use_xnnpack, error=""):
+    """Known TFLite faults that fit this file (docs/tflite.md), and a run that failed with ``error``."""
     hints = []
+    if "Flex delegate" in error:
+        hints.append("the file holds Select TF ops (select_tf_ops=True), which this interpreter cannot run without "
+                     "TFLite's Flex delegate: it cannot be checked here")
     ragged = [f"{_short(t.name)} {list(t.shape)}" for t in sparse_tensors
               if not t.densified and t.shape[-1] % t.block[-1]]
     if ragged:
