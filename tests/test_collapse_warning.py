@@ -116,10 +116,10 @@ def test_disconnected_without_an_emptied_tensor_still_warns():
     assert [int(m.sum()) for m in tfprune.get_masks(wrapped)] == [int(m.sum()) for m in masks]
 
 
-def test_a_model_without_an_input_shape_is_checked_for_emptied_tensors_only():
+def test_a_subclassed_model_is_checked_at_the_shape_it_was_built_with():
     model = subclassed_mlp()
     second = tfprune.prunable_weights(model)[1].name
-    with pytest.warns(tfprune.CollapseWarning, match=f"{second}. Whether the output is still connected .* not checked"):
+    with pytest.warns(tfprune.CollapseWarning, match=f"{second}. The output is disconnected from the input"):
         tfprune.prune_at_init(model, zero_for(second), sparsity=16 * 16 / (10 * 16 + 16 * 16 + 16 * 12 + 12 * 3),
                               verbose=0)
 

@@ -197,3 +197,17 @@ def test_observed_inputs_sees_each_call_and_restores():
     assert "call" not in vars(dense)
     dense(np.ones((1, 4), "float32"))
     assert len(seen) == 2
+
+
+def test_input_structure_compiled_loss_and_data_adapter():
+    a, b = keras.Input((2,), name="b_input"), keras.Input((3,), name="a_input")
+    model = keras.Model({"b": a, "a": b}, L.Dense(1)(L.Concatenate()([a, b])))
+    assert set(_compat.input_structure(model)) == {"a", "b"}
+    assert _compat.input_structure(keras.Sequential([keras.Input((3,)), L.Dense(2)])) is not None
+    assert _compat.input_structure(keras.Sequential([L.Dense(2)])) is None
+    assert _compat.compile_loss(model) is None
+    model.compile("sgd", "mse", loss_weights=[0.5])
+    assert _compat.compile_loss(model) is not None and _compat.compile_loss_weights(model) == [0.5]
+    x = {"a": np.ones((5, 3)), "b": np.zeros((5, 2))}
+    batches = list(_compat.data_adapter(x, np.arange(5), None, batch_size=2).get_numpy_iterator())
+    assert [len(batch[1]) for batch in batches] == [2, 2, 1] and batches[0][0]["a"].dtype == np.float32

@@ -73,7 +73,7 @@ def test_structured_prune_and_criteria_check_their_data(xy):
         structured.prune(model, "l1", data=(x, y[:63]), kept_params=0.5, verbose=0)
     with pytest.raises(ValueError, match=r"validation: labels must be class ids in \[0, 10\).*max 19"):
         structured.prune(model, "l1", data=(x, y), validation=(x, y + 10), kept_params=0.5, verbose=0)
-    with pytest.raises(ValueError, match=r"data must be \(x, y\) arrays here"):
+    with pytest.raises(ValueError, match=r"data must be \(x, y\) or \(x, y, sample_weight\) arrays here"):
         structured.prune(model, "l1", data=tf.data.Dataset.from_tensor_slices((x, y)).batch(8), kept_params=0.5,
                          verbose=0)
     with pytest.raises(ValueError, match=r"data: x has examples of shape \(32,\)"):

@@ -50,3 +50,38 @@ def test_non_finite_check_data_is_blamed_on_the_data(model, tmp_path, no_convert
         export.tflite(model, tmp_path / "m.tflite", check_data=x)
     assert os.listdir(tmp_path) == []
 
+
+
+def _volumes():
+    x = keras.Input((4, 4, 4, 1))
+    pooled = keras.layers.MaxPooling3D(name="pool")(keras.layers.Conv3D(2, 3, padding="same", name="conv3d")(x))
+    return keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(pooled)), name="volumes")
+
+
+def _recurrent():
+    x = keras.Input((5, 3))
+    return keras.Model(x, keras.layers.Dense(2)(keras.layers.LSTM(4, name="lstm")(x)), name="recurrent")
+
+
+@pytest.mark.parametrize("make, blamed", [
+    (_volumes, r"layer 'pool' \(op MaxPool3D\) of model 'volumes': 'tf\.MaxPool3D' op is neither a custom op nor "
+               r"a flex op"),
+    (_recurrent, r"layer 'lstm' \(op TensorListReserve\) of model 'recurrent': 'tf\.TensorListReserve' op requires "
+                 r"element_shape to be static"),
+])
+def test_a_converter_failure_names_the_layer_the_op_and_the_option(make, blamed, tmp_path):
+    with pytest.raises(export.ConversionError, match=f"TFLite cannot convert {blamed}.*; pass select_tf_ops=True"):
+        export.tflite(make(), tmp_path / "m.tflite")
+    assert os.listdir(tmp_path) == []
+
+
+def test_select_tf_ops_converts_and_the_check_says_what_it_needs(tmp_path):
+    """Converted with TensorFlow kernels; TensorFlow's own tf.lite interpreter may lack the Flex delegate, and
+    then the check says so (nothing is written unchecked)."""
+    try:
+        report = export.tflite(_volumes(), tmp_path / "m.tflite", select_tf_ops=True, runtime="tf.lite")
+    except RuntimeError as error:
+        assert "cannot run without TFLite's Flex delegate" in str(error)
+        assert os.listdir(tmp_path) == []
+    else:
+        assert "FlexMaxPool3D" in report.ops and report.max_abs_diff <= report.tolerance

@@ -170,11 +170,14 @@ APPLICATIONS = {
                                                           classes=10),
     "ResNet50": lambda: keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10),
     "EfficientNetB0": lambda: keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=10),
+    # include_preprocessing=True (the default): Rescaling(1/127.5, offset=-1) first, linearised for the score
+    "MobileNetV3Small": lambda: keras.applications.MobileNetV3Small(weights=None, input_shape=(96, 96, 3), classes=10),
 }
 
 
 @pytest.mark.parametrize("name, rounds", [
     ("MobileNetV2", 5),
+    ("MobileNetV3Small", 5),
     pytest.param("ResNet50", 20, marks=pytest.mark.slow),
     pytest.param("EfficientNetB0", 5, marks=pytest.mark.slow),
 ])

@@ -188,3 +188,25 @@ def test_wrap_and_strip_layers_held_in_dicts_and_tuples():
     tfprune.strip(model)
     assert all(type(layer) is L.Dense for layer in [*model.parts.values(), *model.pair])
     assert all(np.all(layer.kernel.numpy() == 0) for layer in [*model.parts.values(), *model.pair])
+
+
+class _Scorer(keras.Model):
+    """A functional model of a class of its own, with a method a plain copy would lose."""
+
+    def scaled(self, x):
+        return 2 * self(x)
+
+
+def test_strip_returns_the_original_model_of_a_class_of_its_own_with_zeros_written():
+    inputs = keras.Input((6,))
+    model = _Scorer(inputs, keras.layers.Dense(3, name="out")(keras.layers.Dense(5, name="hidden")(inputs)))
+    wrapped = tfprune.prune_at_init(model, "magnitude", sparsity=0.5, verbose=0)
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    expected = np.asarray(wrapped(x))
+    masks = tfprune.get_masks(wrapped)
+    stripped = tfprune.strip(wrapped)
+    assert stripped is model and type(stripped) is _Scorer
+    np.testing.assert_allclose(stripped.scaled(x), 2 * expected, rtol=1e-6)
+    for layer, mask in zip(["hidden", "out"], masks):
+        kernel = model.get_layer(layer).kernel.numpy()
+        assert np.count_nonzero(kernel[~mask]) == 0 and np.all(kernel[mask] != 0)

@@ -1,4 +1,5 @@
-"""Every access tfprune makes to Keras internals: private attributes and ``keras.src``.
+"""Every access tfprune makes to Keras internals: private attributes and ``keras.src`` (and the one
+private switch of TensorFlow's TFLite converter it sets).
 
 Keras 3 has no public API for a few things tfprune needs (a layer's own variables, its direct
 sub-layers, a functional model's nodes, the symbolic tracer). Each is read here and only here,
@@ -14,17 +15,24 @@ import contextlib
 from keras.src.backend import compute_output_spec as _compute_output_spec
 from keras.src.backend import get_stateless_scope as _get_stateless_scope
 from keras.src.models.functional import Functional
+from keras.src.models.sequential import Sequential
+from keras.src.trainers.data_adapters import get_data_adapter as _get_data_adapter
 from keras.src.ops import nn as _ops_nn
 from keras.src.ops import numpy as _ops_numpy
 
 __all__ = [
     "Functional",
     "build_shapes",
+    "compile_loss",
+    "compile_loss_weights",
     "compute_output_spec",
     "convnext_layer_scale",
+    "data_adapter",
     "direct_sublayers",
     "explicit_attention_scores",
+    "input_structure",
     "inputs_struct",
+    "keep_tensor_list_ops",
     "keras_history_operation",
     "nested_layers",
     "nodes_by_depth",
@@ -91,6 +99,39 @@ def inputs_struct(model):
 def build_shapes(model):
     """The input shapes Keras recorded when ``model`` was built, ``{argument: shape}`` (may be empty)."""
     return model._build_shapes_dict or {}
+
+
+def input_structure(model):
+    """The nested structure of a graph model's symbolic inputs (a dict for a model built on a
+    dict of ``keras.Input``), or ``None`` for a model without a graph (subclassed, or a Sequential
+    model that does not know its input yet)."""
+    if isinstance(model, Sequential):
+        model = model._functional
+    return model._inputs_struct if isinstance(model, Functional) else None
+
+
+def compile_loss(model):
+    """The loss object ``model.compile(loss=...)`` made (``None`` when the model has none); a new
+    one on every ``compile``."""
+    return getattr(model, "_compile_loss", None)
+
+
+def compile_loss_weights(model):
+    """The ``loss_weights`` ``model.compile`` was given (``None`` when none were)."""
+    return getattr(compile_loss(model), "_user_loss_weights", None)
+
+
+def data_adapter(x, y=None, sample_weight=None, batch_size=None):
+    """Keras's own adapter for data in any form ``Model.fit`` takes (arrays, lists and dicts of
+    arrays, a ``tf.data.Dataset``, a ``keras.utils.PyDataset``, a generator); its
+    ``get_numpy_iterator()`` yields the batches, unshuffled."""
+    return _get_data_adapter(x, y, sample_weight, batch_size=batch_size, shuffle=False)
+
+
+def keep_tensor_list_ops(converter):
+    """Makes a ``tf.lite.TFLiteConverter`` keep TensorFlow's tensor-list ops (a recurrent layer's
+    loop) as Select TF ops instead of lowering them, as its own error message advises."""
+    converter._experimental_lower_tensor_list_ops = False
 
 
 def keras_history_operation(tensor):

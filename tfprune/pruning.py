@@ -12,7 +12,7 @@ from tfprune import scores
 from tfprune.base import views
 from tfprune.base.deprecation import renamed
 from tfprune.analysis.connectivity import check_collapse, check_on_collapse
-from tfprune.autodiff import gradients
+from tfprune.autodiff import gradients, losses
 from tfprune.layers.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
 from tfprune.base.walk import check_built
 from tfprune.layers.wrapping import assign_masks, get_masks, masks_of, unwrap, wrap
@@ -57,7 +57,10 @@ def prune_at_init(
             ``(model, targets, data) -> list of score tensors``.
         sparsity: Fraction of the prunable weights to remove, in [0, 1).
         compression: Or: all prunable weights / kept weights, >= 1. Give one of the two.
-        data: Data for criteria that need it (batches of ``(x, y)``).
+        data: Data for criteria that need it, as ``model.fit`` takes it: ``(x, y)`` or
+            ``(x, y, sample_weight)`` arrays (``x`` a list or dict of arrays for several inputs)
+            or a dataset of such batches. A compiled model's loss scores it (unless ``loss=`` is
+            given); an uncompiled one's, sparse categorical cross-entropy on class ids.
         scope: ``"global"`` (one ranking over all weights) or ``"local"`` (a budget per tensor).
         rounds: Number of score-and-mask rounds; default the method's own (SynFlow 100,
             iterative SNIP and FORCE 60, the others 1).
@@ -110,6 +113,9 @@ def prune_at_init(
     if scorer.accepts("seed"):
         criterion_options.setdefault("seed", seed)
     scorer.check_call(data, criterion_options)
+    if scorer.needs_data and scorer.accepts("loss") and criterion_options.get("loss") is None \
+            and losses.is_compiled(model):
+        criterion_options["loss"] = losses.resolve(model)  # the wrapped copy is not compiled
     if scope not in masks_lib.SCOPES:
         raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
     check_on_collapse(on_collapse)

@@ -13,10 +13,13 @@ import time
 import keras
 import numpy as np
 
+from tfprune import _compat
 from tfprune.analysis import datachecks
+from tfprune.autodiff import losses
+from tfprune.autodiff.batches import take
 from tfprune.base.deprecation import renamed
 
-__all__ = ["Recipe", "compile_model", "fit", "evaluate"]
+__all__ = ["Recipe", "compile_model", "compiled_loss", "fit", "evaluate"]
 
 _OPTIMIZERS = ("sgd", "adam")
 _LR_SCHEDULES = ("constant", "cosine")
@@ -74,27 +77,41 @@ class Recipe:
 Recipe.__init__ = renamed(schedule="lr_schedule")(Recipe.__init__)
 
 
-def compile_model(model, recipe, steps):
-    """Compiles ``model`` for ``recipe`` (logits, integer labels, accuracy metric).
+def compiled_loss(model):
+    """``(loss, loss_weights)`` that ``model`` was compiled with, or ``(None, None)``: to train a
+    copy of it (:func:`tfprune.structured.prune`) with the loss it trains with."""
+    if not losses.is_compiled(model):
+        return None, None
+    return model.loss, _compat.compile_loss_weights(model)
+
+
+def compile_model(model, recipe, steps, loss=None, loss_weights=None):
+    """Compiles ``model`` for ``recipe``: with ``loss`` (and ``loss_weights``) when given, else
+    for a classifier (logits, integer labels, accuracy metric).
 
     Args:
-        model: A Keras 3 classifier that outputs logits.
+        model: A Keras 3 model; a classifier that outputs logits when ``loss`` is ``None``.
         recipe: A :class:`Recipe`.
         steps: Training steps the learning-rate schedule spans.
+        loss, loss_weights: As ``model.compile`` takes them (:func:`compiled_loss`).
     """
     model.compile(
         optimizer=recipe.make_optimizer(steps),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True) if loss is None else loss,
+        loss_weights=loss_weights,
+        metrics=["accuracy"] if loss is None else None,
     )
 
 
-def fit(model, train, recipe, *, steps=None, seed=0, validation=None, callbacks=None, verbose=0):
+def fit(model, train, recipe, *, steps=None, seed=0, validation=None, callbacks=None, verbose=0, loss=None,
+        loss_weights=None):
     """Compiles ``model`` and trains it on ``train`` with ``recipe``.
 
     Args:
-        model: A Keras 3 classifier that outputs logits (wrapped or not).
-        train: ``(x, y)`` arrays.
+        model: A Keras 3 model (wrapped or not): a classifier that outputs logits, unless
+            ``loss`` is given.
+        train: ``(x, y)`` or ``(x, y, sample_weight)`` arrays, ``x`` an array, list or dict of
+            arrays (as ``model.fit`` takes them).
         recipe: A :class:`Recipe`.
         steps: Train exactly this many batches instead of ``recipe.epochs`` epochs, drawn from
             seeded shuffles of ``train`` (e.g. the short fine-tuning between pruning steps).
@@ -102,6 +119,8 @@ def fit(model, train, recipe, *, steps=None, seed=0, validation=None, callbacks=
         validation: Optional ``(x, y)`` evaluated after each epoch.
         callbacks: Keras callbacks.
         verbose: Passed to ``model.fit``.
+        loss, loss_weights: The loss to train with (:func:`compile_model`); default sparse
+            categorical cross-entropy on logits, which takes class ids.
 
     Returns:
         ``(history, seconds)``: the Keras ``History`` and the wall time of the training.
@@ -113,21 +132,21 @@ def fit(model, train, recipe, *, steps=None, seed=0, validation=None, callbacks=
     Example:
         >>> history, seconds = fit(model, (x, y), Recipe(epochs=2))
     """
-    x, y = datachecks.check_arrays(model, train, name="train")
+    x, y, sample_weight = datachecks.check_arrays(model, train, class_ids=loss is None, name="train")
     if validation is not None:
-        datachecks.check_arrays(model, validation, name="validation")
-    epochs = recipe.epochs
+        datachecks.check_arrays(model, validation, class_ids=loss is None, name="validation")
+    epochs, n = recipe.epochs, datachecks.num_examples(x)
     if steps is not None:
         if int(steps) != steps or steps < 1:
             raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
         rng = np.random.default_rng(seed)
         needed = steps * recipe.batch_size
-        order = np.concatenate([rng.permutation(len(x)) for _ in range(-(-needed // len(x)))])[:needed]
-        x, y, epochs = x[order], y[order], 1
-    compile_model(model, recipe, epochs * -(-len(x) // recipe.batch_size))
+        order = np.concatenate([rng.permutation(n) for _ in range(-(-needed // n))])[:needed]
+        (x, y, sample_weight), epochs, n = take((x, y, sample_weight), order), 1, needed
+    compile_model(model, recipe, epochs * -(-n // recipe.batch_size), loss, loss_weights)
     start = time.perf_counter()
-    history = model.fit(x, y, batch_size=recipe.batch_size, epochs=epochs, validation_data=validation,
-                        callbacks=callbacks, shuffle=steps is None, verbose=verbose)
+    history = model.fit(x, y, sample_weight=sample_weight, batch_size=recipe.batch_size, epochs=epochs,
+                        validation_data=validation, callbacks=callbacks, shuffle=steps is None, verbose=verbose)
     return history, time.perf_counter() - start
 
 
@@ -144,9 +163,9 @@ def evaluate(model, data, batch_size=1000):
     Raises:
         ValueError: for ``data`` that does not fit the model (:func:`tfprune.analysis.datachecks.check_arrays`).
     """
-    x, y = datachecks.check_arrays(model, data)
-    logits = np.concatenate([keras.ops.convert_to_numpy(model(x[start:start + batch_size], training=False))
-                             for start in range(0, len(x), batch_size)])
+    x, y, _ = datachecks.check_arrays(model, data)
+    logits = np.concatenate([keras.ops.convert_to_numpy(model(take(x, slice(i, i + batch_size)), training=False))
+                             for i in range(0, datachecks.num_examples(x), batch_size)])
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
     accuracy = float((logits.argmax(-1) == y).mean())
     return accuracy, float(loss)

@@ -4,6 +4,7 @@ batch or moving statistics), its sign, the authors' defaults."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import assert_equal_but_rounding, assert_unchanged, snapshot
 from numpy_mlp import grads, keras_mlp
 
@@ -188,3 +189,40 @@ def test_grasp_on_bn_vgg_keeps_no_sign_bias(shared_data):
                                     for t in targets]
     assert max(shares[True]) <= 0.6, shares
     assert np.mean(shares[False]) > 0.7, shares
+
+
+def test_grasp_on_an_embedding_model_equals_a_dense_gradient_oracle():
+    """An Embedding's gradient is a tf.IndexedSlices; GraSP equals θ ⊙ H g of the same network written with
+    a one-hot matrix product (dense gradients), by plain nested tapes."""
+    keras.utils.set_random_seed(5)
+    tokens = keras.Input((5,), dtype="int32")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(11, 4, name="embedding")(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(3, name="logits")(pooled))
+    rng = np.random.default_rng(3)
+    ids, labels = rng.integers(0, 11, (12, 5)), rng.integers(0, 3, 12)
+    targets = tfprune.prunable_weights(model)
+    assert [t.name for t in targets] == ["embedding/embeddings", "logits/kernel"]
+    scores = tfprune.scores.grasp(model, targets, (ids, labels), reinit_dense=False, batch_statistics=False)
+
+    table, kernel, bias = (tf.constant(v) for v in (model.get_layer("embedding").embeddings.numpy(),
+                                                    model.get_layer("logits").kernel.numpy(),
+                                                    model.get_layer("logits").bias.numpy()))
+    one_hot = tf.one_hot(ids, 11)
+
+    def loss(weights):
+        logits = tf.reduce_mean(one_hot @ weights[0], axis=1) @ weights[1] + bias
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits / 200.0))
+
+    weights = [table, kernel]
+    with tf.GradientTape() as outer:
+        outer.watch(weights)
+        with tf.GradientTape() as inner:
+            inner.watch(weights)
+            value = loss(weights)
+        g = inner.gradient(value, weights)
+        product = tf.add_n([tf.reduce_sum(a * tf.stop_gradient(a)) for a in g])
+    hg = outer.gradient(product, weights)
+    expected = [w.numpy() * h.numpy() for w, h in zip(weights, hg)]
+    total = abs(sum(e.sum() for e in expected)) + 1e-10
+    for got, want in zip(scores, expected):
+        np.testing.assert_allclose(got, want / total, rtol=1e-3, atol=1e-7)

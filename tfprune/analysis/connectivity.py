@@ -23,7 +23,8 @@ import tensorflow as tf
 from keras import ops
 
 from tfprune.sparsity import masks as masks_lib
-from tfprune.autodiff.flow import flow_network, ones_inputs, rescaled
+from tfprune.analysis import inputs as example_inputs
+from tfprune.autodiff.flow import flow_network, rescaled
 from tfprune.layers.targets import prunable_weights
 from tfprune.layers.wrapping import get_masks
 
@@ -52,7 +53,8 @@ def connected_outputs(model, input_shape=None):
 
     Args:
         model: A built model, wrapped (its masks count) or plain.
-        input_shape: One example's shape without the batch axis, for models that do not know it.
+        input_shape: One example's shape without the batch axis, where the model does not know it
+            (one per input: :mod:`tfprune.analysis.inputs`).
 
     Returns:
         A list of booleans, one per output (in ``tf.nest.flatten`` order).
@@ -64,7 +66,7 @@ def connected_outputs(model, input_shape=None):
         >>> tfprune.analysis.connectivity.connected_outputs(pruned)
         [True]
     """
-    return _connected(model, ones_inputs(model, input_shape))
+    return _connected(model, example_inputs.ones(model, input_shape))
 
 
 def _connected(model, inputs):
@@ -101,8 +103,8 @@ def check_collapse(model, on_collapse="warn", input_shape=None):
     targets = prunable_weights(model)
     emptied = [targets[i].name for i in masks_lib.collapsed_layers(get_masks(model))]
     try:
-        inputs = ones_inputs(model, input_shape)
-    except ValueError:  # the model does not know its input shape
+        inputs = example_inputs.ones(model, input_shape)
+    except example_inputs.UnknownShapeError:  # the model does not know its input shape
         inputs = None
     connected = None if inputs is None else _connected(model, inputs)
     if not emptied and (connected is None or all(connected)):

@@ -20,16 +20,14 @@ import numbers
 
 import keras
 from tfprune import _compat
+from tfprune.analysis import inputs as example_inputs
+from tfprune.analysis.inputs import UnknownShapeError
 from tfprune.layers import quantized, specs as layer_specs
 from tfprune.base import walk
 from tfprune.layers.masked import MaskedLayer
 from tfprune.layers.mac_formulas import no_macs, size
 
 __all__ = ["UnknownShapeError", "size", "owners", "uncounted", "trace_calls", "kernel_macs"]
-
-
-class UnknownShapeError(ValueError):
-    """The shape of an example cannot be found, so MACs cannot be counted: pass ``input_shape``."""
 
 
 def _counted_inside(layer):
@@ -180,40 +178,15 @@ def _check_known(layer, call):
         )
 
 
-def _example(model, input_shape):
-    """Symbolic inputs of one example (batch 1): of ``input_shape``, else of the recorded shape."""
-    if input_shape is not None:
-        return keras.tree.map_shape_structure(lambda s: _one_example(model, (None, *s)), input_shape)
-    if walk.is_graph_model(model):
-        recorded = model.inputs[0] if isinstance(model, keras.Sequential) else _compat.inputs_struct(model)
-        return keras.tree.map_structure(lambda x: _one_example(model, x.shape, x.dtype), recorded)
-    shapes = _compat.build_shapes(model)
-    if len(shapes) != 1:
-        raise UnknownShapeError(
-            f"cannot find the input shape of model {model.name!r}: pass input_shape (the shape of "
-            "one example, without the batch dimension)"
-        )
-    return keras.tree.map_shape_structure(lambda s: _one_example(model, s), next(iter(shapes.values())))
-
-
-def _one_example(model, shape, dtype="float32"):
-    """A symbolic batch of one for a recorded ``shape`` (its batch dimension is replaced)."""
-    if any(d is None for d in shape[1:]):
-        raise UnknownShapeError(
-            f"model {model.name!r} takes inputs of shape {tuple(shape)}, with unknown dimensions: "
-            "pass input_shape (the shape of one example, without the batch dimension)"
-        )
-    return keras.KerasTensor((1, *shape[1:]), dtype)
-
-
 def trace_calls(model, layers, input_shape=None):
     """The calls of each of ``layers`` as ``model`` runs symbolically on one example.
 
     Args:
         model: A built model.
         layers: The layers whose calls to record (e.g. the first items of :func:`owners`).
-        input_shape: Shape of one example without the batch dimension; default the model's
-            recorded input shape.
+        input_shape: Shape of one example without the batch dimension (one per input: a dict by
+            input name or a list; :mod:`tfprune.analysis.inputs`); default the model's recorded
+            input shapes.
 
     Returns:
         ``{id(layer): [call, ...]}``; each call has ``index`` (call order), ``inputs`` (shapes by
@@ -222,4 +195,4 @@ def trace_calls(model, layers, input_shape=None):
     Raises:
         UnknownShapeError: if the example's shape cannot be found and ``input_shape`` is not given.
     """
-    return _trace(model, layers, _example(model, input_shape))
+    return _trace(model, layers, example_inputs.symbolic(model, input_shape))

@@ -1,21 +1,21 @@
 """The network SynFlow scores, which the collapse check reuses: every parameter non-negative,
 non-linearities positively homogeneous, an embedding reading every token, on an all-ones input.
 
-:func:`flow_network` runs a model as that network without changing a variable; :func:`ones_inputs`
-is the all-ones input; :func:`rescaled` keeps ``R = Σ outputs`` finite on deep networks.
+:func:`flow_network` runs a model as that network without changing a variable (on the all-ones
+input of :func:`tfprune.analysis.inputs.ones`); :func:`rescaled` keeps ``R = Σ outputs`` finite on
+deep networks.
 """
 
 import contextlib
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from tfprune import _compat
 from tfprune.autodiff.gradients import substitute
 from tfprune.autodiff.linearized import linearized
 
-__all__ = ["flow_network", "ones_inputs", "rescaled"]
+__all__ = ["flow_network", "rescaled"]
 
 # Variables that shift a layer's output rather than scale it (zero in :func:`flow_network`'s
 # ``zero_shifts`` mode): biases, normalisation β, batch-norm and ``Normalization`` means.
@@ -69,30 +69,3 @@ def _fan_in_scale(value, kind):
     axes = list(range(len(value.shape) - 2)) if kind == "depthwise" else list(range(len(value.shape) - 1))
     mean_sum = ops.mean(ops.sum(value, axis=axes)) if axes else ops.mean(value)
     return ops.where(mean_sum > 0, 1.0 / ops.maximum(mean_sum, 1e-30), 1.0)
-
-
-def ones_inputs(model, input_shape=None):
-    """One all-ones example for each input of ``model`` (a batch of 1).
-
-    Args:
-        model: The model; its ``inputs`` give the shapes and dtypes unless ``input_shape`` is given.
-        input_shape: One example's shape without the batch axis, or a list for several inputs.
-
-    Returns:
-        A tensor, or a list of tensors for several inputs.
-
-    Raises:
-        ValueError: if the model does not know its input shape and none is given.
-    """
-    if input_shape is not None:
-        shapes = input_shape if isinstance(input_shape[0], (tuple, list)) else [input_shape]
-        ones = [tf.ones((1, *shape)) for shape in shapes]
-        return ones[0] if len(ones) == 1 else ones
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError(
-            f"cannot tell the input shape of model {model.name!r}: pass input_shape= (one "
-            "example's shape, without the batch axis)"
-        )
-    ones = [tf.ones((1, *x.shape[1:]), dtype=x.dtype) for x in inputs]
-    return ones[0] if len(ones) == 1 else ones

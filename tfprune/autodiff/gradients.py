@@ -1,8 +1,8 @@
 """Machinery the gradient-based scorers share.
 
-* :func:`scoring_batches` turns ``data`` (arrays or a dataset) into the batches a score uses,
-  checked against the model first (:mod:`tfprune.datachecks`);
-* :func:`loss_function` builds the loss (sparse categorical cross-entropy by default);
+* the batches come from :func:`tfprune.autodiff.batches.scoring_batches` (data as ``fit`` takes
+  it) and the loss from :func:`tfprune.autodiff.losses.resolve` (the model's compiled loss, one
+  given, or sparse categorical cross-entropy);
 * :func:`substitute` runs the model with chosen values in place of its weights, without touching
   the weights: the network's weights, signs and batch-norm statistics are exactly as before when
   a scorer returns or raises;
@@ -33,7 +33,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfprune.analysis import datachecks
+from tfprune.autodiff import losses
+from tfprune.autodiff.batches import examples
 from tfprune.base import distribute
 from tfprune.layers.changes import batch_statistics as batch_statistics_mode
 from tfprune.layers.masked import effective_values_given
@@ -42,14 +43,10 @@ from tfprune.sparsity.masks import FiniteScores
 from tfprune.sparsity.topk import map_parts
 
 __all__ = [
-    "scoring_batches",
-    "class_balanced",
     "batch_sum",
     "example_share",
-    "loss_key",
-    "on_logits",
+    "dense_gradients",
     "check_logits",
-    "loss_function",
     "substitute",
     "effective_values",
     "effective_gradients",
@@ -140,111 +137,6 @@ class Step:
         return self.next_round()(*args)
 
 
-def _num_classes(model):
-    try:
-        return int(model.output_shape[-1])
-    except (AttributeError, TypeError, ValueError):
-        raise ValueError(
-            f"cannot tell the number of classes of model {model.name!r}: pass samples= (the "
-            "number of examples to score with)"
-        ) from None
-
-
-def class_balanced(x, y, per_class):
-    """The first ``per_class`` examples of each class, grouped by class in increasing order (the
-    GraSP authors' draw); a class with fewer examples gives what it has.
-
-    Example:
-        >>> class_balanced(x, np.array([1, 0, 1, 1, 0]), 2)[1]
-        array([0, 0, 1, 1])
-    """
-    labels = np.asarray(y).reshape(len(y), -1)[:, 0]
-    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
-    return np.asarray(x)[chosen], np.asarray(y)[chosen]
-
-
-def scoring_batches(model, data, samples=None, batch_size=None, class_ids=True, samples_per_class=None):
-    """The batches a data-driven score uses, checked against the model (:mod:`tfprune.datachecks`).
-
-    Args:
-        model: The model (its output size gives the default number of samples).
-        data: ``(x, y)`` arrays, or an iterable / ``tf.data.Dataset`` of ``(x, y)`` batches.
-        samples: Number of examples; default 10 × the number of classes (a dataset is read
-            until it has given that many).
-        batch_size: Examples per batch for ``(x, y)`` arrays; default all ``samples`` in one
-            batch. Batches of a dataset are used as they come (the last one is cut to size).
-        class_ids: Check the labels as class ids in ``[0, outputs)``, as the default loss takes
-            them; ``False`` for a loss of the caller's own.
-        samples_per_class: Instead of ``samples``: the first this many examples of each class,
-            grouped by class (:func:`class_balanced`); ``(x, y)`` arrays of class ids only.
-
-    Returns:
-        A list of ``(x, y)`` tensor pairs holding exactly ``samples`` examples (fewer only if the
-        data has fewer).
-
-    Raises:
-        ValueError: if ``samples``/``batch_size``/``samples_per_class`` are not positive, if
-            ``samples_per_class`` is given with ``samples``, a dataset or labels other than class
-            ids, or the data does not fit the
-            model (:func:`tfprune.analysis.datachecks.check_data`: no examples, lengths, shapes, labels,
-            NaN/inf — each named with its numbers).
-    """
-    if samples_per_class is not None:
-        if samples is not None:
-            raise ValueError("give samples or samples_per_class, not both")
-        if samples_per_class < 1:
-            raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class}")
-        if not (datachecks.is_array_pair(data) and class_ids):
-            raise ValueError("samples_per_class draws from (x, y) arrays of class ids: give arrays, or samples= "
-                             "with a dataset or a loss of your own")
-        datachecks.check_data(model, data, class_ids=class_ids)
-        data = class_balanced(*data, samples_per_class)
-        samples = len(data[0])
-    if samples is None:
-        samples = 10 * _num_classes(model)
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    datachecks.check_data(model, data, class_ids=class_ids, examples=samples)
-    if datachecks.is_array_pair(data):
-        x, y = data
-        x, y = x[:samples], y[:samples]
-        size = batch_size or len(x)
-        batches = [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
-    else:
-        batches, seen = [], 0
-        for i, batch in enumerate(data):
-            x, y = datachecks.pair(batch, "data")
-            take = min(len(x), samples - seen)
-            batches.append((x[:take], y[:take]))
-            datachecks.check_examples(model, *batches[-1], class_ids=class_ids, name=f"batch {i} of data")
-            seen += take
-            if seen >= samples:
-                break
-        if not batches:
-            raise ValueError("data holds no batches: give (x, y) arrays or a dataset of (x, y) batches")
-    return [(tf.convert_to_tensor(x), tf.convert_to_tensor(y)) for x, y in batches]
-
-
-def loss_function(loss=None, from_logits=True):
-    """The loss ``(y_true, y_pred) -> scalar``: the given one (a Keras loss, its name, or a
-    callable), or sparse categorical cross-entropy (on logits when ``from_logits``)."""
-    if loss is None:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-    return keras.losses.get(loss) if isinstance(loss, str) else loss
-
-
-def on_logits(loss, from_logits):
-    """Whether the score must see logits: the default loss with ``from_logits=True``."""
-    return loss is None and bool(from_logits)
-
-
-def loss_key(loss, from_logits):
-    """What identifies a loss across rounds: the user's object, or the default's setting."""
-    return ("default", bool(from_logits)) if loss is None else ("given", id(loss))
-
-
 def effective_values(targets):
     """``θ ⊙ m`` of each target (``θ`` for an unmasked one), as tensors."""
     return [t.value for t in targets]
@@ -264,22 +156,22 @@ def substitute(targets, values, others=()):
         yield
 
 
-def check_logits(model, batches, loss, from_logits):
+def check_logits(model, batches, loss):
     """Raises if the score should see logits but ``model``'s outputs are probabilities.
 
-    With the default loss and ``from_logits=True``, a final softmax found in the model's graph is
-    skipped (see the module docstring); one the graph does not show (a subclassed model's ``call``,
-    a ``Lambda``) is caught here: every output row of the first batch in [0, 1] and summing to 1.
-    Checked once per model and loss; :func:`effective_gradients` checks the rows of its own
-    forward passes instead of running one more.
+    With the default loss and ``from_logits=True`` (``loss.on_logits``), a final softmax found in
+    the model's graph is skipped (see the module docstring); one the graph does not show (a
+    subclassed model's ``call``, a ``Lambda``) is caught here: every output row of the first batch
+    in [0, 1] and summing to 1. Checked once per model; :func:`effective_gradients` checks the
+    rows of its own forward passes instead of running one more.
 
     Raises:
         ValueError: naming the model and saying what to pass instead.
     """
-    if not on_logits(loss, from_logits) or _logits_checked(model)[0]:
+    if not loss.on_logits or _logits_checked(model)[0]:
         return
     with without_output_activation(model):
-        outputs = model(batches[0][0], training=False)
+        outputs = model(batches[0].x, training=False)
     _raise_if_probabilities(model, _rows_not_probabilities(outputs))
 
 
@@ -313,52 +205,67 @@ def _raise_if_probabilities(model, rows_not_probabilities):
     _logits_checked(model)[0] = True
 
 
-def _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values, *,
+def _loss_at(model, targets, loss, temperature, batch_statistics, x, y, sample_weight, values, *,
              second_derivative=False):
     """The loss of the network whose effective weights are ``values`` (inference mode; batch norm
     on the batch's statistics when ``batch_statistics``, differentiable twice when
-    ``second_derivative``), on its logits (a final softmax or sigmoid skipped) when ``logits``."""
-    head = without_output_activation(model) if logits else contextlib.nullcontext()
+    ``second_derivative``), on its logits (a final softmax or sigmoid skipped) when
+    ``loss.on_logits``, its outputs divided by ``temperature``. The loss is computed inside the
+    substitution too, so a compiled loss's regularisation terms read ``values``."""
+    head = without_output_activation(model) if loss.on_logits else contextlib.nullcontext()
     norm = batch_statistics_mode(model, second_derivative) if batch_statistics else contextlib.nullcontext()
     with substitute(targets, values), head, norm:
         outputs = model(x, training=False)
-    return loss_fn(y, outputs / temperature), outputs
+        scaled = outputs if temperature == 1 else keras.tree.map_structure(lambda o: o / temperature, outputs)
+        return loss(x, y, scaled, sample_weight), outputs
 
 
 def example_share(x, global_size):
     """The fraction of the global batch this (replica's) batch holds: losses are means over a
     batch, so scaling each replica's by its share makes their sum the global batch's mean."""
-    return tf.cast(tf.shape(x)[0], tf.float32) / global_size
+    return tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32) / global_size
 
 
-def _gradient_step(model, targets, loss_fn, temperature, logits, batch_statistics):
+def dense_gradients(tape, target, sources):
+    """``tape.gradient(target, sources)`` as dense tensors: an embedding's ``tf.IndexedSlices``
+    made dense, and zeros for a source the target does not depend on."""
+    grads = tape.gradient(target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+
+
+def _gradient_step(model, targets, loss, temperature, batch_statistics):
     """The gradients of one batch, and its output rows that are not probabilities (the
     :func:`check_logits` test, from the same forward pass)."""
 
-    def step(x, y, global_size, values):
+    def step(x, y, sample_weight, global_size, values):
         with tf.GradientTape() as tape:
             tape.watch(values)
-            loss, outputs = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values)
-            loss = loss * example_share(x, global_size)
-        return [*tape.gradient(loss, values), _rows_not_probabilities(outputs)]
+            value, outputs = _loss_at(model, targets, loss, temperature, batch_statistics, x, y, sample_weight, values)
+            value = value * example_share(x, global_size)
+        return [*dense_gradients(tape, value, values), _rows_not_probabilities(outputs)]
 
     return Step(step)
 
 
 def batch_sum(model, step, batches, strategy, *args):
-    """``Σ_b step(x_b, y_b, n_b, *args)`` for a :class:`Step`; under a strategy each batch is split
-    across replicas and the replicas' results are all-reduced (see :mod:`tfprune.distribute`)."""
+    """``Σ_b step(x_b, y_b, w_b, n_b, *args)`` over :class:`tfprune.autodiff.batches.Batch` es for a
+    :class:`Step` (``n_b`` the batch's examples); under a strategy each batch is split across
+    replicas and the replicas' results are all-reduced (see :mod:`tfprune.distribute`)."""
     strategy = distribute.strategy_of(model, strategy)
-    run = step.next_round(max(sum(int(np.prod(t.shape)) for t in tf.nest.flatten(x)) for x, _ in batches))
+    run = step.next_round(max(sum(int(np.prod(t.shape)) for t in tf.nest.flatten(b.x)) for b in batches))
     total = None
-    for x, y in batches:
-        size = tf.constant(float(x.shape[0]))
+    for batch in batches:
+        size = tf.constant(float(examples(batch)))
         if strategy is None:
-            out = run(x, y, size, *args)
+            out = run(*batch, size, *args)
         else:
-            out = distribute.replica_sum(strategy, step.compiled, x, y, size, *args)
+            out = distribute.replica_sum(strategy, step.compiled, batch, size, *args)
         total = list(out) if total is None else [a + b for a, b in zip(total, out)]
     return total
+
+
+def _step_key(kind, loss, temperature, batch_statistics, targets):
+    return (kind, loss.key, float(temperature), bool(batch_statistics), tuple(id(t.variable) for t in targets))
 
 
 def effective_gradients(model, targets, batches, loss=None, from_logits=True, values=None, temperature=1.0,
@@ -368,9 +275,10 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
     Args:
         model: The model.
         targets: The targets whose gradients are wanted.
-        batches: From :func:`scoring_batches`.
-        loss: A Keras loss, its name or a callable ``(y_true, y_pred)``; default sparse
-            categorical cross-entropy.
+        batches: From :func:`tfprune.autodiff.batches.scoring_batches`.
+        loss: Anything :func:`tfprune.autodiff.losses.resolve` takes: ``None`` for the model's
+            compiled loss (sparse categorical cross-entropy if it has none), a Keras loss, its
+            name or a callable ``(y_true, y_pred)``.
         from_logits: For the default loss: whether to score on logits (a final softmax or
             sigmoid of the model is then skipped; see the module docstring).
         values: The effective weights to differentiate at; default ``θ ⊙ m``.
@@ -381,35 +289,34 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
             docstring); default its moving statistics.
 
     Returns:
-        A list of gradient tensors (the signed sum over batches), one per target.
+        A list of dense gradient tensors (the signed sum over batches), one per target.
 
     Raises:
         ValueError: if the score should see logits but the model outputs probabilities (see
             :func:`check_logits`).
     """
+    loss = losses.resolve(model, loss, from_logits)
     values = effective_values(targets) if values is None else values
-    key = ("gradient", loss_key(loss, from_logits), float(temperature), bool(batch_statistics),
-           tuple(id(t.variable) for t in targets))
-    step = compiled(model, key, lambda: _gradient_step(model, targets, loss_function(loss, from_logits), temperature,
-                                                      on_logits(loss, from_logits), batch_statistics))
+    step = compiled(model, _step_key("gradient", loss, temperature, batch_statistics, targets),
+                    lambda: _gradient_step(model, targets, loss, temperature, batch_statistics))
     *grads, rows_not_probabilities = batch_sum(model, step, batches, strategy, values)
-    if on_logits(loss, from_logits) and not _logits_checked(model)[0]:
+    if loss.on_logits and not _logits_checked(model)[0]:
         _raise_if_probabilities(model, rows_not_probabilities)
     return grads
 
 
-def _hessian_step(model, targets, loss_fn, temperature, logits, batch_statistics):
-    def step(x, y, global_size, values, direction):
+def _hessian_step(model, targets, loss, temperature, batch_statistics):
+    def step(x, y, sample_weight, global_size, values, direction):
         with tf.GradientTape() as outer:
             outer.watch(values)
             with tf.GradientTape() as inner:
                 inner.watch(values)
-                loss, _ = _loss_at(model, targets, loss_fn, temperature, logits, batch_statistics, x, y, values,
-                                   second_derivative=True)
-                loss = loss * example_share(x, global_size)
-            grads = inner.gradient(loss, values)
+                value, _ = _loss_at(model, targets, loss, temperature, batch_statistics, x, y, sample_weight, values,
+                                    second_derivative=True)
+                value = value * example_share(x, global_size)
+            grads = dense_gradients(inner, value, values)
             inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
-        return outer.gradient(inner_product, values)
+        return dense_gradients(outer, inner_product, values)
 
     return Step(step)
 
@@ -424,14 +331,13 @@ def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=
         direction: One tensor per target (GraSP: the accumulated gradient ``g``, held constant).
 
     Returns:
-        A list of tensors ``H v``, one per target.
+        A list of dense tensors ``H v``, one per target.
     """
-    check_logits(model, batches, loss, from_logits)
+    loss = losses.resolve(model, loss, from_logits)
+    check_logits(model, batches, loss)
     values = effective_values(targets) if values is None else values
-    key = ("hessian", loss_key(loss, from_logits), float(temperature), bool(batch_statistics),
-           tuple(id(t.variable) for t in targets))
-    step = compiled(model, key, lambda: _hessian_step(model, targets, loss_function(loss, from_logits), temperature,
-                                                     on_logits(loss, from_logits), batch_statistics))
+    step = compiled(model, _step_key("hessian", loss, temperature, batch_statistics, targets),
+                    lambda: _hessian_step(model, targets, loss, temperature, batch_statistics))
     direction = [tf.stop_gradient(d) for d in direction]
     return batch_sum(model, step, batches, strategy, values, direction)
 

@@ -25,6 +25,12 @@ found in
 * ``MultiHeadAttention``, whose softmax is made the identity: attention becomes
   ``(query·keyᵀ / √d)·value``, so query and key kernels get gradients.
 
+Preprocessing layers are made positively homogeneous the same way: ``Rescaling`` drops its offset
+and takes the absolute value of its scale, ``Normalization`` drops its mean (it divides by the
+standard deviation alone, or multiplies by it when inverting). The all-ones input the SynFlow
+paper defines then reaches the first weights as positive values — ``keras.applications``
+MobileNetV3's ``Rescaling(1/127.5, offset=-1)`` would turn it into −0.99 and every score into 0.
+
 Normalisations that divide by statistics of their own input (``LayerNormalization``,
 ``GroupNormalization``, ``UnitNormalization``, ``RMSNormalization``) are of degree 0: scaling
 their input changes nothing, so the weights before them would get scores that sum to zero, and
@@ -60,6 +66,7 @@ from __future__ import annotations
 import contextlib
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -181,6 +188,11 @@ def _linearizing_changes(layer):
         yield layer, "call", _geometric_mean
     if isinstance(layer, _STATISTICS_NORMS):
         yield layer, "call", _scale_and_shift(layer)
+    if isinstance(layer, L.Rescaling):
+        yield layer, "scale", np.abs(np.asarray(layer.scale, dtype="float32"))
+        yield layer, "offset", 0.0
+    if isinstance(layer, L.Normalization) and layer.mean is not None:
+        yield layer, "mean", ops.zeros_like(layer.mean)
     for operation in _operations(layer):
         name = _keras_op_name(operation)
         if name in _ACTIVATION_OPS:

@@ -50,24 +50,27 @@ def strategy_of(model, strategy=None):
     return strategy
 
 
-def _shard(strategy, tensor):
-    """Splits a global batch into contiguous per-replica shards (by global replica id)."""
-    n = int(tensor.shape[0])
+def _shard(strategy, structure):
+    """Splits a global batch (any structure of tensors) into contiguous per-replica shards (by
+    global replica id)."""
+    n = int(tf.nest.flatten(structure)[0].shape[0])
 
     def shard(context):
         i, replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
-        return tensor[i * n // replicas:(i + 1) * n // replicas]
+        return tf.nest.map_structure(lambda t: t[i * n // replicas:(i + 1) * n // replicas], structure)
 
     return strategy.experimental_distribute_values_from_function(shard)
 
 
-def replica_sum(strategy, step, x, y, *args):
-    """``Σ_replicas step(x_shard, y_shard, *args)`` with ``x``, ``y`` split across replicas.
+def replica_sum(strategy, step, batch, *args):
+    """``Σ_replicas step(*batch_shard, *args)`` with every part of ``batch`` split across replicas.
 
     Args:
         strategy: The strategy.
-        step: A function of ``(x, y, *args)`` returning a list of tensors.
-        x, y: One global batch (every worker may pass its own; each replica takes its shard).
+        step: A function of ``(*batch, *args)`` returning a list of tensors.
+        batch: One global batch, a tuple such as ``(x, y, sample_weight)`` of tensors or
+            structures of them (``None`` parts stay ``None``); every worker may pass its own, each
+            replica takes its shard.
         *args: Passed unchanged to every replica.
 
     Returns:
@@ -76,10 +79,12 @@ def replica_sum(strategy, step, x, y, *args):
     Raises:
         ValueError: if the batch has fewer examples than there are replicas.
     """
-    if int(x.shape[0]) < strategy.num_replicas_in_sync:
+    n = int(tf.nest.flatten(batch[0])[0].shape[0])
+    if n < strategy.num_replicas_in_sync:
         raise ValueError(
-            f"a scoring batch of {int(x.shape[0])} examples cannot be split over "
+            f"a scoring batch of {n} examples cannot be split over "
             f"{strategy.num_replicas_in_sync} replicas: use batches of at least that many"
         )
-    per_replica = strategy.run(step, args=(_shard(strategy, x), _shard(strategy, y), *args))
+    shards = [None if part is None else _shard(strategy, part) for part in batch]
+    per_replica = strategy.run(step, args=(*shards, *args))
     return [strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in per_replica]

@@ -11,7 +11,8 @@ weights of smallest ``|w|`` (``f`` the drop fraction at that step; RigL's code t
   callback does not see the batch ``fit`` trains on, so the gradient is computed on a batch of
   ``data`` (pass the training data): update ``u`` (the ``u``-th multiple of
   ``update_frequency``) uses batch ``u mod B`` of the ``B`` batches of :func:`scoring_batches
-  <tfprune.autodiff.gradients.scoring_batches>`, with the model's compiled loss, in inference
+  <tfprune.autodiff.batches.scoring_batches>` (data as ``fit`` takes it), with the model's
+  compiled loss (``model.compute_loss``, sample weights included), in inference
   mode, as a separate gradient computation (:func:`~tfprune.autodiff.gradients.effective_gradients`,
   masks read as ones): the optimizer never sees a dense update.
 * ``"set"`` (Mocanu et al. 2018) grows at random, from a generator seeded by ``(seed, step)``.
@@ -28,7 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfprune.autodiff.gradients import effective_gradients, scoring_batches
+from tfprune.autodiff.batches import scoring_batches
+from tfprune.autodiff.gradients import effective_gradients
 from tfprune.base.deprecation import renamed
 from tfprune.callbacks.updates import MaskUpdatingCallback
 from tfprune.layers.wrapping import assign_masks, masks_of
@@ -92,10 +94,10 @@ class DynamicSparse(MaskUpdatingCallback):
         end_step: No update from this step on (RigL stops at 75 % of training), an int >= 1.
         seed: Seeds the initial masks and SET's growth (an int); ``None`` draws one, so runs
             and resumed runs then differ.
-        data: For RigL, ``(x, y)`` arrays or a dataset of ``(x, y)`` batches to compute the
-            gradient on (the training data).
+        data: For RigL, the data to compute the gradient on (the training data), as ``fit``
+            takes it: ``(x, y)`` or ``(x, y, sample_weight)`` arrays or a dataset of such batches.
         samples: Examples taken from ``data``; default that of
-            :func:`~tfprune.autodiff.gradients.scoring_batches` (10 × the number of classes).
+            :func:`~tfprune.autodiff.batches.scoring_batches` (10 × the number of classes).
         batch_size: Examples per gradient batch for arrays; default all ``samples`` in one.
         verbose: 1 prints one line per update (connections moved); 0 (the default: ``fit``
             prints its own progress) is silent.
@@ -146,7 +148,7 @@ class DynamicSparse(MaskUpdatingCallback):
     def set_model(self, model):
         super().set_model(model)
         if self.criterion == "rigl":
-            self._batches = scoring_batches(model, self.data, self.samples, self.batch_size, class_ids=False)
+            self._batches = scoring_batches(model, self.data, self.samples, self.batch_size)
 
     def initial_masks(self):
         """Random masks at ``sparsity`` with the per-tensor budget of ``allocation``, drawn from
@@ -179,8 +181,8 @@ class DynamicSparse(MaskUpdatingCallback):
         if self.criterion == "set":
             rng = np.random.default_rng([self.seed, _UPDATE, step])
             return [rng.random(t.shape) for t in targets]
-        x, y = self._batches[(step // self.schedule.frequency) % len(self._batches)]
-        gradients = effective_gradients(self.model, targets, [(x, y)], loss=self.model.loss)
+        batch = self._batches[(step // self.schedule.frequency) % len(self._batches)]
+        gradients = effective_gradients(self.model, targets, [batch])
         return [np.abs(np.asarray(g, dtype=np.float64)) for g in gradients]
 
     def _update(self, step, fraction):

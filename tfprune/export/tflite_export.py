@@ -16,6 +16,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
 import tempfile
 import warnings
 
@@ -23,14 +24,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprune import _optional
+from tfprune import _compat, _optional
 from tfprune.analysis import datachecks
 from tfprune.base.files import check_output_path, replacing
 from tfprune.base.deprecation import renamed
 from tfprune.layers.targets import is_wrapped
 from tfprune.sparsity import patterns
 
-__all__ = ["ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
+__all__ = ["ConversionError", "ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
            "make_interpreter", "tflite"]
 
 QUANTIZE = (None, "dynamic", "int8")
@@ -44,6 +45,10 @@ _CHECK_BATCH = 256
 _PASS_THROUGH = ("DENSIFY", "DEQUANTIZE")
 _NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 9: np.int8}  # TFLite TensorType → dtype
 _WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+class ConversionError(ValueError):
+    """The TFLite converter cannot convert the model; the message names the layers and ops."""
 
 
 class ExportMismatchError(ValueError):
@@ -172,7 +177,7 @@ def _block_text(block):
 
 @renamed(block="pattern")
 def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representative_data=None, check_data=None,
-           tolerance=None, use_xnnpack=True, runtime=None):
+           tolerance=None, use_xnnpack=True, runtime=None, select_tf_ops=False):
     """Converts a stripped model to TFLite with sparse weights, checks it, then writes it.
 
     The model is converted twice (with and without ``EXPERIMENTAL_SPARSITY``, for the size
@@ -196,12 +201,13 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representat
             and symmetric so zeros stay zeros, int8 activations, int8 inputs and outputs, calibrated
             on ``representative_data``; the check quantizes the inputs and dequantizes the outputs
             with the file's scales).
-        representative_data: With ``quantize="int8"`` (and only then): the calibration inputs, as
-            ``check_data`` (an array, or a tuple/list of arrays, one example per row); a few hundred
-            typical examples.
-        check_data: Inputs to compare on: an array, or a tuple/list of arrays for several inputs.
-            Default: ``representative_data`` with ``quantize="int8"``, else 8 seeded
-            standard-normal examples of the model's input shape.
+        representative_data: With ``quantize="int8"`` (and only then): the calibration inputs, in
+            any form ``check_data`` takes; a few hundred typical examples.
+        check_data: Inputs to compare on, as ``model.predict`` takes them: an array, a list of
+            arrays (one per input, in ``model.inputs`` order) or a dict of arrays by input name
+            (a KerasHub model's ``{"token_ids": ..., "padding_mask": ...}``). Default:
+            ``representative_data`` with ``quantize="int8"``, else 8 seeded standard-normal
+            examples of the model's input shape (float inputs of known shape only).
         tolerance: The largest max |TFLite − Keras| allowed. Default, with ``s`` the largest
             |Keras output|: ``1e-5 × max(1, s)`` for float (float32 rounding grows with the
             outputs); ``5e-2 × s`` for ``quantize="dynamic"`` (correct int8 layers differ by
@@ -214,6 +220,9 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representat
             ValueError before anything is written, naming the options that run.
         runtime: ``"ai_edge_litert"``, ``"tf.lite"``, or ``None``: ai_edge_litert when it is
             installed, else ``tf.lite.Interpreter``.
+        select_tf_ops: Let ops TFLite has no kernel for run as TensorFlow kernels
+            (``SELECT_TF_OPS``, tensor lists kept for recurrent layers): ``MaxPooling3D``, an
+            ``LSTM``'s loop. The app then needs TFLite's Flex delegate.
 
     Returns:
         A :class:`TFLiteReport`.
@@ -225,6 +234,8 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representat
             with a NaN or infinite weight (named), a bad ``quantize``, ``block`` or ``check_data``
             (NaN or infinite values included), or Dense weights not stored in ``block``.
         TypeError: if ``model`` is neither a Keras 3 nor a tf_keras model.
+        ConversionError: if TFLite cannot convert the model: "TFLite cannot convert layer X (op Y)",
+            with ``select_tf_ops=True`` suggested where it helps.
         ExportMismatchError: if the outputs differ by more than ``tolerance``.
         RuntimeError: if the interpreter cannot run the file.
 
@@ -238,16 +249,17 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representat
     datachecks.check_weights(model)  # a NaN weight named, not reported as "max diff = nan"
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
-    representative = _check_representative(model, quantize, representative_data)
+    representative = _check_representative(model, kind, quantize, representative_data)
     block = None if pattern is None else _check_block_arg(pattern, sparse, quantize)
     runtime = _runtime(runtime)[0]
-    inputs = _check_inputs(model, representative_data if check_data is None and representative else check_data)
+    inputs = _check_inputs(model, kind, representative_data if check_data is None and representative else check_data)
     specs = [tf.TensorSpec((None, *x.shape[1:]), x.dtype, name=f"input_{i}") for i, x in enumerate(inputs)]
 
     with tempfile.TemporaryDirectory() as folder:
         new_converter = _converter_factory(model, kind, specs, folder)
-        content = _convert(new_converter, sparse, quantize, representative)
-        dense_bytes = len(content) if not sparse else len(_convert(new_converter, False, quantize, representative))
+        content = _convert(model, new_converter, sparse, quantize, representative, select_tf_ops)
+        dense_bytes = len(content) if not sparse else len(_convert(model, new_converter, False, quantize,
+                                                                   representative, select_tf_ops))
     parsed = _parse(content)
     ops, sparse_tensors = _ops(parsed), _sparse_tensors(parsed)
     if block is not None:
@@ -329,8 +341,10 @@ def _check_block_arg(pattern, sparse, quantize):
     return block
 
 
-def _check_inputs(model, check_data):
-    """The check inputs as a list of arrays, one per model input, all with the same batch size."""
+def _check_inputs(model, kind, check_data):
+    """The check inputs as a list of arrays, one per model input (in ``model.inputs`` order), all
+    with the same batch size; a Keras 3 model's matched as ``model.predict`` matches them
+    (:func:`tfprune.analysis.datachecks.check_inputs`: a dict by input name)."""
     known = getattr(model, "inputs", None) if _has_inputs(model) else None
     if check_data is None:
         if not known:
@@ -341,14 +355,17 @@ def _check_inputs(model, check_data):
             raise ValueError(f"model {model.name!r} has inputs of unknown size or non-float type {shapes}, "
                              f"{[d.name for d in dtypes]}: pass check_data")
         return [rng.standard_normal((_CHECK_EXAMPLES, *s)).astype(d) for s, d in zip(shapes, dtypes)]
-    inputs = [np.asarray(x) for x in (check_data if isinstance(check_data, (tuple, list)) else [check_data])]
-    if known and len(inputs) != len(known):
-        raise ValueError(f"check_data has {len(inputs)} arrays for the {len(known)} inputs of model {model.name!r}")
+    if kind == "keras":
+        inputs = [np.asarray(a) for _, a, _ in datachecks.check_inputs(model, check_data, "check_data")[1]]
+    else:
+        inputs = [np.asarray(x) for x in (check_data if isinstance(check_data, (tuple, list)) else [check_data])]
+        if known and len(inputs) != len(known):
+            raise ValueError(f"check_data has {len(inputs)} arrays for the {len(known)} inputs of model {model.name!r}")
+        if len({len(x) for x in inputs}) != 1 or len(inputs[0]) == 0:
+            raise ValueError("check_data arrays need the same, non-zero number of examples, got "
+                             f"{[len(x) for x in inputs]}")
     if known:
         inputs = [x.astype(_numpy_dtype(t), copy=False) for x, t in zip(inputs, known)]
-    if len({len(x) for x in inputs}) != 1 or len(inputs[0]) == 0:
-        raise ValueError("check_data arrays need the same, non-zero number of examples, got "
-                         f"{[len(x) for x in inputs]}")
     bad = [i for i, x in enumerate(inputs) if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all()]
     if bad:
         raise ValueError(f"check_data array(s) {bad} hold NaN or infinite values: the outputs cannot be compared on "
@@ -369,10 +386,20 @@ def _has_inputs(model):
         return False
 
 
+def _called(model, inputs):
+    """``model`` called on ``inputs`` (a list in ``model.inputs`` order): a Keras 3 model with its
+    own input structure (a dict of inputs for a model built on one), a tf_keras model with the list."""
+    structure = _compat.input_structure(model) if isinstance(model, keras.Model) else None
+    if structure is not None:
+        return model(keras.tree.pack_sequence_as(structure, list(inputs)), training=False)
+    return model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+
+
 def _serving_fn(model):
-    """A function of the inputs ``input_i`` returning ``{"output_j": ...}`` in flattened output order."""
+    """A function of the inputs ``input_i`` (in ``model.inputs`` order) returning ``{"output_j": ...}``
+    in flattened output order."""
     def serve(*inputs):
-        outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        outputs = _called(model, inputs)
         return {f"output_{j}": y for j, y in enumerate(tf.nest.flatten(outputs))}
 
     return serve
@@ -395,7 +422,7 @@ def _converter_factory(model, kind, specs, folder):
     return lambda: tf.lite.TFLiteConverter.from_concrete_functions([function], model)
 
 
-def _convert(new_converter, sparse, quantize, representative):
+def _convert(model, new_converter, sparse, quantize, representative, select_tf_ops):
     converter = new_converter()
     converter.optimizations = ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []) + (
         [tf.lite.Optimize.DEFAULT] if quantize else [])
@@ -404,10 +431,46 @@ def _convert(new_converter, sparse, quantize, representative):
                                                     for i in range(len(representative[0])))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
-    return converter.convert()
+    if select_tf_ops:
+        converter.target_spec.supported_ops = [*converter.target_spec.supported_ops, tf.lite.OpsSet.TFLITE_BUILTINS,
+                                               tf.lite.OpsSet.SELECT_TF_OPS]
+        _compat.keep_tensor_list_ops(converter)
+    try:
+        return converter.convert()
+    except Exception as error:  # the converter raises its ConverterError, which TensorFlow does not export
+        raise _conversion_error(model, str(error), select_tf_ops) from error
 
 
-def _check_representative(model, quantize, data):
+_NEEDS_SELECT_TF_OPS = ("ERROR_NEEDS_FLEX_OPS", "TF Select ops", "Select TF ops")
+_CALLS = ("StatefulPartitionedCall", "PartitionedCall")
+
+
+def _conversion_error(model, message, select_tf_ops):
+    """A :class:`ConversionError` naming the layers and ops the converter's MLIR message blames."""
+    blamed = dict.fromkeys((_layer_of(model, path), op) for op, path in re.findall(r'fused\["(\w+):", "([^"@]+)@',
+                                                                                    message) if op not in _CALLS)
+    where = ", ".join(f"layer {layer!r} (op {op})" for layer, op in blamed) or "the model"
+    reasons = [line.split("error:", 1)[1].strip() for line in message.splitlines() if "error:" in line]
+    reasons = [r.rsplit("): ", 1)[-1] if r.startswith("loc(") else r for r in reasons] or [message.strip()]
+    hint = ("; pass select_tf_ops=True to run the ops TFLite lacks as TensorFlow kernels (the app then needs "
+            "TFLite's Flex delegate)") if not select_tf_ops and any(k in message for k in _NEEDS_SELECT_TF_OPS) else ""
+    return ConversionError(f"TFLite cannot convert {where} of model {model.name!r}: {reasons[0].splitlines()[0]}"
+                           f"{hint} (nothing written)")
+
+
+def _layer_of(model, path):
+    """The layer of ``model`` a converter node path (``functional_1/max_pooling3d_1/MaxPool3D``) runs
+    in: the innermost path part that names a layer, with the ``_1`` TensorFlow adds to a scope."""
+    names = {layer.name for layer in _compat.nested_layers(model)} if isinstance(model, keras.Model) else set()
+    parts = path.split("/")[1:-1]
+    for part in reversed(parts):
+        for name in (part, re.sub(r"_\d+$", "", part)):
+            if name in names:
+                return name
+    return parts[-1] if parts else path
+
+
+def _check_representative(model, kind, quantize, data):
     """The calibration inputs as arrays, one per model input, of the model's input shapes; ``None``
     unless ``quantize="int8"``."""
     if quantize != "int8":
@@ -419,7 +482,7 @@ def _check_representative(model, quantize, data):
         raise ValueError("quantize='int8' needs representative_data: typical inputs (an array, or a tuple/list "
                          "of arrays for several inputs) to calibrate the activation scales; nothing written")
     try:
-        inputs = _check_inputs(model, data)
+        inputs = _check_inputs(model, kind, data)
     except ValueError as error:
         raise ValueError(str(error).replace("check_data", "representative_data")) from error
     known = getattr(model, "inputs", None) if _has_inputs(model) else None
@@ -614,8 +677,7 @@ def _batches(inputs):
 
 def _keras_outputs(model, inputs):
     """The model's flattened outputs on ``inputs``, as NumPy arrays, computed batch by batch."""
-    parts = [[np.asarray(y) for y in tf.nest.flatten(model(xs[0] if len(xs) == 1 else xs, training=False))]
-             for xs in _batches(inputs)]
+    parts = [[np.asarray(y) for y in tf.nest.flatten(_called(model, xs))] for xs in _batches(inputs)]
     return [np.concatenate(column) for column in zip(*parts)]
 
 
@@ -632,7 +694,7 @@ def _tflite_outputs(path, inputs, runtime, use_xnnpack, sparse_tensors):
             out = run(**{f"input_{i}": _quantized(x, ins[f"input_{i}"]) for i, x in enumerate(xs)})
         except RuntimeError as error:
             raise RuntimeError(f"{runtime} could not run the exported model: {error}"
-                               + _hints(sparse_tensors)) from error
+                               + _hints(sparse_tensors, str(error))) from error
         parts.append([_dequantized(out[f"output_{j}"], outs[f"output_{j}"]) for j in range(len(out))])
     return [np.concatenate(column) for column in zip(*parts)]
 
@@ -688,9 +750,12 @@ def _max_abs_diff(actual, expected):
     return float(np.max([np.max(np.abs(a.astype(np.float64) - e)) for a, e in zip(actual, expected)]))
 
 
-def _hints(sparse_tensors):
-    """Known TFLite faults that fit this file (docs/tflite.md)."""
+def _hints(sparse_tensors, error=""):
+    """Known TFLite faults that fit this file (docs/tflite.md), and a run that failed with ``error``."""
     hints = []
+    if "Flex delegate" in error:
+        hints.append("the file holds Select TF ops (select_tf_ops=True), which this interpreter cannot run without "
+                     "TFLite's Flex delegate: it cannot be checked here")
     ragged = [f"{_short(t.name)} {list(t.shape)}" for t in sparse_tensors
               if not t.densified and t.shape[-1] % t.block[-1]]
     if ragged:

@@ -8,6 +8,8 @@ clone: their tracked sub-layers are replaced in place, and the same model object
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 from keras import ops
@@ -54,7 +56,10 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
         return layer if paths is None else MaskedLayer(layer, masked_weights=paths)
 
     with distribute.creation_scope(model):  # masks mirrored like the weights, if distributed
-        return rebuild(model, replace)
+        wrapped = rebuild(model, replace)
+    if wrapped is not model and type(model) not in (_compat.Functional, keras.Sequential):
+        object.__setattr__(wrapped, "_tfprune_original", weakref.ref(model))  # a class of its own: see strip
+    return wrapped
 
 
 def rebuild(model, replace):
@@ -220,9 +225,12 @@ def strip(model):
         For functional and Sequential models, a new model with weights of its own: every layer
         with variables is copied from its config and given its weights, masked ones as zeros;
         nodes without variables (operations, activations, pooling, ``Lambda``) hold no state and
-        are shared with ``model``. The wrapped model keeps its dense weights and masks. For
-        subclassed models, ``model`` itself, changed in place: each MaskedLayer is replaced by
-        its layer, whose masked weights are set to zero.
+        are shared with ``model``. The wrapped model keeps its dense weights and masks. When
+        ``model`` wraps a functional model of a class of its own (a KerasHub ``GPT2CausalLM``,
+        whose ``generate()`` a plain copy would lose) whose layers it still shares, that model
+        itself, its masked weights set to zero (so the wrapped model's are too). For subclassed
+        models, ``model`` itself, changed in place: each MaskedLayer is replaced by its layer,
+        whose masked weights are set to zero.
 
     Raises:
         ValueError: if ``model`` has no masks, a graph model holds a subclassed model (strip
@@ -235,6 +243,12 @@ def strip(model):
     _masked(model)
     if not walk.is_graph_model(model):
         return unwrap(model, zero_masked=True)
+    original = _original_sharing_layers(model)
+    if original is not None:
+        for layer in _compat.nested_layers(model):
+            if isinstance(layer, MaskedLayer):
+                _zero_masked(layer)
+        return original
     subclassed = [m.name for m in walk.nested_models(model) if not walk.is_graph_model(m)]
     if subclassed:
         raise ValueError(
@@ -279,11 +293,28 @@ def unwrap(model, zero_masked=False):
         if not isinstance(layer, MaskedLayer):
             return layer
         if zero_masked:
-            for variable, mask in layer.masked_variables:
-                variable.assign(variable.value * mask.value)
+            _zero_masked(layer)
         return layer.layer
 
     return rebuild(model, unwrap_layer)
+
+
+def _zero_masked(layer):
+    """Writes zeros into the masked weights of a MaskedLayer."""
+    for variable, mask in layer.masked_variables:
+        variable.assign(variable.value * mask.value)
+
+
+def _original_sharing_layers(model):
+    """The model of a class of its own that ``model`` wraps (:func:`wrap`), if it is still alive and
+    every masked layer of ``model`` wraps one of its layers; else ``None``."""
+    reference = model.__dict__.get("_tfprune_original")
+    original = reference() if reference is not None else None
+    if original is None:
+        return None
+    layers = {id(layer) for layer in _compat.nested_layers(original)}
+    masked = [layer for layer in _compat.nested_layers(model) if isinstance(layer, MaskedLayer)]
+    return original if all(id(layer.layer) in layers for layer in masked) else None
 
 
 def _effective_weights(layer):

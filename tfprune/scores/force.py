@@ -12,7 +12,9 @@ updating the moving averages.
 
 from keras import ops
 
-from tfprune.autodiff.gradients import effective_gradients, normalised, scoring_batches
+from tfprune.autodiff import losses
+from tfprune.autodiff.batches import scoring_batches
+from tfprune.autodiff.gradients import effective_gradients, normalised
 from tfprune.scores.registry import register
 
 
@@ -24,10 +26,10 @@ def force(model, targets, data, samples=None, batch_size=None, loss=None, from_l
     Args:
         model: The model (wrapped: its masks apply to the forward pass).
         targets: From :func:`tfprune.prunable_weights`.
-        data: ``(x, y)`` arrays or a dataset of ``(x, y)`` batches.
+        data: Data as ``model.fit`` takes it (see :func:`tfprune.scores.snip`).
         samples: Examples to use per round; default 10 × the number of classes.
         batch_size: Batch size for arrays; default all samples in one batch.
-        loss: A Keras loss or callable; default sparse categorical cross-entropy.
+        loss: As for :func:`tfprune.scores.snip`: default the model's compiled loss.
         from_logits: For the default loss: score on the logits (``True``; a final softmax or
             sigmoid of the model is skipped for the score) or on the outputs taken as
             probabilities (``False``).
@@ -43,7 +45,8 @@ def force(model, targets, data, samples=None, batch_size=None, loss=None, from_l
     Example:
         >>> pruned = tfprune.prune_at_init(model, "force", sparsity=0.995, data=(x[:100], y[:100]))
     """
-    batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
+    loss = losses.resolve(model, loss, from_logits)
+    batches = scoring_batches(model, data, samples, batch_size, loss=loss)
     grads = effective_gradients(model, targets, batches, loss, from_logits, strategy=strategy,
                                 batch_statistics=batch_statistics)
     return normalised([ops.abs(t.variable.value * g) for t, g in zip(targets, grads)])

@@ -3,8 +3,11 @@
 The authors score ``S = −θ ⊙ (H g)`` and *remove* the highest; tfprune keeps the highest, so it
 returns ``θ ⊙ (H g)`` (the same ranking), divided by ``|Σ θ ⊙ H g| + 1e-10`` as in their code.
 ``g = Σ_b ∂L_b/∂θ`` is accumulated first and held constant; ``H g`` is then
-``Σ_b ∂(g · ∂L_b/∂θ)/∂θ`` by double backprop (nested ``tf.GradientTape``). Logits are divided
-by a temperature ``T = 200`` before the loss.
+``Σ_b ∂(g · ∂L_b/∂θ)/∂θ`` by double backprop (nested ``tf.GradientTape``). For a classifier's
+class-id labels, logits are divided by a temperature ``T = 200`` before the loss; the temperature
+and the class-balanced draw are defined for class ids only (other labels — per-pixel or per-token
+labels, regression targets, several outputs — are scored at ``T = 1``, and asking for either is
+refused).
 
 The defaults follow the authors' code (``pruner/GraSP.py``, run as their CIFAR configurations
 do), not the re-implementation in the SynFlow code:
@@ -36,14 +39,17 @@ import keras
 from keras import ops
 
 from tfprune.analysis import datachecks
-from tfprune.autodiff.gradients import (effective_gradients, effective_values, hessian_gradient, normalised,
-                                      scoring_batches)
+from tfprune.autodiff import batches as batches_lib
+from tfprune.autodiff import losses
+from tfprune.autodiff.gradients import effective_gradients, effective_values, hessian_gradient, normalised
 from tfprune.scores.registry import register
+
+DEFAULT_TEMPERATURE = 200.0
 
 
 @register("grasp", needs_data=True)
 def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_logits=True,
-          temperature=200.0, reinit_dense=True, seed=None, strategy=None, batch_statistics=True,
+          temperature=None, reinit_dense=True, seed=None, strategy=None, batch_statistics=True,
           samples_per_class=None):
     """GraSP scores ``θ ⊙ H g`` (keep the highest), normalised by ``|Σ| + 1e-10``.
 
@@ -52,16 +58,17 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
     Args:
         model: The model (wrapped: its masks apply).
         targets: From :func:`tfprune.prunable_weights`.
-        data: ``(x, y)`` arrays or a dataset of ``(x, y)`` batches.
+        data: Data as ``model.fit`` takes it (see :func:`tfprune.scores.snip`).
         samples: Examples to use; default 10 × the number of classes.
         batch_size: Batch size for arrays; default half the samples (two batches, as the
             authors). Batches of a dataset are used as they come.
-        loss: A Keras loss or callable; default sparse categorical cross-entropy.
+        loss: As for :func:`tfprune.scores.snip`: default the model's compiled loss.
         from_logits: For the default loss: score on the logits (``True``; a final softmax or
             sigmoid of the model is skipped for the score) or on the outputs taken as
             probabilities (``False``).
             The temperature divides logits: with ``from_logits=False`` it must be 1.
-        temperature: Logits are divided by it before the loss (the authors' 200).
+        temperature: Logits are divided by it before the loss; default the authors' 200 for
+            class-id labels and 1 for any other labels (a value other than 1 is refused there).
         reinit_dense: Score with Glorot-normal Dense kernels, as the authors' code does.
         seed: Seed of that re-initialisation (default: drawn from Keras's global seed).
         strategy: A ``tf.distribute`` strategy to score under; default the one the model was
@@ -70,24 +77,26 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
             through (the authors' ``train()`` mode; moving averages are not updated); ``False``
             uses the moving statistics (inference mode, as the SynFlow code).
         samples_per_class: Instead of ``samples``: the first this many examples of each class,
-            grouped by class, from ``(x, y)`` arrays (the authors' draw: 10 on CIFAR).
+            grouped by class, from arrays of class-id labels (the authors' draw: 10 on CIFAR).
 
     Returns:
         One float32 array per target.
 
     Raises:
-        ValueError: for a temperature other than 1 with ``from_logits=False``, or data that do not
-            fit (:func:`tfprune.autodiff.gradients.scoring_batches`).
+        ValueError: for a temperature other than 1 with ``from_logits=False`` or with labels that
+            are not class ids, or data that do not fit (:func:`tfprune.autodiff.batches.scoring_batches`).
 
     Example:
         >>> pruned = tfprune.prune_at_init(model, "grasp", sparsity=0.9, data=(x[:100], y[:100]))
     """
+    loss = losses.resolve(model, loss, from_logits)
+    batches = batches_lib.scoring_batches(model, data, samples, batch_size, loss=loss,
+                                          samples_per_class=samples_per_class)
+    temperature = _temperature(model, batches, temperature)
     if not from_logits and temperature != 1:
         raise ValueError("GraSP's temperature divides logits: use a model with logit outputs, or temperature=1")
-    batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None,
-                              samples_per_class=samples_per_class)
-    if batch_size is None and datachecks.is_array_pair(data):
-        batches = [half for batch in batches for half in _halves(*batch)]
+    if batch_size is None and datachecks.unpack(data) is not None:
+        batches = [half for batch in batches for half in batches_lib.halves(batch)]
     values = effective_values(targets)
     if reinit_dense:
         values = _glorot_dense(targets, values, seed)
@@ -98,13 +107,16 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
     return normalised([w * h for w, h in zip(values, hg)], absolute_sum=True, epsilon=1e-10)
 
 
-def _halves(x, y):
-    """``[(x[:n//2], y[:n//2]), (x[n//2:], y[n//2:])]``, as the authors split their batch; one
-    batch of a single example stays whole."""
-    n = int(x.shape[0])
-    if n < 2:
-        return [(x, y)]
-    return [(x[:n // 2], y[:n // 2]), (x[n // 2:], y[n // 2:])]
+def _temperature(model, batches, temperature):
+    """The temperature to score with: the authors' for class-id labels, 1 for any other labels
+    (where a temperature is not defined, and one asked for is refused)."""
+    if batches_lib.class_ids(model, batches):
+        return DEFAULT_TEMPERATURE if temperature is None else temperature
+    if temperature not in (None, 1):
+        reason = datachecks.class_ids_problem(model, batches[0].y) or "their labels are not class ids"
+        raise ValueError(f"GraSP's temperature divides a classifier's logits for class-id labels, but the data are not "
+                         f"such ({reason.split(': ', 1)[-1]}): leave temperature out (1 for these labels)")
+    return 1.0
 
 
 def _glorot_dense(targets, values, seed):

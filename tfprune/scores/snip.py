@@ -20,7 +20,9 @@ are not updated).
 
 from keras import ops
 
-from tfprune.autodiff.gradients import effective_gradients, effective_values, normalised, scoring_batches
+from tfprune.autodiff import losses
+from tfprune.autodiff.batches import scoring_batches
+from tfprune.autodiff.gradients import effective_gradients, effective_values, normalised
 from tfprune.scores.registry import register
 
 
@@ -32,10 +34,15 @@ def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_lo
     Args:
         model: The model (wrapped: its masks apply).
         targets: From :func:`tfprune.prunable_weights`.
-        data: ``(x, y)`` arrays or a dataset of ``(x, y)`` batches.
+        data: Data as ``model.fit`` takes it: ``(x, y)`` or ``(x, y, sample_weight)`` arrays (``x``
+            a list or dict of arrays for several inputs) or a dataset of such batches
+            (:mod:`tfprune.autodiff.batches`).
         samples: Examples to use; default 10 × the number of classes.
         batch_size: Batch size for arrays; default all samples in one batch.
-        loss: A Keras loss or callable; default sparse categorical cross-entropy.
+        loss: A Keras loss, its name or a callable ``(y_true, y_pred)``; default the model's
+            compiled loss (``model.compute_loss``: loss dicts, ``loss_weights`` and sample weights
+            as in ``fit``), or sparse categorical cross-entropy for an uncompiled model
+            (:mod:`tfprune.autodiff.losses`).
         from_logits: For the default loss: score on the logits (``True``; a final softmax or
             sigmoid of the model is skipped for the score) or on the outputs taken as
             probabilities (``False``).
@@ -50,8 +57,11 @@ def snip(model, targets, data, samples=None, batch_size=None, loss=None, from_lo
 
     Example:
         >>> pruned = tfprune.prune_at_init(model, "snip", sparsity=0.98, data=(x[:100], y[:100]))
+        >>> pruned = tfprune.prune_at_init(bert, "snip", sparsity=0.5, data=({"token_ids": t, "padding_mask": m,
+        ...                                "segment_ids": s}, y), samples=64)
     """
-    batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
+    loss = losses.resolve(model, loss, from_logits)
+    batches = scoring_batches(model, data, samples, batch_size, loss=loss)
     values = effective_values(targets)
     grads = effective_gradients(model, targets, batches, loss, from_logits, values, strategy=strategy,
                                 batch_statistics=batch_statistics)

@@ -40,7 +40,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfprune.autodiff.flow import flow_network, ones_inputs, rescaled
+from tfprune.analysis import inputs as example_inputs
+from tfprune.autodiff.flow import flow_network, rescaled
 from tfprune.sparsity.masks import FiniteScores
 from tfprune.autodiff.gradients import Step, compiled
 from tfprune.scores.registry import register
@@ -57,8 +58,10 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
         data: Unused (SynFlow is data-free).
         rescale: ``"auto"`` (exact scores, rescaled only if those are not finite), ``True`` or
             ``False`` (see the module docstring).
-        input_shape: Shape of one input without the batch axis, for models that do not know it
-            (subclassed models); one shape, or a list for several inputs.
+        input_shape: One example's shape without the batch axis, where the model does not know it
+            (a subclassed model, a dimension of unknown size): one shape, or for several inputs a
+            dict by input name or a list in ``model.inputs`` order
+            (:mod:`tfprune.analysis.inputs`; integer inputs get token id 1).
 
     Returns:
         One float32 array per target (non-negative); a :class:`tfprune.masks.FiniteScores` when
@@ -74,7 +77,7 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
     """
     if rescale not in ("auto", True, False):
         raise ValueError(f"rescale must be 'auto', True or False, got {rescale!r}")
-    inputs = ones_inputs(model, input_shape)
+    inputs = example_inputs.ones(model, input_shape)
     key = tuple(id(t.variable) for t in targets)
     overflowed = compiled(model, ("synflow_overflowed", key), lambda: [False])
     scores = None

@@ -22,7 +22,8 @@ taylor  ``‖W_n ⊙ ∇_{W_n} L‖₂``, first-order Taylor
 singe   ``∫₀¹ ‖W_n‖ · ‖∇_{W_n} L(W with W_n ← μ W_n)‖ dμ``, SInGE (Yvinec et al. 2022)
 ======= ==========================================================================================
 
-``L`` is the mean loss over the scoring examples (:func:`tfprune.autodiff.gradients.scoring_batches`;
+``L`` is the mean loss (the model's compiled loss, unless ``loss=`` is given; :mod:`tfprune.autodiff.losses`)
+over the scoring examples (:func:`tfprune.autodiff.batches.scoring_batches`;
 each batch's mean loss weighted by its share of the examples, so scores do not depend on
 ``batch_size``), computed in inference mode (``training=False``: batch norm uses its moving
 statistics). No variable is ever written: scaled weights are substituted through
@@ -45,8 +46,9 @@ from tfprune.analysis import datachecks
 from tfprune.base.registry import Entry, Registry
 from tfprune.layers import specs as layer_specs
 from tfprune.base import walk
-from tfprune.autodiff.gradients import (Step, batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
-                                      substitute)
+from tfprune.autodiff import losses
+from tfprune.autodiff.batches import examples, scoring_batches
+from tfprune.autodiff.gradients import Step, batch_sum, compiled, dense_gradients, example_share, substitute
 from tfprune.layers.targets import is_wrapped
 
 __all__ = ["Criterion", "register", "get", "available", "producer_layers", "unit_weights", "riemann_path", "l1", "l2",
@@ -299,20 +301,20 @@ def l2(model, layers=None, data=None):
 # gradients at scaled units
 
 
-def _gradient_step(model, producers, loss_fn):
-    """``step(x, y, global_size, scales, weight)``: gradients of ``weight`` × the batch's mean loss
+def _gradient_step(model, producers, loss):
+    """``step(x, y, sample_weight, global_size, scales, weight)``: gradients of ``weight`` × the batch's mean loss
     with respect to each producer's kernel and bias, at the point where unit ``n`` of producer ``i``
     is scaled by ``scales[i][n]`` (inference mode; nothing is written)."""
     variables = [v for p in producers for v in p.variables]
 
-    def step(x, y, global_size, scales, weight):
+    def step(x, y, sample_weight, global_size, scales, weight):
         values = [value for p, scale in zip(producers, scales) for value in p.scaled(scale)]
         with tf.GradientTape() as tape:
             tape.watch(values)
             with substitute((), (), others=zip(variables, values)):
-                outputs = model(x, training=False)
-            loss = loss_fn(y, outputs) * example_share(x, global_size) * weight
-        return tape.gradient(loss, values)
+                value = loss(x, y, model(x, training=False), sample_weight)
+            value = value * example_share(x, global_size) * weight
+        return dense_gradients(tape, value, values)
 
     return Step(step)
 
@@ -320,13 +322,12 @@ def _gradient_step(model, producers, loss_fn):
 class _Gradients:
     """Mean-loss gradients of some producers' weights at scaled units, over fixed scoring batches."""
 
-    def __init__(self, model, producers, batches, loss, from_logits, strategy):
+    def __init__(self, model, producers, batches, loss, strategy):
         self.model, self.producers, self.batches, self.strategy = model, producers, batches, strategy
-        key = ("structured_gradient", loss_key(loss, from_logits),
-               tuple(id(v) for p in producers for v in p.variables))
-        self.step = compiled(model, key, lambda: _gradient_step(model, producers, loss_function(loss, from_logits)))
-        total = sum(int(x.shape[0]) for x, _ in batches)
-        self.shares = [tf.constant(int(x.shape[0]) / total, tf.float32) for x, _ in batches]
+        key = ("structured_gradient", loss.key, tuple(id(v) for p in producers for v in p.variables))
+        self.step = compiled(model, key, lambda: _gradient_step(model, producers, loss))
+        total = sum(examples(b) for b in batches)
+        self.shares = [tf.constant(examples(b) / total, tf.float32) for b in batches]
 
     def __call__(self, scales):
         """Gradient rows ``(units, weights per unit)`` per producer, with unit ``n`` of producer ``i``
@@ -334,8 +335,8 @@ class _Gradients:
         scales = [tf.ones([p.units], tf.float32) if s is None else tf.constant(s, tf.float32)
                   for p, s in zip(self.producers, scales)]
         total = None
-        for (x, y), share in zip(self.batches, self.shares):
-            part = batch_sum(self.model, self.step, [(x, y)], self.strategy, scales, share)
+        for batch, share in zip(self.batches, self.shares):
+            part = batch_sum(self.model, self.step, [batch], self.strategy, scales, share)
             total = part if total is None else [a + b for a, b in zip(total, part)]
         out, i = [], 0
         for p in self.producers:
@@ -345,10 +346,12 @@ class _Gradients:
         return out
 
 
-def _batches(model, data, samples, batch_size, loss, name):
+def _batches(model, data, samples, batch_size, loss, from_logits, name):
+    """The scoring batches and the resolved loss (:func:`tfprune.autodiff.losses.resolve`)."""
     if data is None:
         raise ValueError(f"{name} needs data: pass data=(x, y) or a dataset of (x, y) batches")
-    return scoring_batches(model, data, samples, batch_size, class_ids=loss is None)
+    loss = losses.resolve(model, loss, from_logits)
+    return scoring_batches(model, data, samples, batch_size, loss=loss), loss
 
 
 def riemann_path(steps=DEFAULT_STEPS, path="uniform", ratio=None):
@@ -406,10 +409,12 @@ def taylor(model, layers=None, data=None, samples=None, batch_size=None, loss=No
     Args:
         model: A built, plain Keras 3 model.
         layers: Layer names or layers (producers); default all producers.
-        data: ``(x, y)`` arrays or a dataset of ``(x, y)`` batches.
+        data: Data as ``model.fit`` takes it (:mod:`tfprune.autodiff.batches`): ``(x, y)`` or
+            ``(x, y, sample_weight)`` arrays, or a dataset of such batches.
         samples: Examples to use; default 10 × the number of classes.
         batch_size: Batch size for arrays; default all samples in one batch.
-        loss: A Keras loss, its name or a callable; default sparse categorical cross-entropy.
+        loss: A Keras loss, its name or a callable; default the model's compiled loss, or sparse
+            categorical cross-entropy for an uncompiled model (:mod:`tfprune.autodiff.losses`).
         from_logits: Whether the model outputs logits (for the default loss).
         strategy: A ``tf.distribute`` strategy to score under; default the model's.
 
@@ -421,10 +426,10 @@ def taylor(model, layers=None, data=None, samples=None, batch_size=None, loss=No
         >>> scores = criteria.taylor(model, ["conv"], (x[:256], y[:256]), batch_size=64)
     """
     producers = _producers(model, layers)
-    batches = _batches(model, data, samples, batch_size, loss, "taylor")
+    batches, loss = _batches(model, data, samples, batch_size, loss, from_logits, "taylor")
     if not producers:
         return {}
-    grads = _Gradients(model, producers, batches, loss, from_logits, strategy)([None] * len(producers))
+    grads = _Gradients(model, producers, batches, loss, strategy)([None] * len(producers))
     return {p.layer.name: np.sqrt(np.square(p.weights() * g).sum(axis=1)) for p, g in zip(producers, grads)}
 
 
@@ -439,7 +444,7 @@ def singe(model, layers=None, data=None, steps=DEFAULT_STEPS, path="uniform", ra
     Args:
         model: A built, plain Keras 3 model.
         layers: Layer names or layers (producers); default all producers.
-        data: ``(x, y)`` arrays or a dataset of ``(x, y)`` batches.
+        data: Data as ``model.fit`` takes it (see :func:`taylor`).
         steps: Riemann steps ``S``. Default 8: the rule's error is O(1/S) (uniform) and the
             ranking, all that pruning uses, settles well before the integral does; a pass costs a
             backward pass over the scoring data, S per layer in layer mode.
@@ -461,10 +466,10 @@ def singe(model, layers=None, data=None, steps=DEFAULT_STEPS, path="uniform", ra
         raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
     mu, weights = riemann_path(steps, path, ratio)
     producers = _producers(model, layers)
-    batches = _batches(model, data, samples, batch_size, loss, "singe")
+    batches, loss = _batches(model, data, samples, batch_size, loss, from_logits, "singe")
     out = {}
     for p in producers:
-        gradients = _Gradients(model, [p], batches, loss, from_logits, strategy)
+        gradients = _Gradients(model, [p], batches, loss, strategy)
         norms = np.zeros(p.units)
         if mode == "layer":
             for m, w in zip(mu, weights):
@@ -494,7 +499,7 @@ def integrated_gradients(model, layer, unit, data, steps=DEFAULT_STEPS, path="un
         model: A built, plain Keras 3 model.
         layer: A producer layer of the model, or its name.
         unit: The output channel, ``0 <= unit < units``.
-        data: ``(x, y)`` arrays or a dataset of ``(x, y)`` batches.
+        data: Data as ``model.fit`` takes it (see :func:`taylor`).
         steps, path, ratio: The Riemann sum, as for :func:`singe`.
         samples, batch_size, loss, from_logits, strategy: As for :func:`taylor`.
 
@@ -514,8 +519,8 @@ def integrated_gradients(model, layer, unit, data, steps=DEFAULT_STEPS, path="un
     (p,) = _producers(model, [layer])
     if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 <= unit < p.units:
         raise ValueError(f"unit must be an integer in [0, {p.units}) for layer {p.layer.name!r}, got {unit!r}")
-    batches = _batches(model, data, samples, batch_size, loss, "integrated_gradients")
-    gradients = _Gradients(model, [p], batches, loss, from_logits, strategy)
+    batches, loss = _batches(model, data, samples, batch_size, loss, from_logits, "integrated_gradients")
+    gradients = _Gradients(model, [p], batches, loss, strategy)
     mean = 0.0
     for m, w in zip(mu, weights):
         scale = np.ones(p.units)

@@ -18,6 +18,7 @@ import numpy as np
 from tfprune.analysis import datachecks
 from tfprune import training
 from tfprune.analysis.profile import profile
+from tfprune.autodiff.batches import take
 from tfprune.base.deprecation import renamed
 from tfprune.structured import criteria as criteria_lib
 from tfprune.structured.graph import dependency_graph
@@ -66,17 +67,18 @@ class PruneResult:
     final_val_accuracy: float | None
 
 
-def counts(model):
-    """``(MACs per example, parameters)`` of a model, as :func:`tfprune.profile` and ``count_params`` give them."""
-    return int(profile(model, verbose=0).total.macs), int(model.count_params())
+def counts(model, input_shape=None):
+    """``(MACs per example, parameters)`` of a model, as :func:`tfprune.profile` (at ``input_shape``
+    where the model's is not fully known) and ``count_params`` give them."""
+    return int(profile(model, input_shape, verbose=0).total.macs), int(model.count_params())
 
 
-def minimum_counts(model):
+def minimum_counts(model, input_shape=None):
     """The smallest ``(MACs, parameters)`` structured removal can reach: every prunable group down
     to one channel (groups that may not be pruned, e.g. the output layer's, stay whole)."""
     graph = dependency_graph(model)
     keep_one = [(g, c) for g, c in graph.units() if c > 0]
-    return counts(remove(model, graph.removal(keep_one)) if keep_one else model)
+    return counts(remove(model, graph.removal(keep_one)) if keep_one else model, input_shape)
 
 
 def _target(name, value, original, minimum):
@@ -121,13 +123,13 @@ def _lowest(relevance, count):
     return chosen
 
 
-def _within_target(model, graph, chosen, index, target):
+def _within_target(model, graph, chosen, index, target, input_shape):
     """``(smaller model, units removed, its counts)`` for a prefix of ``chosen``: all of it if the
     model stays at or above ``target`` (in ``counts()[index]``) even then, else the shortest prefix
     that reaches ``target`` (bisection)."""
     def build(n):
         smaller = remove(model, graph.removal(chosen[:n]))
-        return smaller, n, counts(smaller)
+        return smaller, n, counts(smaller, input_shape)
 
     best = build(len(chosen))
     if best[2][index] >= target or len(chosen) == 1:
@@ -151,7 +153,7 @@ def _copy(model):
 @renamed(target_macs="kept_macs", target_params="kept_params", criterion_options="**criterion_options")
 def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_fraction=0.05, finetune_steps=100,
           final_finetune_epochs=1, recipe=None, validation=None, samples=256, normalize="group_mean",
-          seed=None, callback=None, verbose=1, **criterion_options):
+          seed=None, callback=None, verbose=1, input_shape=None, **criterion_options):
     """Removes the least relevant neurons and filters step by step, fine-tuning between steps.
 
     Each step: score the units with ``criterion`` (on ``samples`` random training examples),
@@ -165,7 +167,10 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         model: A built functional or Sequential Keras 3 classifier (logits); it is not changed.
         criterion: A name of :func:`tfprune.structured.criteria.available` (``"l1"``, ``"l2"``,
             ``"taylor"``, ``"singe"``) or a :class:`~tfprune.structured.criteria.Criterion`.
-        data: ``(x, y)`` training arrays: scoring samples and fine-tuning batches.
+        data: Training arrays as ``model.fit`` takes them: ``(x, y)`` or ``(x, y, sample_weight)``,
+            ``x`` a list or dict of arrays for several inputs; scoring samples and fine-tuning
+            batches. A compiled ``model``'s loss (and ``loss_weights``) scores and fine-tunes;
+            an uncompiled one's, sparse categorical cross-entropy on class ids.
         kept_macs: MACs per example to keep: a fraction of the model's (``0.5``) when ≤ 1,
             else an absolute count. Exactly one of ``kept_macs`` and ``kept_params``.
         kept_params: The same for parameters (``count_params``).
@@ -174,13 +179,16 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         final_finetune_epochs: Epochs of fine-tuning at the end (cosine schedule).
         recipe: The :class:`tfprune.training.Recipe` of all fine-tuning (default SGD, lr 0.01,
             batch 128, weight decay 5e-4); between steps its learning rate is constant.
-        validation: Optional ``(x, y)``; each step's accuracy on it is logged.
+        validation: Optional ``(x, y)`` of class ids; each step's accuracy on it is logged.
         samples: Examples the criterion sees per step.
         normalize: ``"group_mean"`` (each group's scores divided by their mean, so units are
             ranked relative to their layer) or ``"none"`` (raw scores ranked globally).
         seed: Seed of the scoring samples and fine-tuning batches; ``None`` draws one.
         callback: Called with each :class:`PruneStep` as it finishes.
         verbose: 1 prints a line per step, 0 is silent.
+        input_shape: One example's shape (one per input: a dict by input name or a list), for
+            counting MACs where the model's input has a dimension of unknown size
+            (:mod:`tfprune.analysis.inputs`).
         **criterion_options: Options of the criterion (e.g. ``steps=8`` for SInGE).
 
     Returns:
@@ -206,7 +214,8 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}")
     if int(finetune_steps) != finetune_steps or finetune_steps < 0:
         raise ValueError(f"finetune_steps must be a whole number >= 0, got {finetune_steps!r}")
-    x, y = datachecks.check_arrays(model, data)
+    loss, loss_weights = training.compiled_loss(model)
+    arrays = datachecks.check_arrays(model, data, class_ids=loss is None)
     if validation is not None:
         datachecks.check_arrays(model, validation, name="validation")
     recipe = recipe or training.Recipe(epochs=final_finetune_epochs, learning_rate=0.01, batch_size=128)
@@ -217,8 +226,8 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         options.setdefault("samples", samples)
 
     graph = dependency_graph(model)  # refuses subclassed and wrapped models with a clear message
-    macs, params = counts(model)
-    min_macs, min_params = minimum_counts(model)
+    macs, params = counts(model, input_shape)
+    min_macs, min_params = minimum_counts(model, input_shape)
     index = 0 if kept_macs is not None else 1
     name, value = ("kept_macs", kept_macs) if index == 0 else ("kept_params", kept_params)
     target = _target(name, value, (macs, params)[index], (min_macs, min_params)[index])
@@ -236,18 +245,23 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         if removable == 0:
             break
         producers = sorted({p for g in graph.groups if g.prunable for p in g.producers})
-        pick = np.sort(rng.choice(len(x), min(samples or len(x), len(x)), replace=False))
-        scores = criterion(current, producers, data=(x[pick], y[pick]) if criterion.needs_data else None, **options)
+        n = datachecks.num_examples(arrays[0])
+        pick = np.sort(rng.choice(n, min(samples or n, n), replace=False))
+        scored = [part for part in take(arrays, pick) if part is not None]
+        if loss is not None:
+            training.compile_model(current, between, 0, loss, loss_weights)  # the criteria score its loss
+        scores = criterion(current, producers, data=tuple(scored) if criterion.needs_data else None, **options)
         chosen = _lowest(_relevance(graph, scores, normalize), max(1, math.ceil(step_fraction * removable)))
-        current, removed, (macs, params) = _within_target(current, graph, chosen, index, target)
+        current, removed, (macs, params) = _within_target(current, graph, chosen, index, target, input_shape)
         graph = dependency_graph(current)  # fine-tuning changes weights, not the structure or counts
         if finetune_steps:
-            training.fit(current, data, between, steps=finetune_steps, seed=int(rng.integers(2 ** 31)))
+            training.fit(current, data, between, steps=finetune_steps, seed=int(rng.integers(2 ** 31)), loss=loss,
+                         loss_weights=loss_weights)
         log.append(PruneStep(len(log), removed, len(graph.units()), macs, params, evaluate(current),
                              time.perf_counter() - start))
         _report(log[-1], verbose, callback)
     if final_finetune_epochs:
-        training.fit(current, data, recipe)
+        training.fit(current, data, recipe, loss=loss, loss_weights=loss_weights)
     final = evaluate(current)
     if verbose and final is not None:
         print(f"after {final_finetune_epochs} epoch(s) of final fine-tuning: validation accuracy {final:.4f}",
