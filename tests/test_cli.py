@@ -211,7 +211,7 @@ def test_sweep_with_other_settings_refuses_to_mix_results(tmp_path, capsys):
     [
         (["--criteria", "random,nope"], "unknown criterion 'nope'"),
         (["--model", "resnet7"], "unknown --model 'resnet7'"),
-        (["--train-samples", "0"], "--train-samples must be >= 1"),
+        (["--train-samples", "0"], "--train-samples must be an int >= 1"),
     ],
 )
 def test_sweep_bad_input_creates_nothing(tmp_path, capsys, argv, message):

@@ -28,7 +28,7 @@ def test_samples_per_class_gives_the_balanced_batches():
 
 @pytest.mark.parametrize("options, message", [
     (dict(samples=4, samples_per_class=2), "give samples or samples_per_class, not both"),
-    (dict(samples_per_class=0), "samples_per_class must be >= 1"),
+    (dict(samples_per_class=0), "samples_per_class must be None or an int >= 1, got 0"),
     (dict(samples_per_class=2, class_ids=False), "samples_per_class draws from"),
 ])
 def test_bad_requests_are_named(options, message):

@@ -34,7 +34,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfprune.analysis import datachecks
-from tfprune.base import distribute
+from tfprune.base import arguments, distribute
 from tfprune.layers.changes import batch_statistics as batch_statistics_mode
 from tfprune.layers.masked import effective_values_given
 from tfprune.autodiff.linearized import without_output_activation
@@ -183,17 +183,18 @@ def scoring_batches(model, data, samples=None, batch_size=None, class_ids=True, 
         data has fewer).
 
     Raises:
-        ValueError: if ``samples``/``batch_size``/``samples_per_class`` are not positive, if
-            ``samples_per_class`` is given with ``samples``, a dataset or labels other than class
+        ArgumentError: if ``samples``/``batch_size``/``samples_per_class`` are not ints >= 1.
+        ValueError: if ``samples_per_class`` is given with ``samples``, a dataset or labels other than class
             ids, or the data does not fit the
             model (:func:`tfprune.analysis.datachecks.check_data`: no examples, lengths, shapes, labels,
             NaN/inf — each named with its numbers).
     """
+    samples_per_class = arguments.count("samples_per_class", samples_per_class, optional=True)
+    samples = arguments.count("samples", samples, optional=True)
+    batch_size = arguments.count("batch_size", batch_size, optional=True)
     if samples_per_class is not None:
         if samples is not None:
             raise ValueError("give samples or samples_per_class, not both")
-        if samples_per_class < 1:
-            raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class}")
         if not (datachecks.is_array_pair(data) and class_ids):
             raise ValueError("samples_per_class draws from (x, y) arrays of class ids: give arrays, or samples= "
                              "with a dataset or a loss of your own")
@@ -202,10 +203,6 @@ def scoring_batches(model, data, samples=None, batch_size=None, class_ids=True, 
         samples = len(data[0])
     if samples is None:
         samples = 10 * _num_classes(model)
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     datachecks.check_data(model, data, class_ids=class_ids, examples=samples)
     if datachecks.is_array_pair(data):
         x, y = data

@@ -247,15 +247,13 @@ _COUNTS = ("classes", "samples", "rounds", "train_samples", "test_samples")
 
 def _check_numbers(args):
     """Every count option given is >= 1, and ``--seed`` is a seed NumPy and Keras accept."""
-    from tfprune.experiments.grid import MAX_SEED
+    from tfprune.base import arguments
 
     for name in _COUNTS:
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    seed = getattr(args, "seed", None)
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"--seed must be in [0, 2**32 - 1], got {seed}")
+        if getattr(args, name, None) is not None:
+            arguments.count(f"--{name.replace('_', '-')}", getattr(args, name))
+    if getattr(args, "seed", None) is not None:
+        arguments.seed(args.seed, "--seed", optional=False)
 
 
 def _criteria(args):

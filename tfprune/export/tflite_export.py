@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune.analysis import datachecks
+from tfprune.base import arguments
 from tfprune.base.files import check_output_path, replacing
 from tfprune.base.deprecation import renamed
 from tfprune.layers.targets import is_wrapped
@@ -208,9 +209,10 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=
     """
     path = check_output_path(path)
     kind = _check_model(model)
+    sparse, use_xnnpack = arguments.flag("sparse", sparse), arguments.flag("use_xnnpack", use_xnnpack)
+    arguments.choice("quantize", quantize, QUANTIZE)
+    tolerance = arguments.number("tolerance", tolerance, 0, optional=True)
     datachecks.check_weights(model)  # a NaN weight named, not reported as "max diff = nan"
-    if quantize not in QUANTIZE:
-        raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
     block = None if pattern is None else _check_block_arg(pattern, sparse, quantize)
     runtime = _runtime(runtime)[0]
     inputs = _check_inputs(model, check_data)
@@ -258,7 +260,7 @@ def _check_model(model):
             raise ValueError(f"model {model.name!r} still holds TF-MOT PruneLowMagnitude wrappers ({wrapped}): call "
                              "tfmot.sparsity.keras.strip_pruning(model) first")
         return "tf_keras"
-    raise TypeError(f"expected a Keras 3 or tf_keras model, got {type(model).__module__}.{type(model).__name__}")
+    arguments.keras_model(model)  # raises, naming what was given
 
 
 def _check_block_arg(pattern, sparse, quantize):
@@ -494,8 +496,7 @@ def available_runtimes():
 
 def _runtime(name):
     """``(name, Interpreter class, OpResolverType)`` of the interpreter to use."""
-    if name not in (None, *RUNTIMES):
-        raise ValueError(f"runtime must be one of {RUNTIMES} or None, got {name!r}")
+    arguments.choice("runtime", name, (None, *RUNTIMES))
     name = name or available_runtimes()[0]
     if name == "tf.lite":
         return name, tf.lite.Interpreter, tf.lite.experimental.OpResolverType

@@ -13,6 +13,8 @@ import dataclasses
 import inspect
 from typing import Callable
 
+from tfprune.base.arguments import ArgumentError
+
 __all__ = ["Scorer", "register", "get", "available"]
 
 
@@ -41,15 +43,19 @@ class Scorer:
         params = inspect.signature(self.fn).parameters.values()
         return any(p.name == option or p.kind is p.VAR_KEYWORD for p in params)
 
+    def check_options(self, options):
+        """Raises a ``TypeError`` naming the keys of ``options`` that ``fn`` does not take."""
+        unknown = sorted(k for k in options if not self.accepts(k))
+        if unknown:
+            raise TypeError(f"criterion {self.name!r} takes no option {unknown}")
+
     def __call__(self, model, targets, data=None, **options):
         """``fn``'s scores, after checking the options.
 
         Raises:
             TypeError: for an option ``fn`` does not take.
         """
-        unknown = [k for k in options if not self.accepts(k)]
-        if unknown:
-            raise TypeError(f"scorer {self.name!r} takes no option {unknown}")
+        self.check_options(options)
         return self.fn(model, targets, data, **options)
 
 
@@ -97,11 +103,11 @@ def get(criterion):
         return criterion
     if isinstance(criterion, str):
         if criterion not in _REGISTRY:
-            raise ValueError(f"unknown criterion {criterion!r}; known criteria: {', '.join(available())}")
+            raise ArgumentError(f"unknown criterion {criterion!r}; known criteria: {', '.join(available())}")
         return _REGISTRY[criterion]
     if callable(criterion):
         return Scorer(getattr(criterion, "__name__", "custom"), criterion)
-    raise TypeError(f"criterion must be a name or a callable (model, targets, data) -> scores, "
+    raise ArgumentError(f"criterion must be a name or a callable (model, targets, data) -> scores, "
                     f"got {type(criterion).__name__}")
 
 

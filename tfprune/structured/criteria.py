@@ -46,6 +46,8 @@ import tensorflow as tf
 from tfprune.analysis import datachecks
 from tfprune.layers import specs as layer_specs
 from tfprune.base import walk
+from tfprune.base import arguments
+from tfprune.base.arguments import ArgumentError
 from tfprune.autodiff.gradients import (Step, batch_sum, loss_key, example_share, compiled, loss_function, scoring_batches,
                                       substitute)
 from tfprune.layers.targets import is_wrapped
@@ -150,12 +152,12 @@ def get(name):
     """The criterion registered under ``name`` (a :class:`Criterion` is returned as it is).
 
     Raises:
-        ValueError: for an unknown name (the message lists the known ones).
+        ArgumentError: for an unknown name (the message lists the known ones).
     """
     if isinstance(name, Criterion):
         return name
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown criterion {name!r}; known criteria: {', '.join(available())}")
+        raise ArgumentError(f"unknown criterion {name!r}; known criteria: {', '.join(available())}")
     return _REGISTRY[name]
 
 
@@ -406,10 +408,8 @@ def riemann_path(steps=DEFAULT_STEPS, path="uniform", ratio=None):
         >>> criteria.riemann_path(4)
         (array([0.25, 0.5 , 0.75, 1.  ]), array([0.25, 0.25, 0.25, 0.25]))
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if path not in PATHS:
-        raise ValueError(f"unknown path {path!r}; known paths: {', '.join(PATHS)}")
+    steps = arguments.count("steps", steps)
+    arguments.choice("path", path, PATHS)
     if path != "geometric" and ratio is not None:
         raise ValueError(f"ratio applies to the geometric path only, got ratio={ratio!r} with path={path!r}")
     s = np.arange(1, steps + 1, dtype=np.float64)
@@ -417,9 +417,7 @@ def riemann_path(steps=DEFAULT_STEPS, path="uniform", ratio=None):
         return s / steps, np.full(steps, 1.0 / steps)
     if path == "midpoint":
         return (s - 0.5) / steps, np.full(steps, 1.0 / steps)
-    ratio = DEFAULT_RATIO if ratio is None else ratio
-    if not 0 < ratio < 1:
-        raise ValueError(f"ratio must lie in (0, 1), got {ratio!r}")
+    ratio = arguments.number("ratio", DEFAULT_RATIO if ratio is None else ratio, 0, 1, low_open=True, high_open=True)
     mu = ratio ** s
     widths = ratio ** (s - 1) * (1 - ratio)
     return mu, widths / widths.sum()
@@ -490,8 +488,7 @@ def singe(model, layers=None, data=None, steps=DEFAULT_STEPS, path="uniform", ra
     Example:
         >>> scores = criteria.singe(model, ["conv", "hidden"], (x[:256], y[:256]), steps=8)
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
+    arguments.choice("mode", mode, MODES)
     mu, weights = riemann_path(steps, path, ratio)
     producers = _producers(model, layers)
     batches = _batches(model, data, samples, batch_size, loss, "singe")
