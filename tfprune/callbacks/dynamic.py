@@ -26,7 +26,9 @@ makes the same updates as an uninterrupted one.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from tfprune.autodiff.gradients import effective_gradients, scoring_batches
 from tfprune.base import arguments
@@ -107,11 +109,14 @@ class DynamicSparse(MaskUpdatingCallback):
         schedule: The :class:`tfprune.schedules.DropFraction` in use.
 
     Raises:
-        ValueError: at construction, on an unknown criterion, allocation or drop schedule, a
+        ArgumentError: at construction, on an unknown criterion, allocation or drop schedule, a
             sparsity outside (0, 1), a drop fraction outside (0, 1), ``update_frequency < 1``,
-            ``end_step < 1``, or RigL without ``data``; when ``fit`` starts, before any mask
-            changes, on a model that is not wrapped, compiled with ``steps_per_execution > 1``,
-            whose ``data`` does not fit it, whose masks are already sparse with other
+            ``end_step < 1``, or a ``seed``, ``samples``, ``batch_size`` or ``verbose`` of the
+            wrong type or out of range.
+        ValueError: at construction, for RigL without ``data``; when ``fit`` starts, before any
+            mask changes, on a model that is not wrapped, compiled with ``steps_per_execution > 1``,
+            whose ``data`` does not fit it or its compiled loss (one-hot rows for sparse
+            categorical cross-entropy), whose masks are already sparse with other
             per-tensor kept counts than ``sparsity`` and ``allocation`` give, or whose selected
             layers another mask-changing callback of the same ``fit`` changes.
 
@@ -142,11 +147,6 @@ class DynamicSparse(MaskUpdatingCallback):
         self.batch_size = arguments.count("batch_size", batch_size, optional=True)
         self._batches = None
 
-    def set_model(self, model):
-        super().set_model(model)
-        if self.criterion == "rigl":
-            self._batches = scoring_batches(model, self.data, self.samples, self.batch_size, class_ids=False)
-
     def initial_masks(self):
         """Random masks at ``sparsity`` with the per-tensor budget of ``allocation``, drawn from
         ``seed``, in the order of :meth:`targets`; their kept counts are the ones every update keeps."""
@@ -156,6 +156,8 @@ class DynamicSparse(MaskUpdatingCallback):
 
     def check_model(self, model):
         super().check_model(model)
+        if self.criterion == "rigl":
+            self._batches = self._gradient_batches(model)
         initial = self.initial_masks()
         counts, dense = [int(m.sum()) for m in initial], [m.size for m in initial]
         current = [int(m.sum()) for m in masks_of(self.targets())]
@@ -165,6 +167,19 @@ class DynamicSparse(MaskUpdatingCallback):
                 f"with allocation={self.allocation!r} keeps {counts}: start from a freshly wrapped model (all masks "
                 "ones), or give the sparsity and allocation of these masks"
             )
+
+    def _gradient_batches(self, model):
+        """RigL's batches of ``data``, checked against the model and its compiled loss as
+        :func:`tfprune.prune_at_init` checks data (class ids for sparse categorical cross-entropy),
+        and the loss computed once on the first, so that data the loss cannot take is refused now."""
+        batches = scoring_batches(model, self.data, self.samples, self.batch_size,
+                                  class_ids=_takes_class_ids(model.loss))
+        try:
+            effective_gradients(model, self.targets(), batches[:1], loss=model.loss)
+        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
+            raise ValueError(f"DynamicSparse('rigl') cannot compute the gradient of the compiled loss {model.loss!r} "
+                             f"on data: {error}") from error
+        return batches
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)  # checks the model and the other callbacks before any mask changes
@@ -207,6 +222,14 @@ class DynamicSparse(MaskUpdatingCallback):
         self._record(step, self.sparsity, moved)
         if self.verbose:
             print(f"DynamicSparse: step {step}, moved {sum(moved.values())} connections (fraction {fraction:.4f})")
+
+
+def _takes_class_ids(loss):
+    """Whether a compiled loss is sparse categorical cross-entropy (by name, class or function),
+    which takes class ids as labels."""
+    loss = keras.losses.get(loss) if isinstance(loss, str) else loss
+    return (isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+            or loss is keras.losses.sparse_categorical_crossentropy)
 
 
 def _zero_at(variable, where, value=None):

@@ -271,11 +271,9 @@ def _criteria(args):
 def _output_folder(path, names):
     """Yields ``--out`` as a folder (created if missing) in which each of ``names`` can be written;
     if the command fails, the folders it created are removed again while they are empty."""
-    from tfprune.base.files import check_output_path
+    from tfprune.base.files import check_output_folder, check_output_path
 
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {str(path)!r} exists and is not a folder")
+    path = Path(check_output_folder(path, "--out"))
     created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
     path.mkdir(parents=True, exist_ok=True)
     try:
