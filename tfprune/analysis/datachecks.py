@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfprune.base import views
 
-__all__ = ["check_data", "check_arrays", "check_examples", "check_weights", "is_array_pair", "pair"]
+__all__ = ["check_data", "check_arrays", "check_examples", "check_weights", "is_array_pair", "pair", "shape_fits"]
 
 _BATCH_HINT = "e.g. tf.data.Dataset.from_tensor_slices((x, y)).batch(32)"
 
@@ -114,13 +114,14 @@ def check_examples(model, x, y, *, class_ids=True, name="data", examples=None):
 
     Raises:
         ValueError: for no examples, lengths that differ, a single example where a batch is
-            expected, features that do not match the model's input shape, labels that are not class
+            expected, features that do not match the model's input shape or are not numbers
+            (strings), labels that are not class
             ids in range (with ``class_ids``), or NaN/infinite values in ``x`` or ``y``.
     """
     inputs = tf.nest.flatten(x)  # several for a model with several inputs
     x_shape, y_shape = tuple(inputs[0].shape), tuple(np.shape(y))
     expected = _input_shape(model)
-    if expected is not None and len(x_shape) == len(expected) and _fits(x_shape, expected):
+    if expected is not None and len(x_shape) == len(expected) and shape_fits(x_shape, expected):
         raise ValueError(f"{name}: x of shape {x_shape} is a single example, but model {model.name!r} takes "
                          f"batches of inputs of shape (batch, {', '.join(map(str, expected))}): batch it "
                          f"(x[None] for one example, or {_BATCH_HINT})")
@@ -129,13 +130,18 @@ def check_examples(model, x, y, *, class_ids=True, name="data", examples=None):
     if not y_shape or y_shape[0] != x_shape[0]:
         raise ValueError(f"{name}: x has {x_shape[0]} examples but y has {y_shape[0] if y_shape else 0} labels "
                          f"(shape {y_shape}): give one label per example")
-    if expected is not None and not (len(x_shape) == len(expected) + 1 and _fits(x_shape[1:], expected)):
+    if expected is not None and not (len(x_shape) == len(expected) + 1 and shape_fits(x_shape[1:], expected)):
         raise ValueError(f"{name}: x has examples of shape {x_shape[1:]}, but model {model.name!r} takes inputs "
                          f"of shape {expected} (without the batch axis)")
+    xs = [_values(a, examples) for a in inputs]
+    not_numbers = [a.dtype for a in xs if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool)]
+    if not_numbers:
+        raise ValueError(f"{name}: x holds {not_numbers[0]} values, not numbers: give numeric arrays (e.g. float32 "
+                         "pixels or features)")
     y = _values(y, examples)
     if class_ids:
         _check_class_ids(model, y, name)
-    for label, values in [("x", _values(a, examples)) for a in inputs] + [("y", y)]:
+    for label, values in [("x", a) for a in xs] + [("y", y)]:
         _check_finite(values, f"{name}: {label}", "the data, not the model, is not finite: remove or repair "
                       "those examples")
 
@@ -168,11 +174,11 @@ def _check_spec(model, spec, class_ids, name):
     if not isinstance(x_spec, tf.TensorSpec) or x_spec.shape.rank is None or expected is None:
         return
     x_shape = tuple(x_spec.shape)
-    if len(x_shape) == len(expected) and _fits(x_shape, expected):
+    if len(x_shape) == len(expected) and shape_fits(x_shape, expected):
         raise ValueError(f"{name} yields single examples (x of shape {x_shape}), but model {model.name!r} takes "
                          f"batches of inputs of shape (batch, {', '.join(map(str, expected))}): batch the "
                          f"dataset, e.g. {name}.batch(32)")
-    if not (len(x_shape) == len(expected) + 1 and _fits(x_shape[1:], expected)):
+    if not (len(x_shape) == len(expected) + 1 and shape_fits(x_shape[1:], expected)):
         raise ValueError(f"{name} yields x of shape {x_shape}, but model {model.name!r} takes inputs of shape "
                          f"{expected} (without the batch axis)")
     if class_ids and isinstance(y_spec, tf.TensorSpec) and y_spec.shape.rank is not None:
@@ -228,8 +234,8 @@ def _values(a, examples):
     return np.asarray(a)
 
 
-def _fits(shape, expected):
-    """Whether ``shape`` matches ``expected`` where both dimensions are known."""
+def shape_fits(shape, expected):
+    """Whether ``shape`` matches ``expected`` where both dimensions are known (``None`` is unknown)."""
     return all(a is None or b is None or a == b for a, b in zip(shape, expected))
 
 

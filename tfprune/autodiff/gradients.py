@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import warnings
 
 import keras
 import numpy as np
@@ -152,14 +153,21 @@ def _num_classes(model):
 
 def class_balanced(x, y, per_class):
     """The first ``per_class`` examples of each class, grouped by class in increasing order (the
-    GraSP authors' draw); a class with fewer examples gives what it has.
+    GraSP authors' draw); a class with fewer examples gives what it has, with a ``UserWarning``
+    naming the classes that are short.
 
     Example:
         >>> class_balanced(x, np.array([1, 0, 1, 1, 0]), 2)[1]
         array([0, 0, 1, 1])
     """
     labels = np.asarray(y).reshape(len(y), -1)[:, 0]
-    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+    classes, counts = np.unique(labels, return_counts=True)
+    short = {c.item(): n.item() for c, n in zip(classes, counts) if n < per_class}
+    if short:
+        warnings.warn(f"samples_per_class={per_class}, but {len(short)} class(es) of data have fewer examples "
+                      f"({', '.join(f'class {c}: {n}' for c, n in short.items())}): the score uses all they have, "
+                      f"{int(np.minimum(counts, per_class).sum())} examples in all", UserWarning, stacklevel=3)
+    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])
     return np.asarray(x)[chosen], np.asarray(y)[chosen]
 
 
@@ -229,7 +237,14 @@ def loss_function(loss=None, from_logits=True):
     callable), or sparse categorical cross-entropy (on logits when ``from_logits``)."""
     if loss is None:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-    return keras.losses.get(loss) if isinstance(loss, str) else loss
+    if not isinstance(loss, str):
+        return loss
+    try:
+        return keras.losses.get(loss)
+    except ValueError:
+        raise arguments.ArgumentError(f"loss {loss!r} is not the name of a Keras loss: give a name such as "
+                                      "'categorical_crossentropy', a keras.losses.Loss or a function (y_true, "
+                                      "y_pred) -> loss") from None
 
 
 def on_logits(loss, from_logits):

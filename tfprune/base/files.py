@@ -99,6 +99,8 @@ def replacing(path):
     Raises:
         FileNotFoundError, IsADirectoryError, PermissionError: as :func:`check_output_path`,
             before the block runs.
+        OSError: an I/O error of the block (a full disk, ...) that named no file, or the temporary
+            one, is raised again naming ``path``.
 
     Example:
         >>> with replacing("model.keras") as tmp:
@@ -114,6 +116,12 @@ def replacing(path):
         yield tmp
         os.chmod(tmp, mode)  # the writer may have made a new file at tmp
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename not in (None, tmp):
+            raise
+        if error.errno is None:
+            raise OSError(f"cannot write {path!r}: {error}") from error
+        raise OSError(error.errno, error.strerror, path) from error  # the errno's subclass, e.g. FileNotFoundError
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -41,6 +41,7 @@ _MIN_SPARSITY = 0.3  # the converter keeps weights with fewer zeros dense (dense
 _CHECK_EXAMPLES = 8
 _CHECK_BATCH = 256
 _PASS_THROUGH = ("DENSIFY", "DEQUANTIZE")
+_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier of TFLite models, at bytes 4-8
 _NUMPY_TYPES = {0: np.float32, 1: np.float16, 3: np.uint8, 9: np.int8}  # TFLite TensorType → dtype
 
 
@@ -195,10 +196,13 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, check_data=
     Raises:
         FileNotFoundError: if the folder of ``path`` does not exist (checked before converting).
         IsADirectoryError: if ``path`` is a folder.
+        ArgumentError: if ``model`` is neither a Keras 3 nor a tf_keras model, or ``sparse``,
+            ``quantize``, ``tolerance`` (a number >= 0), ``use_xnnpack`` or ``runtime`` is of the
+            wrong type or out of range.
         ValueError: for a model still holding MaskedLayer or PruneLowMagnitude wrappers, a model
-            with a NaN or infinite weight (named), a bad ``quantize``, ``block`` or ``check_data``
-            (NaN or infinite values included), or Dense weights not stored in ``block``.
-        TypeError: if ``model`` is neither a Keras 3 nor a tf_keras model.
+            with a NaN or infinite weight (named), a bad ``block`` or ``check_data`` (examples of
+            the wrong shape, values that are not numbers, NaN or infinite values), or Dense
+            weights not stored in ``block``.
         ExportMismatchError: if the outputs differ by more than ``tolerance``.
         RuntimeError: if the interpreter cannot run the file.
 
@@ -294,8 +298,15 @@ def _check_inputs(model, check_data):
     inputs = [np.asarray(x) for x in (check_data if isinstance(check_data, (tuple, list)) else [check_data])]
     if known and len(inputs) != len(known):
         raise ValueError(f"check_data has {len(inputs)} arrays for the {len(known)} inputs of model {model.name!r}")
-    if known:
-        inputs = [x.astype(_numpy_dtype(t), copy=False) for x, t in zip(inputs, known)]
+    for i, (x, t) in enumerate(zip(inputs, known or ())):
+        expected = tuple(t.shape[1:])
+        if not (x.ndim == len(expected) + 1 and datachecks.shape_fits(x.shape[1:], expected)):
+            raise ValueError(f"check_data array {i} has examples of shape {x.shape[1:]} (array shape {x.shape}), but "
+                             f"input {i} of model {model.name!r} takes examples of shape {expected}: give arrays of "
+                             f"shape (examples, {', '.join(map(str, expected))})")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise ValueError(f"check_data array {i} holds {x.dtype} values, not numbers")
+        inputs[i] = x.astype(_numpy_dtype(t), copy=False)
     if len({len(x) for x in inputs}) != 1 or len(inputs[0]) == 0:
         raise ValueError("check_data arrays need the same, non-zero number of examples, got "
                          f"{[len(x) for x in inputs]}")
@@ -428,14 +439,24 @@ def describe(path):
     Returns:
         ``(ops, sparse_tensors)``: op type names in graph order, and a list of :class:`SparseTensor`.
 
+    Raises:
+        ValueError: if the content is not a TFLite flatbuffer (its file identifier, bytes 4–8, is
+            not ``TFL3``).
+        OSError: if the file cannot be read (the error names it).
+
     Example:
         >>> ops, sparse = tfprune.export.describe("model.tflite")
         >>> [(t.shape, t.block, t.consumer) for t in sparse]
     """
-    if not isinstance(path, (bytes, bytearray)):
-        with open(path, "rb") as f:
-            path = f.read()
-    parsed = _parse(path)
+    if isinstance(path, (bytes, bytearray)):
+        content, source = path, "the bytes given"
+    else:
+        with open(arguments.path("path", path), "rb") as f:
+            content, source = f.read(), repr(os.fspath(path))
+    if content[4:8] != _IDENTIFIER:
+        raise ValueError(f"{source} is not a TFLite file: its bytes 4-8 are {bytes(content[4:8])!r}, a TFLite "
+                         f"flatbuffer's are {_IDENTIFIER!r} ({len(content)} bytes read)")
+    parsed = _parse(content)
     return _ops(parsed), _sparse_tensors(parsed)
 
 

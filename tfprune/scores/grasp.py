@@ -36,6 +36,7 @@ import keras
 from keras import ops
 
 from tfprune.analysis import datachecks
+from tfprune.base import arguments
 from tfprune.autodiff.gradients import (effective_gradients, effective_values, hessian_gradient, normalised,
                                       scoring_batches)
 from tfprune.scores.registry import register
@@ -76,12 +77,18 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
         One float32 array per target.
 
     Raises:
+        ArgumentError: for a temperature that is not a number > 0.
         ValueError: for a temperature other than 1 with ``from_logits=False``, or data that do not
             fit (:func:`tfprune.autodiff.gradients.scoring_batches`).
+
+    Warns:
+        UserWarning: when ``samples_per_class`` is more than a class of ``data`` has (the score
+            then uses all the examples of that class; :func:`~tfprune.autodiff.gradients.class_balanced`).
 
     Example:
         >>> pruned = tfprune.prune_at_init(model, "grasp", sparsity=0.9, data=(x[:100], y[:100]))
     """
+    temperature = arguments.number("temperature", temperature, 0, low_open=True)
     if not from_logits and temperature != 1:
         raise ValueError("GraSP's temperature divides logits: use a model with logit outputs, or temperature=1")
     batches = scoring_batches(model, data, samples, batch_size, class_ids=loss is None,
