@@ -240,7 +240,8 @@ def assert_unchanged(model, before):
     (lambda: GradualPruning(ConstantSparsity(0.5, 0), scope="layer"), ValueError, "scope must be one of"),
     (lambda: GradualPruning(0.5), TypeError, "schedule must be a training-step tfprune.schedules.PruningSchedule"),
     (lambda: GradualPruning(lambda step: (True, 0.5)), TypeError, "schedule must be a training-step tfprune.schedules.PruningSchedule"),
-    (lambda: GradualPruning(ConstantSparsity(0.5, 0), pattern="3:2"), ValueError, r"NByM\(3, 2\)"),
+    (lambda: GradualPruning(ConstantSparsity(0.5, 0), pattern="3:2"), ValueError,
+     r"n of NByM\(n, m\) must be an int in \[1, 2\], got 3"),
     (lambda: GradualPruning(ConstantSparsity(0.5, 0), samples=10), TypeError, "takes no option"),
     (lambda: GradualPruning(PolynomialDecay(0.0, 0.8, 0, 10), pattern="2:4"), ValueError, r"ends at sparsity 0\.8, but pattern 2:4 fixes the sparsity at 0\.5"),
 ], ids=["method", "data", "scope", "schedule_number", "schedule_function", "pattern", "option", "n_by_m"])

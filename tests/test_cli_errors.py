@@ -83,13 +83,15 @@ def test_every_subcommand_names_the_unreadable_model_file(command, bad_model_fil
     "argv, message",
     [
         (["prune", *MLP, "--classes", "0", "--criterion", "magnitude", "--sparsity", "0.5"],
-         "--classes must be >= 1, got 0"),
+         "--classes must be an int >= 1, got 0"),
         (["prune", *MLP, "--classes", "5", "--criterion", "magnitude", "--sparsity", "0.5"],
          "--classes 5 is fewer than the 10 classes of --data digits"),
-        (["prune", *MLP, "--samples", "0", "--criterion", "snip", "--sparsity", "0.5"], "--samples must be >= 1, got 0"),
-        (["prune", *MLP, "--rounds", "0", "--criterion", "synflow", "--sparsity", "0.5"], "--rounds must be >= 1, got 0"),
+        (["prune", *MLP, "--samples", "0", "--criterion", "snip", "--sparsity", "0.5"],
+         "--samples must be an int >= 1, got 0"),
+        (["prune", *MLP, "--rounds", "0", "--criterion", "synflow", "--sparsity", "0.5"],
+         "--rounds must be an int >= 1, got 0"),
         (["prune", *MLP, "--seed", "-1", "--criterion", "random", "--sparsity", "0.5"],
-         "--seed must be in [0, 2**32 - 1], got -1"),
+         "--seed must be an int in [0, 2**32 - 1], got -1"),
     ],
 )
 def test_prune_counts_of_zero_are_refused(argv, message, tmp_path, capsys, no_work):
@@ -102,7 +104,7 @@ def test_export_samples_zero_is_refused_not_256(bad_model_files, tmp_path, capsy
     folder, _ = bad_model_files
     line = error_of(["export", str(folder / "good.keras"), "--tflite", str(tmp_path / "p.tflite"),
                      "--data", "digits", "--samples", "0"], capsys)
-    assert line == "tfprune export: error: --samples must be >= 1, got 0"
+    assert line == "tfprune export: error: --samples must be an int >= 1, got 0"
     assert listing(tmp_path) == []
 
 
@@ -111,11 +113,11 @@ def test_export_samples_zero_is_refused_not_256(bad_model_files, tmp_path, capsy
     [
         (["--criteria", ""], "--criteria '' names no criterion: give comma-separated criteria"),
         (["--criteria", " , "], "--criteria ' , ' names no criterion"),
-        (["--seeds=-1,3"], "seeds must be whole numbers in [0, 2**32 - 1], got -1"),
+        (["--seeds=-1,3"], "seeds must be an int in [0, 2**32 - 1], got -1"),
         (["--seeds", "4,4"], "seeds repeats 4: give each once"),
         (["--compressions", "10,10"], "compressions repeats 10.0: give each once"),
-        (["--classes", "0"], "--classes must be >= 1, got 0"),
-        (["--test-samples", "0"], "--test-samples must be >= 1, got 0"),
+        (["--classes", "0"], "--classes must be an int >= 1, got 0"),
+        (["--test-samples", "0"], "--test-samples must be an int >= 1, got 0"),
     ],
 )
 def test_sweep_bad_grid_or_counts_exit_1_and_create_no_folder(argv, message, tmp_path, capsys, monkeypatch):
@@ -133,7 +135,7 @@ def test_collapse_empty_methods_and_negative_seed_create_no_folder(tmp_path, cap
     collapse = ["collapse", "--model", "conv", "--input-shape", "8,8,1", "--compressions", "0:1:1", "--out", str(out)]
     assert error_of([*collapse, "--criteria", ""], capsys).endswith("--criteria '' names no criterion: give "
                                                                    "comma-separated criteria such as snip,synflow")
-    assert "seeds must be whole numbers in [0, 2**32 - 1], got -1" in error_of(
+    assert "seeds must be an int in [0, 2**32 - 1], got -1" in error_of(
         [*collapse, "--criteria", "magnitude", "--seeds=-1,2"], capsys)
     assert listing(tmp_path) == []
 

@@ -36,7 +36,7 @@ def test_cli_demo_prints_the_table(capsys):
     "argv, message",
     [
         (["demo", "--criteria", "nope"], "unknown criterion 'nope'"),
-        (["demo", "--sparsities", "1.5"], "sparsity must be in [0, 1), got 1.5"),
+        (["demo", "--sparsities", "1.5"], "sparsity must be a number in [0, 1), got 1.5"),
         (["demo", "--data", "imagenet"], "imagenet"),
     ],
 )

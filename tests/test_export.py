@@ -124,11 +124,13 @@ def test_wrapped_model_is_refused(tmp_path):
         export.tflite(wrapped, tmp_path / "x.tflite")
 
 
-def test_mismatch_raises_and_writes_nothing(blocked, tmp_path):
-    path = tmp_path / "x.tflite"
+def test_mismatch_raises_and_writes_nothing(blocked, tmp_path, monkeypatch):
+    real = export._tflite_outputs
+    monkeypatch.setattr(export, "_tflite_outputs", lambda *args: [o + 0.5 for o in real(*args)])
     with pytest.raises(export.ExportMismatchError, match="nothing written") as info:
-        export.tflite(blocked[0], path, tolerance=-1)
-    assert isinstance(info.value, ValueError) and 0 <= info.value.max_abs_diff <= 1e-5
+        export.tflite(blocked[0], tmp_path / "x.tflite", tolerance=0.25)
+    assert isinstance(info.value, ValueError) and abs(info.value.max_abs_diff - 0.5) <= 1e-5
+    assert info.value.tolerance == 0.25
     assert not os.listdir(tmp_path)
 
 
@@ -148,7 +150,8 @@ def test_nan_outputs_are_a_mismatch(blocked, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(quantize="int4"), r"quantize must be one of \(None, 'dynamic', 'int8'\)"),
+    (dict(quantize="int4"), r"quantize must be one of None, 'dynamic', 'int8', got 'int4'$"),
+    (dict(tolerance=-1), r"tolerance must be None or a finite number >= 0, got -1$"),
     (dict(pattern="1x4", sparse=False), "needs sparse=True"),
     (dict(pattern="1x4", quantize="dynamic"), "only in 1×16 blocks"),
     (dict(pattern=(4,)), "block must be"),

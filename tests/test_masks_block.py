@@ -5,6 +5,7 @@ import pytest
 from helpers import residual_cnn
 
 import tfprune
+from tfprune import ArgumentError
 from tfprune.sparsity import masks
 
 
@@ -55,9 +56,10 @@ def test_block_candidates_need_all_members():
     assert m[:, 0].tolist() == [False] * 4 + [True] * 4
 
 
-@pytest.mark.parametrize("block", [(4, 1), (1, 0), (1, 2.5), (1, 4, 1)])
-def test_bad_blocks(block):
-    with pytest.raises(ValueError, match="block must be"):
+@pytest.mark.parametrize("block, message", [((4, 1), "block must be"), ((1, 0), "b of block"), ((1, 2.5), "b of block"),
+                                            ((1, 4, 1), "block must be")])
+def test_bad_blocks(block, message):
+    with pytest.raises(ArgumentError, match=message):
         masks.from_scores([np.ones((4, 4))], sparsity=0.5, pattern=block)
 
 

@@ -6,6 +6,7 @@ import pytest
 from helpers import L, residual_cnn, subclassed_mlp
 
 import tfprune
+from tfprune import ArgumentError
 from tfprune.scores import registry
 
 
@@ -105,8 +106,8 @@ def test_registered_custom_scorer_by_name(scorer_named):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(method="magnitude", sparsity=1.0), ValueError, r"sparsity must be in \[0, 1\), got 1.0"),
-        (dict(method="magnitude", sparsity=-0.1), ValueError, "sparsity must be in"),
+        (dict(method="magnitude", sparsity=1.0), ArgumentError, r"sparsity must be a number in \[0, 1\), got 1.0"),
+        (dict(method="magnitude", sparsity=-0.1), ArgumentError, r"sparsity must be a number in \[0, 1\), got -0.1"),
         (dict(method="magnitude", compression=0.5), ValueError, "compression must be a finite number >= 1, got 0.5"),
         (dict(method="magnitude", sparsity=0.5, compression=2), ValueError, "not both"),
         (dict(method="magnitude"), ValueError, "give the amount"),

@@ -192,7 +192,7 @@ def test_get_builds_by_name_and_rejects_unknowns():
     (lambda: PolynomialDecay(0.0, 0.5, 0.0, 10), "begin_step must be an int >= 0, got 0.0"),
     (lambda: PolynomialDecay(0.0, 0.5, 0, "10"), "end_step must be an int, got '10'"),
     (lambda: ConstantSparsity(0.5, -1), "begin_step must be an int >= 0, got -1"),
-    (lambda: PolynomialDecay(0.0, 0.5, 0, 10, power=0), "power must be a number > 0, got 0"),
+    (lambda: PolynomialDecay(0.0, 0.5, 0, 10, power=0), "power must be a finite number > 0, got 0"),
     (lambda: Exponential(0.5, 0), "rounds must be an int >= 1, got 0"),
     (lambda: Linear(1.5, 3), r"final_sparsity must be a number in \[0, 1\), got 1.5"),
 ])

@@ -349,13 +349,13 @@ def test_errors():
         criteria.l1(model, ["nope"])
     with pytest.raises(ValueError, match="not a producer"):
         criteria.l2(cnn(), ["bn"])
-    with pytest.raises(ValueError, match="unknown path"):
+    with pytest.raises(ValueError, match="path must be one of 'uniform', 'midpoint', 'geometric', got 'linear'"):
         criteria.singe(model, ["hidden"], data, path="linear")
-    with pytest.raises(ValueError, match="unknown mode"):
+    with pytest.raises(ValueError, match="mode must be one of 'layer', 'unit', got 'joint'"):
         criteria.singe(model, ["hidden"], data, mode="joint")
-    with pytest.raises(ValueError, match="steps must be"):
+    with pytest.raises(ValueError, match="steps must be an int >= 1, got 0"):
         criteria.singe(model, ["hidden"], data, steps=0)
-    with pytest.raises(ValueError, match="ratio must lie"):
+    with pytest.raises(ValueError, match=r"ratio must be a number in \(0, 1\), got 1.5"):
         criteria.singe(model, ["hidden"], data, path="geometric", ratio=1.5)
     with pytest.raises(ValueError, match="geometric path only"):
         criteria.singe(model, ["hidden"], data, ratio=0.5)

@@ -157,9 +157,9 @@ def test_minimum_counts_and_a_target_below_it():
     [
         (dict(), "exactly one of kept_macs and kept_params"),
         (dict(kept_macs=0.5, kept_params=0.5), "exactly one of kept_macs and kept_params"),
-        (dict(kept_macs=0.5, step_fraction=0), "step_fraction must be in"),
+        (dict(kept_macs=0.5, step_fraction=0), r"step_fraction must be a number in \(0, 1\], got 0$"),
         (dict(kept_macs=0.5, normalize="max"), "normalize must be one of"),
-        (dict(kept_macs=-1), "kept_macs must be > 0"),
+        (dict(kept_macs=-1), "kept_macs must be a finite number > 0, got -1$"),
     ],
 )
 def test_bad_arguments(kwargs, message):

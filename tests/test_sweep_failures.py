@@ -57,7 +57,7 @@ def write_finished(folder, finished, csv=None):
         (["snip"], [], [0], "compressions is empty: give at least one"),
         (["snip"], [10, 100, 10.0], [0], "compressions repeats 10.0: give each once"),
         (["snip"], [10], [], "seeds is empty: give at least one"),
-        (["snip"], [10], [-1, 3], r"seeds must be whole numbers in \[0, 2\*\*32 - 1\], got -1"),
+        (["snip"], [10], [-1, 3], r"seeds must be an int in \[0, 2\*\*32 - 1\], got -1"),
         (["snip"], [10], [2 ** 32], r"got 4294967296"),
         (["snip"], [10], [1.5], r"got 1.5"),
         (["snip"], [0.5], [0], r"compression must be .*>= 1, got 0.5"),
@@ -82,7 +82,7 @@ def test_check_grid_sorts_compressions_and_keeps_callables(data):
         return None
 
     assert check_grid(["snip", mine], [100, 10], (3, 0)) == (["snip", mine], [10.0, 100.0], [3, 0])
-    with pytest.raises(ValueError, match="samples must be a whole number >= 1 or None"):
+    with pytest.raises(ValueError, match="samples must be None or an int >= 1, got 0"):
         sweep.accuracy_sweep(tiny, data, data, ["snip"], [10], recipe=RECIPE, samples=0)
 
 

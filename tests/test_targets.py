@@ -94,7 +94,7 @@ def test_custom_callable_policy():
     [
         (OnlyLayers(types=["LSTM"]), "no layer of type 'LSTM'"),
         (ExcludeLayers(names=["nope"]), "no layer named 'nope'"),
-        ("skip_everything", "unknown policy"),
+        ("skip_everything", "policy must be one of 'all', 'skip_first_last', got 'skip_everything'"),
         (OnlyLayers(types=["BatchNormalization"]), "no prunable weights"),
     ],
 )

@@ -143,7 +143,7 @@ def test_layer_policy_passes_through_tfmot_xnnpack_policy():
 def test_wrong_path_errors_say_which_path_to_use():
     with pytest.raises(TypeError, match="Keras 3 model.*tfprune.prune_at_init"):
         bridge.prune_at_init(keras3_lenet(), "magnitude", sparsity=0.5)
-    with pytest.raises(TypeError, match="tf_keras model: use tfprune.tfmot"):
+    with pytest.raises(TypeError, match="got the tf_keras Sequential .*tf_keras models: use tfprune.tfmot"):
         tfprune.prune_at_init(tf_keras_lenet(), "magnitude", sparsity=0.5)
     wrapped = bridge.prune_at_init(tf_keras_lenet(), "magnitude", sparsity=0.5, verbose=0)
     with pytest.raises(ValueError, match="already wrapped by TF-MOT"):

@@ -52,9 +52,9 @@ def test_evaluate_matches_numpy():
     [
         (dict(optimizer="rmsprop"), "optimizer must be one of"),
         (dict(schedule="step"), "schedule must be one of"),
-        (dict(epochs=1.5), "epochs must be a whole number"),
-        (dict(batch_size=0), "batch_size must be a whole number"),
-        (dict(learning_rate=-0.1), "learning_rate must be >= 0"),
+        (dict(epochs=1.5), "epochs must be an int >= 0, got 1.5"),
+        (dict(batch_size=0), "batch_size must be an int >= 1, got 0"),
+        (dict(learning_rate=-0.1), "learning_rate must be a finite number >= 0, got -0.1"),
     ],
 )
 def test_bad_recipes_are_refused(kwargs, message):

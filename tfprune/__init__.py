@@ -7,6 +7,7 @@ strip → export — and each arrow is one module. This file only re-exports the
 from tfprune import autoprune, callbacks, export, posttraining, scores, structured, training
 from tfprune.analysis.connectivity import CollapseError, CollapseWarning
 from tfprune.analysis.profile import profile, report
+from tfprune.base.arguments import ArgumentError
 from tfprune.base.deprecation import alias_modules, moved_attribute
 from tfprune.experiments import data, models, sweep
 from tfprune.experiments.collapse import collapse_sweep
@@ -43,6 +44,7 @@ def __getattr__(name):
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "CollapseError",
     "CollapseWarning",
     "LostZerosWarning",

@@ -9,11 +9,11 @@ from tfprune.sparsity import masks as masks_lib
 from tfprune.analysis import datachecks
 from tfprune.sparsity import patterns, schedules
 from tfprune import scores
-from tfprune.base import views
+from tfprune.base import arguments, views
 from tfprune.base.deprecation import renamed
 from tfprune.analysis.connectivity import check_collapse, check_on_collapse
 from tfprune.autodiff import gradients, losses
-from tfprune.layers.targets import require_keras3, is_wrapped, prunable_weights, warn_unpruned
+from tfprune.layers.targets import is_wrapped, prunable_weights, warn_unpruned
 from tfprune.base.walk import check_built
 from tfprune.layers.wrapping import assign_masks, get_masks, masks_of, unwrap, wrap
 
@@ -94,8 +94,13 @@ def prune_at_init(
         the model is restored and the error is raised.
 
     Raises:
-        ValueError: on a bad amount, scope, schedule, pattern or method name, missing data or
-            data that does not fit the model (:mod:`tfprune.datachecks`), a model without prunable
+        ArgumentError: on anything but a Keras 3 model (a layer, ``None``, a tf_keras model: use
+            :mod:`tfprune.tfmot`), or an argument of the wrong type or out of range (an amount,
+            ``scope``, ``allocation``, ``rounds``, ``seed``, ``verbose``, a flag, a schedule,
+            pattern or criterion name).
+        TypeError: on an option the criterion does not take.
+        ValueError: on missing data or data that does not fit the model
+            (:mod:`tfprune.analysis.datachecks`), a model without prunable
             weights, a pattern whose fixed density the amount or the rounds contradict, an amount
             that keeps more weights than the masks of a wrapped model keep now, a weight that is
             NaN or infinite (naming it), or scores that are NaN or infinite (naming the weight).
@@ -105,19 +110,22 @@ def prune_at_init(
         >>> pruned = tfprune.prune_at_init(model, "magnitude", sparsity=0.9)
         >>> pruned.compile("adam", "sparse_categorical_crossentropy"); pruned.fit(x, y)
     """
-    require_keras3(model)
+    arguments.keras_model(model)
     check_built(model)
     scorer = scores.get(criterion)
     chosen_pattern = patterns.get(pattern)
+    rounds, seed = arguments.count("rounds", rounds, optional=True), arguments.seed(seed)
+    verbose = arguments.verbosity(verbose)
+    include_bias = arguments.flag("include_bias", include_bias)
+    include_norm = arguments.flag("include_norm", include_norm)
     planned = _round_schedule(round_schedule, sparsity, compression, rounds, scorer.default_rounds, chosen_pattern)
+    masks_lib.Budget(sparsity=planned.final_sparsity, scope=scope, allocation=allocation)  # checks scope, allocation
     if scorer.accepts("seed"):
         criterion_options.setdefault("seed", seed)
     scorer.check_call(data, criterion_options)
     if scorer.needs_data and scorer.accepts("loss") and criterion_options.get("loss") is None \
             and losses.is_compiled(model):
         criterion_options["loss"] = losses.resolve(model)  # the wrapped copy is not compiled
-    if scope not in masks_lib.SCOPES:
-        raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
     check_on_collapse(on_collapse)
     was_wrapped = is_wrapped(model)
     if was_wrapped and (include_bias or include_norm):
@@ -187,8 +195,8 @@ def _round_schedule(schedule, sparsity, compression, rounds, default_rounds, pat
             rounds = 1 if pattern.density is not None else default_rounds
         schedule = schedules.get(schedule, final_sparsity=1.0 - density, rounds=rounds)
     else:
-        raise ValueError(f"round_schedule must be one of {schedules.SCHEDULES} or a tfprune.schedules.RoundSchedule "
-                         f"(Exponential, Linear), got {schedule!r}")
+        arguments.choice("round_schedule", schedule, schedules.SCHEDULES,
+                         advice="or a tfprune.schedules.RoundSchedule (Exponential, Linear)")
     pattern.check_sparsity(schedule.final_sparsity)
     if pattern.density is not None and schedule.rounds > 1:
         raise ValueError(f"pattern {pattern} fixes the density at every round, so it prunes in one round: "

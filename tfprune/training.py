@@ -17,6 +17,7 @@ from tfprune import _compat
 from tfprune.analysis import datachecks
 from tfprune.autodiff import losses
 from tfprune.autodiff.batches import take
+from tfprune.base import arguments
 from tfprune.base.deprecation import renamed
 
 __all__ = ["Recipe", "compile_model", "compiled_loss", "fit", "evaluate"]
@@ -51,17 +52,12 @@ class Recipe:
     lr_schedule: str = "cosine"
 
     def __post_init__(self):
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
-        if self.lr_schedule not in _LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {_LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if int(self.epochs) != self.epochs or self.epochs < 0:
-            raise ValueError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
-        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+        arguments.choice("optimizer", self.optimizer, _OPTIMIZERS)
+        arguments.choice("lr_schedule", self.lr_schedule, _LR_SCHEDULES)
+        arguments.count("epochs", self.epochs, 0)
+        arguments.count("batch_size", self.batch_size)
         for name in ("learning_rate", "momentum", "weight_decay"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            arguments.number(name, getattr(self, name), 0)
 
     def make_optimizer(self, steps):
         """A new Keras optimizer for ``steps`` training steps."""
@@ -137,8 +133,7 @@ def fit(model, train, recipe, *, steps=None, seed=0, validation=None, callbacks=
         datachecks.check_arrays(model, validation, class_ids=loss is None, name="validation")
     epochs, n = recipe.epochs, datachecks.num_examples(x)
     if steps is not None:
-        if int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+        arguments.count("steps", steps)
         rng = np.random.default_rng(seed)
         needed = steps * recipe.batch_size
         order = np.concatenate([rng.permutation(n) for _ in range(-(-needed // n))])[:needed]

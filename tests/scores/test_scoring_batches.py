@@ -17,7 +17,9 @@ def test_class_balanced_takes_the_first_of_each_class_grouped_by_class():
     x, y, _ = class_balanced(X, Y, 2)
     np.testing.assert_array_equal(y, [0, 0, 1, 1, 2, 2])
     np.testing.assert_array_equal(x[:, 0], 4 * np.array([1, 4, 3, 8, 0, 2]))
-    x, y, _ = class_balanced(X, Y, 3)  # class 1 has only two
+    with pytest.warns(UserWarning, match=r"samples_per_class=3, but 1 class\(es\) of data have fewer examples "
+                      r"\(class 1: 2\): the score uses all they have, 8 examples in all"):
+        x, y, _ = class_balanced(X, Y, 3)  # class 1 has only two
     np.testing.assert_array_equal(y, [0, 0, 0, 1, 1, 2, 2, 2])
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfprune.base import arguments
 from tfprune.sparsity import masks as masks_lib
 from tfprune.analysis import inputs as example_inputs
 from tfprune.autodiff.flow import flow_network, rescaled
@@ -43,9 +44,8 @@ class CollapseError(ValueError):
 
 
 def check_on_collapse(on_collapse):
-    """Raises a ValueError unless ``on_collapse`` is one of :data:`ON_COLLAPSE`."""
-    if on_collapse not in ON_COLLAPSE:
-        raise ValueError(f"on_collapse must be one of {ON_COLLAPSE}, got {on_collapse!r}")
+    """Raises an :class:`~tfprune.base.arguments.ArgumentError` unless ``on_collapse`` is one of :data:`ON_COLLAPSE`."""
+    arguments.choice("on_collapse", on_collapse, ON_COLLAPSE)
 
 
 def connected_outputs(model, input_shape=None):

@@ -23,7 +23,7 @@ from tfprune import _compat
 from tfprune.base import views
 
 __all__ = ["unpack", "check_data", "check_arrays", "check_batch", "check_inputs", "check_weights", "match_inputs",
-           "input_names", "class_ids_problem", "num_examples", "COMPILE_OR_LOSS"]
+           "input_names", "class_ids_problem", "num_examples", "shape_fits", "COMPILE_OR_LOSS"]
 
 _BATCH_HINT = "e.g. tf.data.Dataset.from_tensor_slices((x, y)).batch(32)"
 _FORMS = "(x, y) or (x, y, sample_weight) arrays, or a dataset of such batches"
@@ -189,7 +189,7 @@ def check_inputs(model, x, name="data"):
     x, inputs = match_inputs(model, x, name)
     for label, a, expected in inputs:
         shape = tuple(a.shape)
-        if expected is not None and len(shape) == len(expected) and _fits(shape, expected) and len(inputs) == 1:
+        if expected is not None and len(shape) == len(expected) and shape_fits(shape, expected) and len(inputs) == 1:
             raise ValueError(f"{name}: x of shape {shape} is a single example, but model {model.name!r} takes "
                              f"batches of inputs of shape (batch, {', '.join(map(str, expected))}): batch it "
                              f"(x[None] for one example, or {_BATCH_HINT})")
@@ -202,7 +202,7 @@ def check_inputs(model, x, name="data"):
                              "every input the same examples")
     for label, a, expected in inputs:
         shape = tuple(a.shape)
-        if expected is not None and not (len(shape) == len(expected) + 1 and _fits(shape[1:], expected)):
+        if expected is not None and not (len(shape) == len(expected) + 1 and shape_fits(shape[1:], expected)):
             raise ValueError(f"{name}: {label} has examples of shape {shape[1:]}, but model {model.name!r} takes "
                              f"inputs of shape {expected} (without the batch axis)")
     return x, inputs
@@ -368,11 +368,11 @@ def _check_spec(model, spec, class_ids, name):
         if not isinstance(s, tf.TensorSpec) or s.shape.rank is None:
             continue
         shape = tuple(s.shape)
-        if len(shape) == len(expected) and _fits(shape, expected):
+        if len(shape) == len(expected) and shape_fits(shape, expected):
             raise ValueError(f"{name} yields single examples ({label} of shape {shape}), but model {model.name!r} "
                              f"takes batches of inputs of shape (batch, {', '.join(map(str, expected))}): batch the "
                              f"dataset, e.g. {name}.batch(32)")
-        if not (len(shape) == len(expected) + 1 and _fits(shape[1:], expected)):
+        if not (len(shape) == len(expected) + 1 and shape_fits(shape[1:], expected)):
             raise ValueError(f"{name} yields {label} of shape {shape}, but model {model.name!r} takes inputs of shape "
                              f"{expected} (without the batch axis)")
     if class_ids and keras.tree.is_nested(y_spec):
@@ -401,8 +401,8 @@ def _values(a, examples):
     return np.asarray(a)
 
 
-def _fits(shape, expected):
-    """Whether ``shape`` matches ``expected`` where both dimensions are known."""
+def shape_fits(shape, expected):
+    """Whether ``shape`` matches ``expected`` where both dimensions are known (``None`` is unknown)."""
     return all(a is None or b is None or a == b for a, b in zip(shape, expected))
 
 

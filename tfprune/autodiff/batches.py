@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import warnings
 import types
 
 import keras
@@ -60,7 +61,8 @@ def halves(batch):
 
 def class_balanced(x, y, per_class, sample_weight=None):
     """The first ``per_class`` examples of each class, grouped by class in increasing order (the
-    GraSP authors' draw); a class with fewer examples gives what it has.
+    GraSP authors' draw); a class with fewer examples gives what it has, with a ``UserWarning``
+    naming the classes that are short.
 
     Args:
         x: Inputs (an array, list or dict of arrays).
@@ -76,7 +78,13 @@ def class_balanced(x, y, per_class, sample_weight=None):
         array([0, 1, 2])
     """
     labels = np.asarray(y).reshape(len(y), -1)[:, 0]
-    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+    classes, counts = np.unique(labels, return_counts=True)
+    short = {c.item(): n.item() for c, n in zip(classes, counts) if n < per_class}
+    if short:
+        warnings.warn(f"samples_per_class={per_class}, but {len(short)} class(es) of data have fewer examples "
+                      f"({', '.join(f'class {c}: {n}' for c, n in short.items())}): the score uses all they have, "
+                      f"{int(np.minimum(counts, per_class).sum())} examples in all", UserWarning, stacklevel=3)
+    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])
     as_arrays = keras.tree.map_structure(np.asarray, x)
     return take(as_arrays, chosen), np.asarray(y)[chosen], take(sample_weight, chosen)
 

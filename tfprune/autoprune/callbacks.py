@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from tfprune.autoprune.layer import autoprune_layers, set_penalty
+from tfprune.base import arguments
 
 __all__ = ["Monitor", "PenaltySchedule"]
 
@@ -46,10 +47,9 @@ class Monitor(keras.callbacks.Callback):
 
     def __init__(self, target_sparsity=None, verbose=1):
         super().__init__()
-        if target_sparsity is not None and not 0 < target_sparsity < 1:
-            raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
-        self.target_sparsity = target_sparsity
-        self.verbose = verbose
+        self.target_sparsity = arguments.number("target_sparsity", target_sparsity, 0, 1, low_open=True,
+                                                high_open=True, optional=True)
+        self.verbose = arguments.verbosity(verbose)
         self.history = []
         self.target_epoch = None
 

@@ -11,9 +11,10 @@ from the weight's magnitude:
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from tfprune.base import arguments
 
 __all__ = ["STES", "masked_kernel", "aux_norm", "check_ste"]
 
@@ -22,10 +23,8 @@ STES = ("softplus", "leaky_relu", "linear")
 
 def check_ste(ste, alpha):
     """Raises a ValueError on an unknown estimator name or a negative LeakyReLU slope."""
-    if ste not in STES:
-        raise ValueError(f"unknown ste {ste!r}; choose one of {', '.join(STES)}")
-    if not alpha >= 0:
-        raise ValueError(f"alpha (the LeakyReLU slope below the threshold) must be >= 0, got {alpha}")
+    arguments.choice("ste", ste, STES)
+    arguments.number("alpha", alpha, 0)
 
 
 def _ste_derivative(aux, ste="softplus", threshold=0.0, alpha=0.01):
@@ -85,8 +84,8 @@ def masked_kernel(kernel, aux, *, ste="softplus", decoupled=True, threshold=0.0,
         A tensor shaped like ``kernel``.
 
     Raises:
-        ValueError: on an unknown ``ste``, a negative ``alpha`` or a shape of ``aux`` that fits
-            neither mode.
+        ArgumentError: on an unknown ``ste`` or a negative ``alpha``.
+        ValueError: on a shape of ``aux`` that fits neither mode.
 
     Example:
         >>> w, m = tf.Variable(np.ones((3, 2), "float32")), tf.Variable([0.5, -0.5])
@@ -130,8 +129,7 @@ def aux_norm(aux, n=1, *, ste="softplus", threshold=0.0, alpha=0.01):
     Example:
         >>> penalty = 1e-4 * aux_norm(m)
     """
-    if not (isinstance(n, (int, np.integer)) and n >= 1):
-        raise ValueError(f"the penalty's norm n must be a positive integer, got {n!r}")
+    arguments.count("n", n)
     check_ste(ste, alpha)
 
     @tf.custom_gradient

@@ -8,10 +8,10 @@ import numpy as np
 from keras import ops
 
 from tfprune.autoprune.estimators import aux_norm, check_ste, masked_kernel
-from tfprune.base import distribute, walk
+from tfprune.base import arguments, distribute, walk
 from tfprune.layers import kinds
 from tfprune.layers.masked import MaskedLayer, SubstitutingWrapper, relative_path
-from tfprune.layers.targets import is_wrapped, prunable_weights, require_keras3
+from tfprune.layers.targets import is_wrapped, prunable_weights
 from tfprune.layers.wrapping import rebuild
 
 __all__ = ["MODES", "AutoPruneLayer", "wrap", "aux_variables", "set_penalty", "harden", "autoprune_layers", "is_aux"]
@@ -31,18 +31,20 @@ def _check_neuron_kinds(layer_name, paths_and_kinds):
         )
 
 
-def _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay, aux_weight_decay):
+def _check_options(ste, decoupled, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay,
+                   aux_weight_decay):
     check_ste(ste, alpha)
-    if not initial_aux > threshold:
-        raise ValueError(
-            f"initial_aux must be above the threshold ({threshold}) so that training starts with every "
-            f"weight kept, got {initial_aux}"
+    arguments.flag("decoupled", decoupled)
+    threshold = arguments.number("threshold", threshold)
+    if arguments.number("initial_aux", initial_aux) <= threshold:
+        raise arguments.ArgumentError(
+            f"initial_aux must be above the threshold ({threshold:g}) so that training starts with every "
+            f"weight kept, got {initial_aux!r}"
         )
-    if not (isinstance(penalty_norm, (int, np.integer)) and penalty_norm >= 1):
-        raise ValueError(f"penalty_norm must be a positive integer, got {penalty_norm!r}")
-    for name, value in (("penalty", penalty), ("weight_decay", weight_decay), ("aux_weight_decay", aux_weight_decay)):
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
+    arguments.count("penalty_norm", penalty_norm)
+    arguments.number("penalty", penalty, 0)
+    arguments.number("weight_decay", weight_decay, 0)
+    arguments.number("aux_weight_decay", aux_weight_decay, 0)
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -83,9 +85,9 @@ class AutoPruneLayer(SubstitutingWrapper):
                  weight_decay=0.0, aux_weight_decay=0.0, **kwargs):
         kwargs.setdefault("name", f"autoprune_{layer.name}")
         super().__init__(layer, **kwargs)
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r} for layer {layer.name!r}; choose one of {', '.join(MODES)}")
-        _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay, aux_weight_decay)
+        arguments.choice(f"mode of layer {layer.name!r}", mode, MODES)
+        _check_options(ste, decoupled, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay,
+                       aux_weight_decay)
         self.pruned_weights = None if pruned_weights is None else list(pruned_weights)
         self.mode, self.ste, self.decoupled = mode, ste, bool(decoupled)
         self.threshold, self.alpha, self.initial_aux = float(threshold), float(alpha), float(initial_aux)
@@ -190,17 +192,16 @@ def autoprune_layers(model, required=True):
 
 def _modes(mode, units):
     """``id(unit) → mode`` from one mode or a dict of unit names (unnamed units: weight mode)."""
-    if isinstance(mode, str):
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if not isinstance(mode, dict):
+        arguments.choice("mode", mode, MODES, advice="or a dict {layer name: mode}")
         return {id(u): mode for u in units}
     names = {u.name for u in units}
     unknown = sorted(set(mode) - names)
     if unknown:
-        raise ValueError(f"mode names layers {unknown} that have no pruned weights; pruned layers: {sorted(names)}")
-    bad = {name: m for name, m in mode.items() if m not in MODES}
-    if bad:
-        raise ValueError(f"unknown modes {bad}; choose from {', '.join(MODES)}")
+        raise arguments.ArgumentError(f"mode names layers {unknown} that have no pruned weights; pruned layers: "
+                                      f"{sorted(names)}")
+    for name, m in mode.items():
+        arguments.choice(f"mode[{name!r}]", m, MODES)
     return {id(u): mode.get(u.name, "weight") for u in units}
 
 
@@ -227,16 +228,18 @@ def wrap(model, policy=None, include_bias=False, include_norm=False, *, mode="we
         (with :class:`AuxOptimizer` to give m its own optimiser).
 
     Raises:
-        ValueError: on an unbuilt or already wrapped model, bad options, or neuron mode on a
-            weight whose last axis is not its output unit.
+        ArgumentError: on anything but a Keras 3 model, or a bad option (its type or its range).
+        ValueError: on an unbuilt or already wrapped model, or neuron mode on a weight whose last
+            axis is not its output unit.
 
     Example:
         >>> model = autoprune.wrap(model, mode={"conv1": "neuron"}, ste="leaky_relu", penalty=1e-4)
     """
-    require_keras3(model)
+    arguments.keras_model(model)
     if is_wrapped(model) or autoprune_layers(model, required=False):
         raise ValueError(f"model {model.name!r} is already wrapped")
-    _check_options(ste, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay, aux_weight_decay)
+    _check_options(ste, decoupled, threshold, alpha, initial_aux, penalty, penalty_norm, weight_decay,
+                   aux_weight_decay)
     targets = prunable_weights(model, policy, include_bias, include_norm)
     units = list({id(t.unit): t.unit for t in targets}.values())
     modes = _modes(mode, units)
@@ -279,8 +282,7 @@ def set_penalty(model, value):
     Example:
         >>> autoprune.set_penalty(model, 0.0)
     """
-    if not value >= 0:
-        raise ValueError(f"the penalty must be >= 0, got {value}")
+    value = arguments.number("penalty", value, 0)
     for layer in autoprune_layers(model):
         layer.penalty.assign(value)
 

@@ -16,7 +16,9 @@ import secrets
 import stat
 import time
 
-__all__ = ["check_output_path", "replacing", "replacing_text"]
+from tfprune.base import arguments
+
+__all__ = ["check_output_folder", "check_output_path", "replacing", "replacing_text"]
 
 TEMPORARY_PREFIX = ".tfprune-"
 _STARTED = time.time()  # when this process imported tfprune: older temporary files are not its own
@@ -33,6 +35,7 @@ def check_output_path(path, argument="path"):
         ``path`` as a string.
 
     Raises:
+        ArgumentError: if ``path`` is not a str or ``os.PathLike``.
         FileNotFoundError: if its folder does not exist.
         IsADirectoryError: if ``path`` is a folder.
         PermissionError: if its folder is not writable.
@@ -41,7 +44,7 @@ def check_output_path(path, argument="path"):
         >>> check_output_path("runs/model.keras", "--out")
         'runs/model.keras'
     """
-    path = os.fspath(path)
+    path = arguments.path(argument, path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"the folder of {argument} {path!r} does not exist: create {folder!r} first")
@@ -49,6 +52,37 @@ def check_output_path(path, argument="path"):
         raise IsADirectoryError(f"{argument} {path!r} is a folder: give a file name inside it")
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"cannot write {argument} {path!r}: the folder {folder!r} is not writable")
+    return path
+
+
+def check_output_folder(path, argument="path"):
+    """Checks that a folder can be written at ``path`` (created there if missing), before any work.
+
+    Args:
+        path: The folder.
+        argument: How to name ``path`` in the error, e.g. ``"log_dir"``.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ArgumentError: if ``path`` is not a str or ``os.PathLike``.
+        NotADirectoryError: if ``path``, or a folder it lies under, is a file.
+        PermissionError: if ``path``, or the nearest existing folder above it, is not writable.
+
+    Example:
+        >>> check_output_folder("logs/run1", "log_dir")
+        'logs/run1'
+    """
+    path = arguments.path(argument, path)
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == os.path.abspath(path) else f"lies under the file {existing!r}"
+        raise NotADirectoryError(f"{argument} {path!r} {where}: give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {argument} {path!r}: the folder {existing!r} is not writable")
     return path
 
 
@@ -65,6 +99,8 @@ def replacing(path):
     Raises:
         FileNotFoundError, IsADirectoryError, PermissionError: as :func:`check_output_path`,
             before the block runs.
+        OSError: an I/O error of the block (a full disk, ...) that named no file, or the temporary
+            one, is raised again naming ``path``.
 
     Example:
         >>> with replacing("model.keras") as tmp:
@@ -80,6 +116,12 @@ def replacing(path):
         yield tmp
         os.chmod(tmp, mode)  # the writer may have made a new file at tmp
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename not in (None, tmp):
+            raise
+        if error.errno is None:
+            raise OSError(f"cannot write {path!r}: {error}") from error
+        raise OSError(error.errno, error.strerror, path) from error  # the errno's subclass, e.g. FileNotFoundError
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

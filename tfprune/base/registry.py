@@ -12,6 +12,8 @@ import dataclasses
 import inspect
 from typing import Callable
 
+from tfprune.base.arguments import ArgumentError
+
 __all__ = ["Entry", "Registry"]
 
 
@@ -82,18 +84,17 @@ class Registry:
         ``wrap_callables``, a plain function becomes an unregistered entry).
 
         Raises:
-            ValueError: for an unknown name (the message lists the known ones).
-            TypeError: for anything else.
+            ArgumentError: for an unknown name (the message lists the known ones) or anything else.
         """
         if isinstance(criterion, self.entry_class):
             return criterion
         if isinstance(criterion, str):
             if criterion not in self.entries:
-                raise ValueError(f"unknown criterion {criterion!r}; known criteria: {', '.join(self.available())}")
+                raise ArgumentError(f"unknown criterion {criterion!r}; known criteria: {', '.join(self.available())}")
             return self.entries[criterion]
         if wrap_callables and callable(criterion):
             return self.entry_class(getattr(criterion, "__name__", "custom"), criterion)
-        raise TypeError(f"criterion must be a registered name{' or a callable' if wrap_callables else ''}, "
+        raise ArgumentError(f"criterion must be a registered name{' or a callable' if wrap_callables else ''}, "
                         f"got {type(criterion).__name__}")
 
     def available(self):

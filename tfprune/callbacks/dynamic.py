@@ -31,6 +31,7 @@ import numpy as np
 
 from tfprune.autodiff.batches import scoring_batches
 from tfprune.autodiff.gradients import effective_gradients
+from tfprune.base import arguments
 from tfprune.base.deprecation import renamed
 from tfprune.callbacks.updates import MaskUpdatingCallback
 from tfprune.layers.wrapping import assign_masks, masks_of
@@ -108,11 +109,14 @@ class DynamicSparse(MaskUpdatingCallback):
         schedule: The :class:`tfprune.schedules.DropFraction` in use.
 
     Raises:
-        ValueError: at construction, on an unknown criterion, allocation or drop schedule, a
+        ArgumentError: at construction, on an unknown criterion, allocation or drop schedule, a
             sparsity outside (0, 1), a drop fraction outside (0, 1), ``update_frequency < 1``,
-            ``end_step < 1``, or RigL without ``data``; when ``fit`` starts, before any mask
-            changes, on a model that is not wrapped, compiled with ``steps_per_execution > 1``,
-            whose ``data`` does not fit it, whose masks are already sparse with other
+            ``end_step < 1``, or a ``seed``, ``samples``, ``batch_size`` or ``verbose`` of the
+            wrong type or out of range.
+        ValueError: at construction, for RigL without ``data``; when ``fit`` starts, before any
+            mask changes, on a model that is not wrapped, compiled with ``steps_per_execution > 1``,
+            whose ``data`` does not fit it or its compiled loss (one-hot rows for sparse
+            categorical cross-entropy), whose masks are already sparse with other
             per-tensor kept counts than ``sparsity`` and ``allocation`` give, or whose selected
             layers another mask-changing callback of the same ``fit`` changes.
 
@@ -129,20 +133,18 @@ class DynamicSparse(MaskUpdatingCallback):
                  drop_fraction=0.3, drop_schedule="cosine", end_step, seed=None, data=None, samples=None,
                  batch_size=None, verbose=0):
         super().__init__(policy)
-        if criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float, np.integer, np.floating)) \
-                or not 0 < sparsity < 1:
-            raise ValueError(f"sparsity must be a number in (0, 1), got {sparsity!r}")
-        if allocation not in masks_lib.ALLOCATIONS:
-            raise ValueError(f"allocation must be one of {masks_lib.ALLOCATIONS}, got {allocation!r}")
+        self.criterion = arguments.choice("criterion", criterion, CRITERIA)
+        self.sparsity = arguments.number("sparsity", sparsity, 0, 1, low_open=True, high_open=True)
+        self.allocation = arguments.choice("allocation", allocation, masks_lib.ALLOCATIONS)
         self.schedule = DropFraction(drop_fraction, end_step, update_frequency, drop_schedule)
         if criterion == "rigl" and data is None:
             raise ValueError("criterion 'rigl' grows by the gradient on a batch of data: pass data=(x, y) "
                              "(the training data) or a dataset of (x, y) batches")
-        self.criterion, self.sparsity, self.allocation = criterion, float(sparsity), allocation
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
-        self.data, self.samples, self.batch_size, self.verbose = data, samples, batch_size, verbose
+        seed = arguments.seed(seed)
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
+        self.data, self.verbose = data, arguments.verbosity(verbose)
+        self.samples = arguments.count("samples", samples, optional=True)
+        self.batch_size = arguments.count("batch_size", batch_size, optional=True)
         self._batches = None
 
     def set_model(self, model):
@@ -210,7 +212,6 @@ class DynamicSparse(MaskUpdatingCallback):
         self._record(step, self.sparsity, moved)
         if self.verbose:
             print(f"DynamicSparse: step {step}, moved {sum(moved.values())} connections (fraction {fraction:.4f})")
-
 
 def _zero_at(variable, where, value=None):
     """Writes zeros into ``variable`` where ``where`` is true (``value``: its current value, if read)."""

@@ -20,8 +20,8 @@ sparsity is below a tensor's current sparsity raises (naming the step) and chang
 
 from __future__ import annotations
 
-
 from tfprune import scores
+from tfprune.base import arguments
 from tfprune.base.deprecation import renamed
 from tfprune.callbacks.updates import MaskUpdatingCallback, measured_sparsities, training_step
 from tfprune.pruning import prune_at_init
@@ -88,8 +88,10 @@ class GradualPruning(MaskUpdatingCallback):
             masked layer, layers another mask-changing callback of the same ``fit`` changes, or a
             schedule that would have to grow the current masks; at an update, naming the step, if
             the scorer fails (nothing is changed then).
-        TypeError: on a schedule that is not a training-step ``PruningSchedule`` (e.g. a round
-            schedule), or an option the criterion does not take.
+        ArgumentError: on a schedule that is not a training-step ``PruningSchedule`` (e.g. a round
+            schedule), an unknown criterion, scope or pattern, or a ``seed`` or ``verbose`` of the
+            wrong type or out of range.
+        TypeError: on an option the criterion does not take.
 
     Example:
         >>> wrapped = tfprune.wrap(model)
@@ -105,17 +107,16 @@ class GradualPruning(MaskUpdatingCallback):
         super().__init__(policy)
         _check_schedule(schedule)
         self.scorer = scores.get(criterion)
-        if scope not in masks_lib.SCOPES:
-            raise ValueError(f"scope must be one of {masks_lib.SCOPES}, got {scope!r}")
+        self.scope = arguments.choice("scope", scope, masks_lib.SCOPES)
+        seed = arguments.seed(seed)
         if self.scorer.accepts("seed"):
             criterion_options.setdefault("seed", seed)
         self.scorer.check_call(data, criterion_options)
         self.pattern = patterns.get(pattern)
         self._fixed_sparsity = _fixed_sparsity(self.pattern, schedule)
         self.schedule = schedule
-        self.scope = scope
         self.data = data
-        self.verbose = verbose
+        self.verbose = arguments.verbosity(verbose)
         self.criterion_options = criterion_options
 
     def check_model(self, model):
@@ -139,13 +140,13 @@ class GradualPruning(MaskUpdatingCallback):
 
 def _check_schedule(schedule):
     if isinstance(schedule, schedules.RoundSchedule):
-        raise TypeError(
+        raise arguments.ArgumentError(
             f"GradualPruning takes a training-step schedule, and {schedule!r} is a round schedule of "
             "tfprune.prune_at_init (its steps are rounds): use tfprune.schedules.PolynomialDecay or "
             "ConstantSparsity, or prune_at_init(..., round_schedule=...) before training"
         )
     if not isinstance(schedule, schedules.PruningSchedule):
-        raise TypeError(
+        raise arguments.ArgumentError(
             "schedule must be a training-step tfprune.schedules.PruningSchedule, e.g. "
             f"tfprune.schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000); got {schedule!r}"
         )

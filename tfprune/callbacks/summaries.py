@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import keras
 import tensorflow as tf
 
+from tfprune.base.files import check_output_folder
 from tfprune.callbacks.updates import active_pruners, measured_sparsities, training_step
 from tfprune.layers.targets import is_wrapped
 
@@ -47,6 +46,11 @@ class PruningSummaries(keras.callbacks.Callback):
 
     Raises:
         ImportError: if the ``tensorboard`` package, which ``tf.summary`` needs, is not installed.
+        ArgumentError: if ``log_dir`` is not a path (a str or ``os.PathLike``).
+        NotADirectoryError, PermissionError: at construction and again when ``fit`` starts
+            (before the first step), if ``log_dir`` is a file, lies under a file, or is (or would
+            be created in) a folder that is not writable
+            (:func:`tfprune.base.files.check_output_folder`).
         ValueError: when ``fit`` starts, if the model is not wrapped.
 
     Example:
@@ -61,7 +65,7 @@ class PruningSummaries(keras.callbacks.Callback):
         except ImportError as error:
             raise ImportError("PruningSummaries writes with tf.summary, which needs the tensorboard package "
                               "(TensorFlow 2.21 no longer installs it): pip install tensorboard") from error
-        self.log_dir = os.fspath(log_dir)
+        self.log_dir = check_output_folder(log_dir, "log_dir")
         self._writer = None
         self._logged = {}  # id(pruning callback) -> its updates of the current fit already written
 
@@ -74,6 +78,7 @@ class PruningSummaries(keras.callbacks.Callback):
         super().set_model(model)
 
     def on_train_begin(self, logs=None):
+        check_output_folder(self.log_dir, "log_dir")  # it may have changed since construction
         self._writer = tf.summary.create_file_writer(self.log_dir)
         self._logged = {}
 

@@ -11,6 +11,7 @@ import keras
 
 from tfprune import _compat
 from tfprune.sparsity import masks as masks_lib
+from tfprune.layers import policies
 from tfprune.layers.targets import is_wrapped, prunable_weights
 from tfprune.layers.wrapping import masks_of
 
@@ -154,6 +155,7 @@ class MaskUpdatingCallback(keras.callbacks.Callback):
 
     def __init__(self, policy=None):
         super().__init__()
+        policies.get(policy)  # a bad name or type is refused now; the layers it selects when fit starts
         self.policy = policy
         self.updates = []
         self._fit_start = 0

@@ -1,9 +1,9 @@
 """The ``tfprune`` command: prune, sweep, collapse, profile, export and demo.
 
 Every subcommand checks its arguments before any work, prints one line ``tfprune <command>:
-error: ...`` and exits with 1 on failure (``--debug`` shows the traceback), and writes its outputs
-only once they are complete: a failed run leaves nothing at the output path, and removes an output
-folder it created.
+error: ...`` and exits with 1 on failure, usage errors (an unknown option, a missing or malformed
+value) included (``--debug`` shows the traceback), and writes its outputs only once they are
+complete: a failed run leaves nothing at the output path, and removes an output folder it created.
 """
 
 from __future__ import annotations
@@ -65,6 +65,18 @@ def _seeds(text):
             raise argparse.ArgumentTypeError(f"expected a number of seeds >= 1, got {text!r}")
         return list(range(values[0]))
     return values
+
+
+class _UsageError(Exception):
+    """A command line argparse cannot parse; the message is the line to print."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors raise :class:`_UsageError` (one line, exit 1) instead
+    of printing the usage and exiting with 2."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
 class _Deprecated(argparse.Action):
@@ -136,7 +148,7 @@ def _add_training_arguments(parser):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="tfprune", description="Pruning for Keras 3 and TensorFlow.")
+    parser = _Parser(prog="tfprune", description="Pruning for Keras 3 and TensorFlow.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -247,15 +259,13 @@ _COUNTS = ("classes", "samples", "rounds", "train_samples", "test_samples")
 
 def _check_numbers(args):
     """Every count option given is >= 1, and ``--seed`` is a seed NumPy and Keras accept."""
-    from tfprune.experiments.grid import MAX_SEED
+    from tfprune.base import arguments
 
     for name in _COUNTS:
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    seed = getattr(args, "seed", None)
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"--seed must be in [0, 2**32 - 1], got {seed}")
+        if getattr(args, name, None) is not None:
+            arguments.count(f"--{name.replace('_', '-')}", getattr(args, name))
+    if getattr(args, "seed", None) is not None:
+        arguments.seed(args.seed, "--seed", optional=False)
 
 
 def _criteria(args):
@@ -273,11 +283,9 @@ def _criteria(args):
 def _output_folder(path, names):
     """Yields ``--out`` as a folder (created if missing) in which each of ``names`` can be written;
     if the command fails, the folders it created are removed again while they are empty."""
-    from tfprune.base.files import check_output_path
+    from tfprune.base.files import check_output_folder, check_output_path
 
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {str(path)!r} exists and is not a folder")
+    path = Path(check_output_folder(path, "--out"))
     created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
     path.mkdir(parents=True, exist_ok=True)
     try:
@@ -520,16 +528,19 @@ _COMMANDS = {"prune": _prune, "sweep": _sweep, "collapse": _collapse, "profile":
 
 def main(argv=None):
     """Entry point of the ``tfprune`` command; returns the exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as error:
+        print(error, file=sys.stderr)
+        return 1
     if args.version:
         from tfprune import __version__
 
         print(__version__)
         return 0
     if args.command is None:
-        parser.print_help()
-        return 2
+        print(f"tfprune: error: give a command: {', '.join(_COMMANDS)} (see tfprune --help)", file=sys.stderr)
+        return 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         _check_numbers(args)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from tfprune._optional import require
+from tfprune.base import arguments
 
 __all__ = [
     "DataFileError",
@@ -82,11 +83,6 @@ class DataFileError(ValueError):
     the wrong shape, fewer labels than images); the message names the file or source."""
 
 
-def _check_name(name: str) -> None:
-    if name not in _SPECS:
-        raise ValueError(f"Unknown data set {name!r}; known names: {', '.join(NAMES)}.")
-
-
 def num_classes(name: str) -> int:
     """Number of classes of a data set.
 
@@ -100,7 +96,7 @@ def num_classes(name: str) -> int:
         >>> num_classes("cifar10")
         10
     """
-    _check_name(name)
+    arguments.choice("name", name, NAMES)
     return _SPECS[name][1]
 
 
@@ -117,7 +113,7 @@ def input_shape(name: str) -> tuple[int, int, int]:
         >>> input_shape("mnist")
         (28, 28, 1)
     """
-    _check_name(name)
+    arguments.choice("name", name, NAMES)
     return _SPECS[name][0]
 
 
@@ -153,7 +149,8 @@ def load(
         or, with ``as_dataset=True``, a prefetching ``tf.data.Dataset`` of such batches.
 
     Raises:
-        ValueError: unknown name or split.
+        ArgumentError: unknown name or split, or an argument of the wrong type or out of range
+            (``batch_size=0``, ``shuffle="yes"``, ...).
         FileNotFoundError: ``data_dir`` (or ``TFPRUNE_DATA_DIR``) is not an existing folder.
         DataFileError: a data file is unreadable or lacks the expected keys.
         DataUnavailableError: no source had the data.
@@ -164,9 +161,14 @@ def load(
         ((1437, 8, 8, 1), dtype('float32'), dtype('int64'))
         >>> ds = load("mnist", "test", "~/data", as_dataset=True, batch_size=256)
     """
-    _check_name(name)
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; valid splits: {', '.join(SPLITS)}.")
+    arguments.choice("name", name, NAMES)
+    arguments.choice("split", split, SPLITS)
+    if data_dir is not None:
+        arguments.path("data_dir", data_dir)
+    as_dataset, download = arguments.flag("as_dataset", as_dataset), arguments.flag("download", download)
+    batch_size, seed = arguments.count("batch_size", batch_size), arguments.seed(seed)
+    if shuffle is not None:
+        shuffle = arguments.flag("shuffle", shuffle)
     shape, _, max_value = _SPECS[name]
     if name == "digits":
         (images, labels), source = _digits(split), _DIGITS_FILE

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from tfprune.base import arguments
 from tfprune.sparsity import masks as masks_lib
 
-__all__ = ["MAX_SEED", "check_grid"]
-
-MAX_SEED = 2 ** 32 - 1  # NumPy's and keras.utils.set_random_seed's largest seed
+__all__ = ["check_grid"]
 
 
 def check_grid(methods, compressions, seeds):
@@ -33,8 +32,7 @@ def check_grid(methods, compressions, seeds):
         masks_lib.resolve_density(compression=compression)
     compressions = [float(c) for c in compressions]
     for seed in seeds:
-        if int(seed) != seed or not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seeds must be whole numbers in [0, 2**32 - 1], got {seed!r}")
+        arguments.seed(seed, "seeds", optional=False)
     names = [getattr(m, "__name__", m) for m in methods]
     for what, values in (("methods", names), ("compressions", compressions), ("seeds", seeds)):
         if not values:

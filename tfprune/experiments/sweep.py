@@ -18,6 +18,7 @@ import time
 import keras
 import numpy as np
 
+from tfprune.base import arguments
 from tfprune.sparsity import masks as masks_lib
 from tfprune.analysis import datachecks
 from tfprune import scores
@@ -228,8 +229,7 @@ def accuracy_sweep(model_fn, train, test, criteria, compressions, *, recipe, see
         >>> sweep.plot("sweep.png")
     """
     criteria, compressions, seeds = check_grid([scores.get(m).name for m in criteria], compressions, seeds)
-    if samples is not None and (int(samples) != samples or samples < 1):
-        raise ValueError(f"samples must be a whole number >= 1 or None (the scorers' default), got {samples!r}")
+    arguments.count("samples", samples, optional=True)
     model = model_fn()
     datachecks.check_arrays(model, train, name="train")
     datachecks.check_arrays(model, test, name="test")

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfprune import _compat, _optional
 from tfprune.analysis import datachecks
+from tfprune.base import arguments
 from tfprune.base.files import check_output_path, replacing
 from tfprune.base.deprecation import renamed
 from tfprune.layers.targets import is_wrapped
@@ -43,6 +44,7 @@ _MIN_SPARSITY = 0.3  # the converter keeps weights with fewer zeros dense (dense
 _CHECK_EXAMPLES = 8
 _CHECK_BATCH = 256
 _PASS_THROUGH = ("DENSIFY", "DEQUANTIZE")
+_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier of TFLite models, at bytes 4-8
 _NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 9: np.int8}  # TFLite TensorType → dtype
 _WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 
@@ -230,9 +232,13 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representat
     Raises:
         FileNotFoundError: if the folder of ``path`` does not exist (checked before converting).
         IsADirectoryError: if ``path`` is a folder.
+        ArgumentError: if ``model`` is neither a Keras 3 nor a tf_keras model, or ``sparse``,
+            ``quantize``, ``tolerance`` (a number >= 0), ``use_xnnpack`` or ``runtime`` is of the
+            wrong type or out of range.
         ValueError: for a model still holding MaskedLayer or PruneLowMagnitude wrappers, a model
-            with a NaN or infinite weight (named), a bad ``quantize``, ``block`` or ``check_data``
-            (NaN or infinite values included), or Dense weights not stored in ``block``.
+            with a NaN or infinite weight (named), a bad ``block`` or ``check_data`` (examples of
+            the wrong shape, values that are not numbers, NaN or infinite values), or Dense
+            weights not stored in ``block``.
         TypeError: if ``model`` is neither a Keras 3 nor a tf_keras model.
         ConversionError: if TFLite cannot convert the model: "TFLite cannot convert layer X (op Y)",
             with ``select_tf_ops=True`` suggested where it helps.
@@ -246,9 +252,10 @@ def tflite(model, path, *, sparse=True, pattern=None, quantize=None, representat
     """
     path = check_output_path(path)
     kind = _check_model(model)
+    sparse, use_xnnpack = arguments.flag("sparse", sparse), arguments.flag("use_xnnpack", use_xnnpack)
+    arguments.choice("quantize", quantize, QUANTIZE)
+    tolerance = arguments.number("tolerance", tolerance, 0, optional=True)
     datachecks.check_weights(model)  # a NaN weight named, not reported as "max diff = nan"
-    if quantize not in QUANTIZE:
-        raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
     representative = _check_representative(model, kind, quantize, representative_data)
     block = None if pattern is None else _check_block_arg(pattern, sparse, quantize)
     runtime = _runtime(runtime)[0]
@@ -304,7 +311,7 @@ def _check_model(model):
             raise ValueError(f"model {model.name!r} still holds TF-MOT PruneLowMagnitude wrappers ({wrapped}): call "
                              "tfmot.sparsity.keras.strip_pruning(model) first")
         return "tf_keras"
-    raise TypeError(f"expected a Keras 3 or tf_keras model, got {type(model).__module__}.{type(model).__name__}")
+    arguments.keras_model(model)  # raises, naming what was given
 
 
 def _check_xnnpack(sparse_tensors, quantize, runtime):
@@ -570,14 +577,24 @@ def describe(path):
     Returns:
         ``(ops, sparse_tensors)``: op type names in graph order, and a list of :class:`SparseTensor`.
 
+    Raises:
+        ValueError: if the content is not a TFLite flatbuffer (its file identifier, bytes 4–8, is
+            not ``TFL3``).
+        OSError: if the file cannot be read (the error names it).
+
     Example:
         >>> ops, sparse = tfprune.export.describe("model.tflite")
         >>> [(t.shape, t.block, t.consumer) for t in sparse]
     """
-    if not isinstance(path, (bytes, bytearray)):
-        with open(path, "rb") as f:
-            path = f.read()
-    parsed = _parse(path)
+    if isinstance(path, (bytes, bytearray)):
+        content, source = path, "the bytes given"
+    else:
+        with open(arguments.path("path", path), "rb") as f:
+            content, source = f.read(), repr(os.fspath(path))
+    if content[4:8] != _IDENTIFIER:
+        raise ValueError(f"{source} is not a TFLite file: its bytes 4-8 are {bytes(content[4:8])!r}, a TFLite "
+                         f"flatbuffer's are {_IDENTIFIER!r} ({len(content)} bytes read)")
+    parsed = _parse(content)
     return _ops(parsed), _sparse_tensors(parsed)
 
 
@@ -638,8 +655,7 @@ def available_runtimes():
 
 def _runtime(name):
     """``(name, Interpreter class, OpResolverType)`` of the interpreter to use."""
-    if name not in (None, *RUNTIMES):
-        raise ValueError(f"runtime must be one of {RUNTIMES} or None, got {name!r}")
+    arguments.choice("runtime", name, (None, *RUNTIMES))
     name = name or available_runtimes()[0]
     if name == "tf.lite":
         return name, tf.lite.Interpreter, tf.lite.experimental.OpResolverType

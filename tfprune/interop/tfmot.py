@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tfprune.sparsity import masks as masks_lib
 from tfprune._optional import require
+from tfprune.base import arguments
 from tfprune.base.deprecation import renamed
 from tfprune.layers.policies import OnlyLayers
 from tfprune.pruning import prune_at_init as keras3_prune_at_init
@@ -309,12 +310,13 @@ class Rescore(tf_keras.callbacks.Callback):
     def __init__(self, criterion, sparsity, data=None, begin_epoch=0, end_epoch=0, frequency=1, **criterion_options):
         super().__init__()
         masks_lib.resolve_density(sparsity=sparsity)
-        if frequency < 1 or end_epoch < begin_epoch:
-            raise ValueError(f"need frequency >= 1 and end_epoch >= begin_epoch, got {frequency}, {begin_epoch}, {end_epoch}")
+        begin_epoch = arguments.count("begin_epoch", begin_epoch, 0)
+        end_epoch = arguments.count("end_epoch", end_epoch, begin_epoch)
         self.scorer = get_scorer(criterion)
         self.sparsity = float(sparsity)
         self.data = data
-        self.begin_epoch, self.end_epoch, self.frequency = begin_epoch, end_epoch, frequency
+        self.begin_epoch, self.end_epoch = begin_epoch, end_epoch
+        self.frequency = arguments.count("frequency", frequency)
         self.criterion_options = criterion_options
         self.history = []
 

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from tfprune.base import walk
+from tfprune.base import arguments, walk
 
 __all__ = ["Policy", "AllLayers", "SkipFirstLast", "OnlyLayers", "ExcludeLayers", "get"]
 
@@ -150,10 +150,10 @@ def get(policy):
     if policy is None:
         return AllLayers()
     if isinstance(policy, str):
-        if policy not in _BY_NAME:
-            raise ValueError(f"unknown policy {policy!r}; known: {sorted(_BY_NAME)} (or pass a Policy)")
+        arguments.choice("policy", policy, tuple(_BY_NAME), advice="or None, a Policy or a callable")
         return _BY_NAME[policy]()
     if callable(policy):
         return policy
-    raise TypeError(f"policy must be None, a name, a Policy or a callable, got {type(policy).__name__}")
+    raise arguments.ArgumentError(f"policy must be None, a name ({', '.join(_BY_NAME)}), a Policy or a callable, got "
+                                  f"{policy!r}")
 

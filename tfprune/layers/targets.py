@@ -9,7 +9,7 @@ import keras
 from keras import ops
 
 from tfprune.layers import kinds, quantized, specs as layer_specs, policies
-from tfprune.base import walk
+from tfprune.base import arguments, walk
 from tfprune.layers.masked import MaskedLayer, SubstitutingWrapper
 
 __all__ = ["Target", "prunable_weights", "is_wrapped", "unpruned_layers", "describe_unpruned", "warn_unpruned"]
@@ -91,12 +91,6 @@ def is_wrapped(model):
     return any(isinstance(unit, MaskedLayer) for unit, _ in walk.units(model))
 
 
-def require_keras3(model):
-    if not isinstance(model, keras.layers.Layer):
-        hint = " (a tf_keras model: use tfprune.tfmot)" if "tf_keras" in type(model).__module__ else ""
-        raise TypeError(f"expected a Keras 3 model, got {type(model).__module__}.{type(model).__name__}{hint}")
-
-
 def prunable_weights(model, policy=None, include_bias=False, include_norm=False):
     """Lists the prunable weights of a Keras 3 model.
 
@@ -116,6 +110,7 @@ def prunable_weights(model, policy=None, include_bias=False, include_norm=False)
         A list of :class:`Target` in model order.
 
     Raises:
+        ArgumentError: if ``model`` is not a Keras 3 model, or a flag is not a bool.
         ValueError: if the model is unbuilt, has no prunable weights, or the policy names a layer
             type or name the model does not have.
 
@@ -123,8 +118,10 @@ def prunable_weights(model, policy=None, include_bias=False, include_norm=False)
         >>> targets = tfprune.prunable_weights(model, policy="skip_first_last")
         >>> [(t.layer.name, t.kind, t.shape) for t in targets]
     """
-    require_keras3(model)
+    arguments.keras_model(model)
     walk.check_built(model)
+    include_bias = arguments.flag("include_bias", include_bias)
+    include_norm = arguments.flag("include_norm", include_norm)
     if is_wrapped(model):
         if include_bias or include_norm:
             raise ValueError(

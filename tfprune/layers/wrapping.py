@@ -15,9 +15,9 @@ import numpy as np
 from keras import ops
 
 from tfprune import _compat
-from tfprune.base import distribute, views, walk
+from tfprune.base import arguments, distribute, views, walk
 from tfprune.layers.masked import MaskedLayer, relative_path
-from tfprune.layers.targets import require_keras3, is_wrapped, prunable_weights
+from tfprune.layers.targets import is_wrapped, prunable_weights
 
 __all__ = ["wrap", "unwrap", "apply_masks", "get_masks", "strip"]
 
@@ -37,13 +37,15 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
         wrapping.
 
     Raises:
+        ArgumentError: if ``model`` is not a Keras 3 model (a layer, ``None``, a tf_keras model), or a
+            flag is not a bool.
         ValueError: if the model is unbuilt, already wrapped, or has no prunable weights.
 
     Example:
         >>> wrapped = tfprune.wrap(model, policy="skip_first_last")
         >>> wrapped.compile(...); wrapped.fit(...)  # pruned weights stay pruned
     """
-    require_keras3(model)
+    arguments.keras_model(model)
     if is_wrapped(model):
         raise ValueError(f"model {model.name!r} is already wrapped")
     targets = prunable_weights(model, policy, include_bias, include_norm)
@@ -133,8 +135,8 @@ def _forget_compiled_functions(model):
 
 
 def _masked(model):
-    """The targets of a wrapped model; a clear error for a plain one."""
-    if not is_wrapped(model):
+    """The targets of a wrapped model; a clear error for a plain one or for anything but a Keras 3 model."""
+    if not is_wrapped(arguments.keras_model(model)):
         raise ValueError(f"model {model.name!r} has no masks: wrap it first (tfprune.wrap or tfprune.prune_at_init)")
     return prunable_weights(model)
 
@@ -233,6 +235,8 @@ def strip(model):
         whose masked weights are set to zero.
 
     Raises:
+        ArgumentError: if ``model`` is not a Keras 3 model (a tf_keras model: strip it with TF-MOT's
+            ``strip_pruning``).
         ValueError: if ``model`` has no masks, a graph model holds a subclassed model (strip
             that one first), or a layer with variables cannot be copied from its config.
 
@@ -288,7 +292,13 @@ def unwrap(model, zero_masked=False):
 
     Returns:
         The unwrapped model: ``model`` itself if subclassed, else a clone around the same layers.
+
+    Raises:
+        ArgumentError: if ``model`` is not a Keras 3 model, or ``zero_masked`` not a bool.
     """
+    arguments.keras_model(model)
+    zero_masked = arguments.flag("zero_masked", zero_masked)
+
     def unwrap_layer(layer):
         if not isinstance(layer, MaskedLayer):
             return layer

@@ -42,6 +42,7 @@ from tfprune.analysis import datachecks
 from tfprune.autodiff import batches as batches_lib
 from tfprune.autodiff import losses
 from tfprune.autodiff.gradients import effective_gradients, effective_values, hessian_gradient, normalised
+from tfprune.base import arguments
 from tfprune.scores.registry import register
 
 DEFAULT_TEMPERATURE = 200.0
@@ -83,12 +84,18 @@ def grasp(model, targets, data, samples=None, batch_size=None, loss=None, from_l
         One float32 array per target.
 
     Raises:
+        ArgumentError: for a temperature that is not a number > 0.
         ValueError: for a temperature other than 1 with ``from_logits=False`` or with labels that
             are not class ids, or data that do not fit (:func:`tfprune.autodiff.batches.scoring_batches`).
+
+    Warns:
+        UserWarning: when ``samples_per_class`` is more than a class of ``data`` has (the score
+            then uses all the examples of that class; :func:`~tfprune.autodiff.gradients.class_balanced`).
 
     Example:
         >>> pruned = tfprune.prune_at_init(model, "grasp", sparsity=0.9, data=(x[:100], y[:100]))
     """
+    temperature = arguments.number("temperature", temperature, 0, low_open=True, optional=True)
     loss = losses.resolve(model, loss, from_logits)
     batches = batches_lib.scoring_batches(model, data, samples, batch_size, loss=loss,
                                           samples_per_class=samples_per_class)

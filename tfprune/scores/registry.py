@@ -13,6 +13,7 @@ import dataclasses
 
 from tfprune.base.registry import Entry, Registry
 
+
 __all__ = ["Scorer", "register", "get", "available"]
 
 

@@ -42,6 +42,7 @@ from keras import ops
 
 from tfprune.analysis import inputs as example_inputs
 from tfprune.autodiff.flow import flow_network, rescaled
+from tfprune.base import arguments
 from tfprune.sparsity.masks import FiniteScores
 from tfprune.autodiff.gradients import Step, compiled
 from tfprune.scores.registry import register
@@ -75,8 +76,7 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
     Example:
         >>> pruned = tfprune.prune_at_init(model, "synflow", compression=100)  # 100 rounds
     """
-    if rescale not in ("auto", True, False):
-        raise ValueError(f"rescale must be 'auto', True or False, got {rescale!r}")
+    arguments.choice("rescale", rescale, ("auto", True, False))
     inputs = example_inputs.ones(model, input_shape)
     key = tuple(id(t.variable) for t in targets)
     overflowed = compiled(model, ("synflow_overflowed", key), lambda: [False])

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tfprune.base import arguments
 from tfprune.base.deprecation import renamed
 from tfprune.sparsity import patterns
 from tfprune.sparsity.topk import map_parts, top_k
@@ -56,8 +57,8 @@ def resolve_density(sparsity=None, compression=None):
         The density (kept fraction) as a float in (0, 1].
 
     Raises:
-        ValueError: if both or neither are given, or the value is out of range (naming the one
-            given); a compression above ``MAX_COMPRESSION`` (1e15) is out of range.
+        ArgumentError: if both or neither are given, or the value is not a number or out of range
+            (naming the one given); a compression above ``MAX_COMPRESSION`` (1e15) is out of range.
 
     Example:
         >>> resolve_density(sparsity=0.9)
@@ -66,22 +67,17 @@ def resolve_density(sparsity=None, compression=None):
         0.01
     """
     if sparsity is not None and compression is not None:
-        raise ValueError(
+        raise arguments.ArgumentError(
             f"give either sparsity or compression, not both (got sparsity={sparsity}, "
             f"compression={compression}); compression = 1 / (1 - sparsity)"
         )
     if sparsity is None and compression is None:
-        raise ValueError("give the amount to prune as sparsity=... (in [0, 1)) or compression=... (>= 1)")
+        raise arguments.ArgumentError("give the amount to prune as sparsity=... (in [0, 1)) or compression=... (>= 1)")
     if sparsity is not None:
-        s = float(sparsity)
-        if not 0.0 <= s < 1.0 or math.isnan(s):
-            raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-        return 1.0 - s
-    c = float(compression)
-    if not c >= 1.0 or math.isinf(c):
-        raise ValueError(f"compression must be a finite number >= 1, got {compression}")
+        return 1.0 - arguments.number("sparsity", sparsity, 0, 1, high_open=True)
+    c = arguments.number("compression", compression, 1)
     if c > MAX_COMPRESSION:
-        raise ValueError(
+        raise arguments.ArgumentError(
             f"compression must be at most {MAX_COMPRESSION:.0e}, got {compression}: beyond that the sparsity "
             "1 - 1/compression rounds to 1.0 in floating point (and a network keeps no weight at all once "
             "compression exceeds twice its number of prunable weights)"
@@ -236,19 +232,13 @@ class Budget:
     """
 
     def __init__(self, sparsity=None, compression=None, scope="global", allocation="uniform"):
-        if scope not in SCOPES:
-            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-        if isinstance(allocation, str):
-            if allocation not in ALLOCATIONS:
-                raise ValueError(
-                    f"allocation must be one of {ALLOCATIONS} or a sequence of densities, got {allocation!r}")
+        arguments.choice("scope", scope, SCOPES)
+        if not isinstance(allocation, (list, tuple, np.ndarray)):
+            arguments.choice("allocation", allocation, ALLOCATIONS, advice="or a sequence of per-tensor densities")
         else:
             if sparsity is not None or compression is not None:
                 raise ValueError("per-tensor densities in `allocation` replace sparsity/compression; give only one")
-            allocation = tuple(float(d) for d in allocation)
-            for i, d in enumerate(allocation):
-                if not 0.0 <= d <= 1.0:
-                    raise ValueError(f"density of tensor {i} in allocation must be in [0, 1], got {d}")
+            allocation = tuple(arguments.number(f"allocation[{i}]", d, 0, 1) for i, d in enumerate(allocation))
         if scope == "global" and allocation != "uniform":
             raise ValueError(f"allocation={allocation!r} sets per-tensor budgets: use it with scope='local'")
         given = sparsity is not None or compression is not None

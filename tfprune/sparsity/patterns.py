@@ -28,6 +28,9 @@ import warnings
 import keras
 import numpy as np
 
+from tfprune.base import arguments
+from tfprune.base.arguments import ArgumentError
+
 __all__ = ["Pattern", "Unstructured", "Block", "NByM", "get", "reduction_axes"]
 
 # A sparsity matches a pattern's fixed one up to float32 rounding (schedules return float32 values).
@@ -148,7 +151,7 @@ class Block(Pattern):
         inputs: Inputs per block, ``b``, an int >= 1 (4 for float, 16 for int8 TFLite Dense).
 
     Raises:
-        ValueError: unless ``outputs == 1`` and ``inputs`` is an int >= 1.
+        ArgumentError: unless ``outputs == 1`` and ``inputs`` is an int >= 1.
 
     Example:
         >>> Block(1, 4), str(Block(1, 4))
@@ -156,10 +159,10 @@ class Block(Pattern):
     """
 
     def __init__(self, outputs, inputs):
-        if not (_is_int(outputs) and outputs == 1 and _is_int(inputs) and inputs >= 1):
-            raise ValueError(f"block must be (1, b): b consecutive inputs of one output unit, as TFLite's (1, 4) "
-                             f"and (1, 16) blocks; got ({outputs!r}, {inputs!r})")
-        self.outputs, self.inputs = 1, int(inputs)
+        if not (arguments.is_int(outputs) and outputs == 1):
+            raise ArgumentError(f"block must be (1, b): b consecutive inputs of one output unit, as TFLite's (1, 4) "
+                                f"and (1, 16) blocks; got ({outputs!r}, {inputs!r})")
+        self.outputs, self.inputs = 1, arguments.count("b of block (1, b)", inputs)
 
     def select(self, scores, budget, *, candidates=None, reduction_axes=None, names=None):
         axes = reduction_axes if reduction_axes is not None else _default_axes(scores)
@@ -198,7 +201,7 @@ class NByM(Pattern):
         m: Group size, an int >= 1.
 
     Raises:
-        ValueError: if ``n`` or ``m`` is not an int, ``m < 1``, ``n < 1`` or ``n > m``.
+        ArgumentError: if ``n`` or ``m`` is not an int, ``m < 1``, ``n < 1`` or ``n > m``.
 
     Example:
         >>> tfprune.masks.from_scores([np.array([[1., 4., 3., 2.]]).T], pattern=NByM(2, 4))[0].ravel()
@@ -206,10 +209,8 @@ class NByM(Pattern):
     """
 
     def __init__(self, n, m):
-        if not (_is_int(n) and _is_int(m)) or m < 1 or not 1 <= n <= m:
-            raise ValueError(f"NByM(n, m) keeps n of every m entries: it needs ints with m >= 1 and 1 <= n <= m, "
-                             f"got NByM({n!r}, {m!r})")
-        self.n, self.m = int(n), int(m)
+        self.m = arguments.count("m of NByM(n, m)", m)
+        self.n = arguments.count("n of NByM(n, m)", n, 1, self.m)
         self.density = self.n / self.m
 
     def kept_fraction(self, shape, axis):
@@ -282,7 +283,7 @@ def get(pattern):
         A :class:`Pattern`.
 
     Raises:
-        ValueError: on anything else, or on a pattern's own bad arguments (``"3:2"``).
+        ArgumentError: on anything else, or on a pattern's own bad arguments (``"3:2"``).
 
     Example:
         >>> get("2:4"), get("1x4"), get(None)
@@ -302,7 +303,7 @@ def get(pattern):
             parts = text.split(separator)
             if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
                 return kind(int(parts[0]), int(parts[1]))
-    raise ValueError(f"unknown sparsity pattern {pattern!r}: {_FORMS}")
+    raise ArgumentError(f"unknown sparsity pattern {pattern!r}: {_FORMS}")
 
 
 def reduction_axes(shapes, axes=None):
@@ -317,7 +318,7 @@ def reduction_axes(shapes, axes=None):
         A list of non-negative ints or ``None``, one per shape.
 
     Raises:
-        ValueError: on a wrong number of axes or an axis out of a tensor's range.
+        ArgumentError: on a wrong number of axes or an axis out of a tensor's range.
 
     Example:
         >>> reduction_axes([(784, 300), (3, 3, 16, 32), (300,)])
@@ -328,14 +329,13 @@ def reduction_axes(shapes, axes=None):
         return [len(s) - 2 if len(s) >= 2 else None for s in shapes]
     axes = list(axes)
     if len(axes) != len(shapes):
-        raise ValueError(f"reduction_axes has {len(axes)} entries for {len(shapes)} tensors: give one axis "
+        raise ArgumentError(f"reduction_axes has {len(axes)} entries for {len(shapes)} tensors: give one axis "
                          "(or None) per tensor")
     out = []
     for i, (axis, shape) in enumerate(zip(axes, shapes)):
-        if axis is not None and not (_is_int(axis) and -len(shape) <= axis < len(shape)):
-            raise ValueError(f"reduction axis {axis!r} of tensor {i} (shape {shape}) must be None or an int "
-                             f"in [{-len(shape)}, {len(shape)})")
-        out.append(None if axis is None else int(axis) % len(shape))
+        axis = arguments.count(f"reduction_axes[{i}] (tensor of shape {shape})", axis, -len(shape), len(shape) - 1,
+                               optional=True)
+        out.append(None if axis is None else axis % len(shape))
     return out
 
 
@@ -345,12 +345,8 @@ def _default_axes(scores):
 
 def _block_from_pair(pair):
     if len(pair) != 2:
-        raise ValueError(f"block must be (1, b): b consecutive inputs of one output unit, got {tuple(pair)!r}")
+        raise ArgumentError(f"block must be (1, b): b consecutive inputs of one output unit, got {tuple(pair)!r}")
     return Block(*pair)
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _pool(a, axis, size, reduce, fill):

@@ -26,6 +26,9 @@ import abc
 import keras
 import numpy as np
 
+from tfprune.base import arguments
+from tfprune.base.arguments import ArgumentError
+
 __all__ = [
     "PruningSchedule",
     "PolynomialDecay",
@@ -84,12 +87,12 @@ class _StepSchedule(PruningSchedule):
     """Prunes every ``frequency`` steps from ``begin_step`` to ``end_step`` (inclusive; -1: no end)."""
 
     def __init__(self, begin_step, end_step, frequency, endless):
-        self.begin_step = _check_int("begin_step", begin_step, 0)
-        self.end_step = _check_int("end_step", end_step)
+        self.begin_step = arguments.count("begin_step", begin_step, 0)
+        self.end_step = arguments.count("end_step", end_step, None)
         if self.end_step < self.begin_step and not (endless and self.end_step == -1):
             never = " or -1 (prune until training ends)" if endless else ""
-            raise ValueError(f"end_step must be >= begin_step ({self.begin_step}){never}, got {self.end_step}")
-        self.frequency = _check_int("frequency", frequency, 1)
+            raise ArgumentError(f"end_step must be >= begin_step ({self.begin_step}){never}, got {self.end_step}")
+        self.frequency = arguments.count("frequency", frequency)
 
     def _due(self, step):
         in_range = self.begin_step <= step and (step <= self.end_step or self.end_step == -1)
@@ -122,7 +125,7 @@ class PolynomialDecay(_StepSchedule):
         frequency: Prune every this many steps, an int >= 1.
 
     Raises:
-        ValueError: on a sparsity outside [0, 1), a step that is not an int, ``begin_step < 0``,
+        ArgumentError: on a sparsity outside [0, 1), a step that is not an int, ``begin_step < 0``,
             ``end_step <= begin_step`` (TF-MOT returns NaN when they are equal), ``power <= 0``
             or ``frequency < 1``.
 
@@ -135,13 +138,11 @@ class PolynomialDecay(_StepSchedule):
     def __init__(self, initial_sparsity, final_sparsity, begin_step, end_step, power=3, frequency=100):
         super().__init__(begin_step, end_step, frequency, endless=False)
         if self.end_step == self.begin_step:
-            raise ValueError(f"PolynomialDecay needs end_step > begin_step to rise over, got both {self.end_step}; "
+            raise ArgumentError(f"PolynomialDecay needs end_step > begin_step to rise over, got both {self.end_step}; "
                              "to prune once, use ConstantSparsity(sparsity, step, end_step=step)")
-        self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
-        self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
-        number = isinstance(power, (int, float, np.integer, np.floating)) and not isinstance(power, bool)
-        if not (number and 0 < power < np.inf):
-            raise ValueError(f"power must be a number > 0, got {power!r}")
+        self.initial_sparsity = _sparsity("initial_sparsity", initial_sparsity)
+        self.final_sparsity = _sparsity("final_sparsity", final_sparsity)
+        arguments.number("power", power, 0, low_open=True)
         self.power = power
 
     def __call__(self, step):
@@ -172,7 +173,7 @@ class ConstantSparsity(_StepSchedule):
         frequency: Prune every this many steps, an int >= 1.
 
     Raises:
-        ValueError: on a sparsity outside [0, 1), a step that is not an int, ``begin_step < 0``,
+        ArgumentError: on a sparsity outside [0, 1), a step that is not an int, ``begin_step < 0``,
             ``end_step`` neither -1 nor >= ``begin_step``, or ``frequency < 1``.
 
     Example:
@@ -183,7 +184,7 @@ class ConstantSparsity(_StepSchedule):
 
     def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
         super().__init__(begin_step, end_step, frequency, endless=True)
-        self.target_sparsity = _check_sparsity("target_sparsity", target_sparsity)
+        self.target_sparsity = _sparsity("target_sparsity", target_sparsity)
 
     @property
     def final_sparsity(self):
@@ -217,16 +218,16 @@ class RoundSchedule(_Schedule):
             (:meth:`starting_at`).
 
     Raises:
-        ValueError: on a sparsity outside [0, 1), ``initial_sparsity > final_sparsity`` or
+        ArgumentError: on a sparsity outside [0, 1), ``initial_sparsity > final_sparsity`` or
             ``rounds`` not an int >= 1.
     """
 
     def __init__(self, final_sparsity, rounds, initial_sparsity=0.0):
-        self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
-        self.rounds = _check_int("rounds", rounds, 1)
-        self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
+        self.final_sparsity = _sparsity("final_sparsity", final_sparsity)
+        self.rounds = arguments.count("rounds", rounds)
+        self.initial_sparsity = _sparsity("initial_sparsity", initial_sparsity)
         if self.initial_sparsity > self.final_sparsity:
-            raise ValueError(f"initial_sparsity ({self.initial_sparsity}) must be <= final_sparsity "
+            raise ArgumentError(f"initial_sparsity ({self.initial_sparsity}) must be <= final_sparsity "
                              f"({self.final_sparsity}): a round schedule only removes weights")
 
     @staticmethod
@@ -302,7 +303,7 @@ class DropFraction(_Schedule):
         decay: ``"cosine"`` or ``"constant"``.
 
     Raises:
-        ValueError: on a fraction outside (0, 1), ``end_step < 1``, ``frequency < 1`` or an
+        ArgumentError: on a fraction outside (0, 1), ``end_step < 1``, ``frequency < 1`` or an
             unknown decay.
 
     Example:
@@ -314,15 +315,11 @@ class DropFraction(_Schedule):
     DECAYS = ("cosine", "constant")
 
     def __init__(self, initial_fraction, end_step, frequency=100, decay="cosine"):
-        number = isinstance(initial_fraction, (int, float, np.integer, np.floating)) and not isinstance(initial_fraction, bool)
-        if not (number and 0 < initial_fraction < 1):
-            raise ValueError(f"drop_fraction must be a number in (0, 1), got {initial_fraction!r}")
-        if decay not in self.DECAYS:
-            raise ValueError(f"drop_schedule must be one of {self.DECAYS}, got {decay!r}")
-        self.initial_fraction = float(initial_fraction)
-        self.end_step = _check_int("end_step", end_step, 1)
-        self.frequency = _check_int("update_frequency", frequency, 1)
-        self.decay = decay
+        self.initial_fraction = arguments.number("drop_fraction", initial_fraction, 0, 1, low_open=True,
+                                                 high_open=True)
+        self.decay = arguments.choice("drop_schedule", decay, self.DECAYS)
+        self.end_step = arguments.count("end_step", end_step)
+        self.frequency = arguments.count("update_frequency", frequency)
 
     def __call__(self, step):
         step = _step(step)
@@ -358,7 +355,7 @@ def get(identifier, **arguments):
         A :class:`PruningSchedule`.
 
     Raises:
-        ValueError: on an unknown name, a dict that is not a schedule's config, or arguments
+        ArgumentError: on an unknown name, a dict that is not a schedule's config, or arguments
             given with an object or a dict.
 
     Example:
@@ -368,18 +365,18 @@ def get(identifier, **arguments):
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier](**arguments)
     if arguments:
-        raise ValueError(f"constructor arguments {sorted(arguments)} go with a schedule name "
-                         f"({', '.join(_BY_NAME)}), not with {identifier!r}")
+        raise ArgumentError(f"constructor arguments {sorted(arguments)} go with a schedule name "
+                            f"({', '.join(_BY_NAME)}), not with {identifier!r}")
     if isinstance(identifier, _Schedule):
         return identifier
     if isinstance(identifier, dict):
         classes = {cls.__name__: cls for cls in _BY_NAME.values()}
         schedule = keras.saving.deserialize_keras_object(identifier, custom_objects=classes)
         if not isinstance(schedule, _Schedule):
-            raise ValueError(f"the config {identifier!r} gives a {type(schedule).__name__}, not a pruning schedule")
+            raise ArgumentError(f"the config {identifier!r} gives a {type(schedule).__name__}, not a pruning schedule")
         return schedule
-    raise ValueError(f"unknown schedule {identifier!r}: give a tfprune.schedules.PruningSchedule, its config "
-                     f"dict, or one of the names {', '.join(_BY_NAME)}")
+    raise ArgumentError(f"unknown schedule {identifier!r}: give a tfprune.schedules.PruningSchedule, its config "
+                        f"dict, or one of the names {', '.join(_BY_NAME)}")
 
 
 def round_densities(final_density, rounds, schedule="exponential"):
@@ -395,7 +392,7 @@ def round_densities(final_density, rounds, schedule="exponential"):
         A list of ``rounds`` floats, non-increasing, the last equal to ``final_density``.
 
     Raises:
-        ValueError: on an unknown schedule, ``rounds`` not an int >= 1 or a density outside (0, 1].
+        ArgumentError: on an unknown schedule, ``rounds`` not an int >= 1 or a density outside (0, 1].
 
     Example:
         >>> round_densities(0.01, 2)
@@ -403,28 +400,15 @@ def round_densities(final_density, rounds, schedule="exponential"):
         >>> round_densities(0.5, 2, "linear")
         [0.75, 0.5]
     """
-    if not isinstance(schedule, str) or schedule not in _ROUND_SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    rounds = _check_int("rounds", rounds, 1)
-    if not 0.0 < final_density <= 1.0:
-        raise ValueError(f"final density must be in (0, 1], got {final_density}")
+    arguments.choice("schedule", schedule, SCHEDULES)
+    rounds = arguments.count("rounds", rounds)
+    arguments.number("final_density", final_density, 0, 1, low_open=True)
     curve = _ROUND_SCHEDULES[schedule].density_after
     return [curve(final_density, (t + 1) / rounds) for t in range(rounds - 1)] + [final_density]
 
 
-def _check_int(name, value, minimum=None):
-    at_least = "" if minimum is None else f" >= {minimum}"
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int{at_least}, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an int{at_least}, got {value}")
-    return int(value)
-
-
-def _check_sparsity(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
+def _sparsity(name, value):
+    return arguments.number(name, value, 0, 1, high_open=True)
 
 
 def _step(step):

@@ -49,6 +49,7 @@ from tfprune.base import walk
 from tfprune.autodiff import losses
 from tfprune.autodiff.batches import examples, scoring_batches
 from tfprune.autodiff.gradients import Step, batch_sum, compiled, dense_gradients, example_share, substitute
+from tfprune.base import arguments
 from tfprune.layers.targets import is_wrapped
 
 __all__ = ["Criterion", "register", "get", "available", "producer_layers", "unit_weights", "riemann_path", "l1", "l2",
@@ -123,7 +124,7 @@ def get(name):
     """The criterion registered under ``name`` (a :class:`Criterion` is returned as it is).
 
     Raises:
-        ValueError: for an unknown name (the message lists the known ones).
+        ArgumentError: for an unknown name (the message lists the known ones).
     """
     return _CRITERIA.get(name)
 
@@ -376,10 +377,8 @@ def riemann_path(steps=DEFAULT_STEPS, path="uniform", ratio=None):
         >>> criteria.riemann_path(4)
         (array([0.25, 0.5 , 0.75, 1.  ]), array([0.25, 0.25, 0.25, 0.25]))
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if path not in PATHS:
-        raise ValueError(f"unknown path {path!r}; known paths: {', '.join(PATHS)}")
+    steps = arguments.count("steps", steps)
+    arguments.choice("path", path, PATHS)
     if path != "geometric" and ratio is not None:
         raise ValueError(f"ratio applies to the geometric path only, got ratio={ratio!r} with path={path!r}")
     s = np.arange(1, steps + 1, dtype=np.float64)
@@ -387,9 +386,7 @@ def riemann_path(steps=DEFAULT_STEPS, path="uniform", ratio=None):
         return s / steps, np.full(steps, 1.0 / steps)
     if path == "midpoint":
         return (s - 0.5) / steps, np.full(steps, 1.0 / steps)
-    ratio = DEFAULT_RATIO if ratio is None else ratio
-    if not 0 < ratio < 1:
-        raise ValueError(f"ratio must lie in (0, 1), got {ratio!r}")
+    ratio = arguments.number("ratio", DEFAULT_RATIO if ratio is None else ratio, 0, 1, low_open=True, high_open=True)
     mu = ratio ** s
     widths = ratio ** (s - 1) * (1 - ratio)
     return mu, widths / widths.sum()
@@ -462,8 +459,7 @@ def singe(model, layers=None, data=None, steps=DEFAULT_STEPS, path="uniform", ra
     Example:
         >>> scores = criteria.singe(model, ["conv", "hidden"], (x[:256], y[:256]), steps=8)
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
+    arguments.choice("mode", mode, MODES)
     mu, weights = riemann_path(steps, path, ratio)
     producers = _producers(model, layers)
     batches, loss = _batches(model, data, samples, batch_size, loss, from_logits, "singe")

@@ -61,9 +61,8 @@ import numpy as np
 
 from tfprune import _compat
 from tfprune.layers import specs as layer_specs
-from tfprune.base import walk
+from tfprune.base import arguments, walk
 from tfprune.layers.masked import SubstitutingWrapper
-from tfprune.layers.targets import require_keras3
 
 __all__ = ["Group", "DependencyGraph", "dependency_graph"]
 
@@ -394,7 +393,7 @@ def _trace(model, input_layouts, spaces, plans, reasons):
 
 def check_model(model):
     """Raises a ValueError unless ``model`` is a built, plain functional or Sequential model."""
-    require_keras3(model)
+    arguments.keras_model(model)
     if not walk.is_graph_model(model):
         raise ValueError(
             f"model {model.name!r} is a subclassed model ({type(model).__name__}): structured removal "

@@ -19,6 +19,8 @@ from tfprune.analysis import datachecks
 from tfprune import training
 from tfprune.analysis.profile import profile
 from tfprune.autodiff.batches import take
+from tfprune.base import arguments
+from tfprune.base.arguments import ArgumentError
 from tfprune.base.deprecation import renamed
 from tfprune.structured import criteria as criteria_lib
 from tfprune.structured.graph import dependency_graph
@@ -83,8 +85,6 @@ def minimum_counts(model, input_shape=None):
 
 def _target(name, value, original, minimum):
     """An absolute target from ``value`` (≤ 1: a fraction of ``original``), checked against ``minimum``."""
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
     target = value * original if value <= 1 else value
     if target < minimum:
         raise ValueError(
@@ -195,6 +195,8 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         A :class:`PruneResult`.
 
     Raises:
+        ArgumentError: for anything but a Keras 3 model, or an argument of the wrong type or out of
+            range (``kept_macs="0.5"``, ``seed="a"``, ``step_fraction=0``, ...).
         ValueError: for a model without a layer graph (subclassed), a target below the minimum
             reachable (the message gives it), ``data`` or ``validation`` that do not fit the model
             (:func:`tfprune.analysis.datachecks.check_arrays`), NaN or infinite scores (naming the layer), or
@@ -205,15 +207,21 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
         ...                                   validation=(x_val, y_val))
         >>> result.model.count_params(), result.steps[-1].macs
     """
+    arguments.keras_model(model)
     criterion = criterion if isinstance(criterion, criteria_lib.Criterion) else criteria_lib.get(criterion)
     if (kept_macs is None) == (kept_params is None):
-        raise ValueError("give exactly one of kept_macs and kept_params")
-    if not 0 < step_fraction <= 1:
-        raise ValueError(f"step_fraction must be in (0, 1], got {step_fraction!r}")
-    if normalize not in _NORMALIZE:
-        raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}")
-    if int(finetune_steps) != finetune_steps or finetune_steps < 0:
-        raise ValueError(f"finetune_steps must be a whole number >= 0, got {finetune_steps!r}")
+        raise ArgumentError("give exactly one of kept_macs and kept_params")
+    index = 0 if kept_macs is not None else 1
+    name = ("kept_macs", "kept_params")[index]
+    value = arguments.number(name, (kept_macs, kept_params)[index], 0, low_open=True)
+    step_fraction = arguments.number("step_fraction", step_fraction, 0, 1, low_open=True)
+    arguments.choice("normalize", normalize, _NORMALIZE)
+    finetune_steps = arguments.count("finetune_steps", finetune_steps, 0)
+    final_finetune_epochs = arguments.count("final_finetune_epochs", final_finetune_epochs, 0)
+    samples = arguments.count("samples", samples, optional=True)
+    seed, verbose = arguments.seed(seed), arguments.verbosity(verbose)
+    if callback is not None and not callable(callback):
+        raise ArgumentError(f"callback must be None or a function of a PruneStep, got {callback!r}")
     loss, loss_weights = training.compiled_loss(model)
     arrays = datachecks.check_arrays(model, data, class_ids=loss is None)
     if validation is not None:
@@ -228,8 +236,6 @@ def prune(model, criterion, *, data, kept_macs=None, kept_params=None, step_frac
     graph = dependency_graph(model)  # refuses subclassed and wrapped models with a clear message
     macs, params = counts(model, input_shape)
     min_macs, min_params = minimum_counts(model, input_shape)
-    index = 0 if kept_macs is not None else 1
-    name, value = ("kept_macs", kept_macs) if index == 0 else ("kept_params", kept_params)
     target = _target(name, value, (macs, params)[index], (min_macs, min_params)[index])
 
     def evaluate(m):
