@@ -19,9 +19,16 @@ def x(n=32, width=8):
     return np.random.default_rng(0).normal(size=(n, width)).astype("float32")
 
 
+def per_row_einsum():
+    inputs = keras.Input((4, 6))
+    return keras.Model(inputs, L.EinsumDense("abc,bcd->abd", output_shape=(4, 8), name="rows")(inputs), name="rows")
+
+
 CASES = {
     "no linear layer": (lambda: keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(2, 3)], name="convs"), {},
                         "has no Dense or EinsumDense layer to prune"),
+    "batched einsum": (per_row_einsum, {"data": x(width=24).reshape(32, 4, 6)},
+                       "EinsumDense layer 'rows' .* is not one matrix product: its kernel shares 'b'"),
     "unknown criterion": (stack, {"criterion": "obs"}, "unknown criterion 'obs'"),
     "no amount": (stack, {"sparsity": None}, "give the fraction of each layer to prune"),
     "sparsity out of range": (stack, {"sparsity": 1.0}, r"sparsity must be in \[0, 1\)"),

@@ -49,7 +49,7 @@ class Linear:
                              "float model first, then quantize it")
         shape = target.shape
         if isinstance(self.layer, keras.layers.EinsumDense):
-            self._in_axes, self._out_axes, self._input_axes = _einsum_axes(self.layer, len(shape))
+            self._in_axes, self._out_axes, self._input_axes = _einsum_axes(self.layer)
         else:
             self._in_axes, self._out_axes, self._input_axes = [0], [1], [-1]
         self._order = self._in_axes + self._out_axes
@@ -93,17 +93,17 @@ class Linear:
         return np.transpose(grouped, np.argsort(self._order))
 
 
-def _einsum_axes(layer, rank):
+def _einsum_axes(layer):
     """``(kernel summed axes, kernel output axes, input summed axes)`` of an ``EinsumDense``'s equation;
     summed axes in the kernel's order, input axes negative where the input spec has an ellipsis."""
     inputs, rest = layer.equation.replace(" ", "").split(",")
     kernel, output = rest.split("->")
     shared = [c for c in kernel if c in inputs and c in output]
     summed = [c for c in kernel if c in inputs and c not in output]
-    if shared or not summed or len(kernel) != rank:
-        raise ValueError(f"EinsumDense layer {layer.name!r} ({layer.equation!r}) is not one matrix product: "
-                         f"its kernel {'shares ' + repr(''.join(shared)) + ' with input and output' if shared else 'sums no input axis'}"
-                         "; leave it out with policy=tfprune.policies.ExcludeLayers(names=[...])")
+    if shared or not summed:
+        problem = f"its kernel shares {''.join(shared)!r} with input and output" if shared else "it sums no input axis"
+        raise ValueError(f"EinsumDense layer {layer.name!r} ({layer.equation!r}) is not one matrix product: {problem}; "
+                         "leave it out with policy=tfprune.policies.ExcludeLayers(names=[...])")
     if "..." in inputs:
         before, after = inputs.split("...")
         position = {c: i for i, c in enumerate(before)} | {c: i - len(after) for i, c in enumerate(after)}
