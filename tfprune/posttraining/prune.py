@@ -8,9 +8,9 @@ import warnings
 import keras
 
 from tfprune.analysis import datachecks
-from tfprune.base import views, walk
+from tfprune.base import arguments, views, walk
 from tfprune.layers import policies
-from tfprune.layers.targets import prunable_weights, require_keras3
+from tfprune.layers.targets import prunable_weights
 from tfprune.posttraining import magnitude, sparsegpt, wanda
 from tfprune.posttraining.calibration import Calibration, calibration_batches
 from tfprune.posttraining.linear import Linear, is_linear
@@ -75,7 +75,7 @@ def prune(model, criterion="wanda", *, data=None, sparsity=None, pattern=None, s
         >>> tfprune.posttraining.prune(lm, "sparsegpt", data=texts, sparsity=0.5)
         >>> lm.generate("The pruned model")
     """
-    require_keras3(model)
+    arguments.keras_model(model)
     walk.check_built(model)
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}: post-training pruning knows {sorted(CRITERIA)}")
