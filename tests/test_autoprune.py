@@ -158,7 +158,7 @@ def test_aux_weight_decay_adds_exactly_its_closed_form_gradient_on_m():
         grads[decay] = (grads[decay][id(aux)], grads[decay][id(kernel)])
     np.testing.assert_allclose(grads[0.3][0] - grads[0.0][0], 2 * 0.3 * m_values, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(grads[0.3][1], grads[0.0][1])
-    with pytest.raises(ValueError, match="aux_weight_decay must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="aux_weight_decay must be a finite number >= 0, got -1"):
         autoprune.wrap(mlp(), aux_weight_decay=-1)
 
 

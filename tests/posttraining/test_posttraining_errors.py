@@ -31,7 +31,7 @@ CASES = {
                        "EinsumDense layer 'rows' .* is not one matrix product: its kernel shares 'b'"),
     "unknown criterion": (stack, {"criterion": "obs"}, "unknown criterion 'obs'"),
     "no amount": (stack, {"sparsity": None}, "give the fraction of each layer to prune"),
-    "sparsity out of range": (stack, {"sparsity": 1.0}, r"sparsity must be in \[0, 1\)"),
+    "sparsity out of range": (stack, {"sparsity": 1.0}, r"sparsity must be a number in \[0, 1\)"),
     "block pattern": (stack, {"sparsity": None, "pattern": "1x4"}, "takes pattern 'unstructured' or N:M"),
     "sparsity against 2:4": (stack, {"sparsity": 0.7, "pattern": "2:4"}, "keeps a fixed fraction 0.5"),
     "width 6 cannot hold 4:8": (lambda: stack(width=6), {"sparsity": None, "pattern": "4:8", "data": x(width=6)},

@@ -30,7 +30,7 @@ def test_samples_per_class_gives_the_balanced_batches():
 
 @pytest.mark.parametrize("options, message", [
     (dict(samples=4, samples_per_class=2), "give samples or samples_per_class, not both"),
-    (dict(samples_per_class=0), "samples_per_class must be >= 1"),
+    (dict(samples_per_class=0), "samples_per_class must be None or an int >= 1, got 0"),
 ])
 def test_bad_requests_are_named(options, message):
     with pytest.raises(ValueError, match=message):

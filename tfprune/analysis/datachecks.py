@@ -205,7 +205,18 @@ def check_inputs(model, x, name="data"):
         if expected is not None and not (len(shape) == len(expected) + 1 and shape_fits(shape[1:], expected)):
             raise ValueError(f"{name}: {label} has examples of shape {shape[1:]}, but model {model.name!r} takes "
                              f"inputs of shape {expected} (without the batch axis)")
+        dtype = _numpy_dtype(a)
+        if not (np.issubdtype(dtype, np.number) or dtype == bool):
+            raise ValueError(f"{name}: {label} holds {dtype} values, not numbers: give numeric arrays (e.g. float32 "
+                             "pixels or features, int token ids)")
     return x, inputs
+
+
+def _numpy_dtype(a):
+    """The NumPy dtype of an array or a tensor (a TensorFlow string tensor's is ``object``)."""
+    dtype = getattr(a, "dtype", None)
+    dtype = getattr(dtype, "as_numpy_dtype", dtype)
+    return np.dtype(dtype) if dtype is not None else np.asarray(a).dtype
 
 
 def check_batch(model, x, y, sample_weight=None, *, class_ids=True, name="data", examples=None):

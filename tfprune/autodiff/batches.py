@@ -33,6 +33,7 @@ import tensorflow as tf
 from tfprune import _compat
 from tfprune.analysis import datachecks
 from tfprune.autodiff import losses
+from tfprune.base import arguments
 
 __all__ = ["Batch", "scoring_batches", "class_balanced", "examples", "take", "halves", "class_ids"]
 
@@ -137,16 +138,15 @@ def scoring_batches(model, data, samples=None, batch_size=None, *, loss=None, sa
         >>> batches = scoring_batches(model, (x, y, sample_weight), samples=100, batch_size=50)
     """
     loss = losses.resolve(model, loss)
+    samples = arguments.count("samples", samples, optional=True)
+    batch_size = arguments.count("batch_size", batch_size, optional=True)
+    samples_per_class = arguments.count("samples_per_class", samples_per_class, optional=True)
     arrays = datachecks.unpack(data, name)
     if samples_per_class is not None:
         arrays = _balanced(model, arrays, samples, samples_per_class, loss, name)
         samples = examples(arrays[0])
     if samples is None:
         samples = 10 * _num_classes(model)
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if arrays is not None:
         batches = _from_arrays(model, arrays, samples, batch_size, loss, name)
     else:
@@ -160,8 +160,6 @@ def scoring_batches(model, data, samples=None, batch_size=None, *, loss=None, sa
 def _balanced(model, arrays, samples, per_class, loss, name):
     if samples is not None:
         raise ValueError("give samples or samples_per_class, not both")
-    if per_class < 1:
-        raise ValueError(f"samples_per_class must be >= 1, got {per_class}")
     if arrays is None:
         raise ValueError("samples_per_class draws from arrays of class ids: give (x, y) arrays, or samples= with a "
                          "dataset")

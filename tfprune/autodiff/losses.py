@@ -24,6 +24,7 @@ from typing import Callable
 import keras
 
 from tfprune import _compat
+from tfprune.base.arguments import ArgumentError
 
 __all__ = ["ScoringLoss", "resolve", "is_compiled"]
 
@@ -113,7 +114,7 @@ def resolve(model, loss=None, from_logits=True):
     if isinstance(loss, ScoringLoss):
         return loss
     if loss is not None:
-        fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+        fn = _named_loss(loss) if isinstance(loss, str) else loss
         if not isinstance(fn, keras.losses.Loss):
             fn = _Wrapped(fn)
         return ScoringLoss(lambda x, y, p, w: fn(y, p, sample_weight=w), "given", ("given", id(loss)), False, False,
@@ -139,3 +140,13 @@ class _Wrapped(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred)
+
+
+def _named_loss(name):
+    """The Keras loss called ``name``; an :class:`~tfprune.base.arguments.ArgumentError` for another name."""
+    try:
+        return keras.losses.get(name)
+    except ValueError:
+        raise ArgumentError(f"loss {name!r} is not the name of a Keras loss: give a name such as "
+                            "'categorical_crossentropy', a keras.losses.Loss or a function (y_true, y_pred) -> loss"
+                            ) from None
