@@ -202,7 +202,8 @@ class MaskUpdatingCallback(keras.callbacks.Callback):
 
     def _record(self, step, target_sparsity, moved=None):
         """Appends the :class:`MaskUpdate` of the masks as they are now."""
-        sparsities = measured_sparsities(self.model, self.policy)[0]
-        update = MaskUpdate(step, target_sparsity, sparsities, measured_sparsities(self.model)[1], moved)
+        every, model_sparsity = measured_sparsities(self.model)  # one read of the masks
+        mine = {t.name for t in self.targets()}
+        update = MaskUpdate(step, target_sparsity, {n: s for n, s in every.items() if n in mine}, model_sparsity, moved)
         self.updates.append(update)
         return update
