@@ -1,7 +1,8 @@
 """Post-training pruning of tiny KerasHub causal LMs built from configs (nothing downloads): GPT-2
 (with a tokenizer built here, calibrated on strings) and Llama (token ids); exact sparsity in
-every linear layer, N:M groups along each kernel's reduction axis, generate() after pruning; the
-blocks of Keras' quantization hook give what the layers in order give; one pass per block."""
+every linear layer, N:M groups along each kernel's reduction axis, generate() after pruning and,
+for a wrapped model, after strip; the blocks of Keras' quantization hook give what the layers in
+order give; one pass per block."""
 
 import keras
 import numpy as np
@@ -148,3 +149,14 @@ def test_pruned_then_int8_keeps_the_zeros_and_generates():
         assert quantized.dtype == np.int8 and np.all(quantized[zero] == 0), layer.path
     prompt = token_ids(2, vocabulary=17)
     assert lm.generate(prompt, max_length=SEQUENCE, stop_token_ids=None)["token_ids"].shape == (2, SEQUENCE)
+
+
+def test_wrapped_causal_lm_pruned_then_stripped_is_the_causal_lm_and_generates():
+    """Pruned through its masks, then stripped: the same GPT2CausalLM, zeros written in, generate() runs."""
+    lm = gpt2()
+    wrapped = tfprune.wrap(lm)
+    tfprune.posttraining.prune(wrapped, "wanda", data=token_ids(vocabulary=17), sparsity=0.5, verbose=0)
+    stripped = tfprune.strip(wrapped)
+    assert isinstance(stripped, keras_hub.models.GPT2CausalLM)
+    check_pruned(stripped, None, 12)
+    assert isinstance(stripped.generate("ab cd", max_length=12), str)
