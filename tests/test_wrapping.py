@@ -1,9 +1,12 @@
 """wrap / apply_masks / get_masks / strip, and saving and loading wrapped models."""
 
+import json
+import zipfile
+
 import keras
 import numpy as np
 import pytest
-from helpers import L, batch, random_masks, residual_cnn, subclassed_mlp
+from helpers import L, SubclassedMLP, batch, random_masks, residual_cnn, subclassed_mlp
 
 import tfprune
 
@@ -210,3 +213,52 @@ def test_strip_returns_the_original_model_of_a_class_of_its_own_with_zeros_writt
     for layer, mask in zip(["hidden", "out"], masks):
         kernel = model.get_layer(layer).kernel.numpy()
         assert np.count_nonzero(kernel[~mask]) == 0 and np.all(kernel[mask] != 0)
+
+
+def test_a_wrapped_subclassed_model_saves_and_loads_with_its_masks(tmp_path):
+    """model.save → keras.models.load_model on a subclassed model wrapped in place: the original
+    class, wrapped the same way, bit-identical predictions, masks, dense weights and compile config;
+    it trains with its masks, saves again, and strips to a plain SubclassedMLP."""
+    model = tfprune.wrap(subclassed_mlp())
+    masks = random_masks(model, 0.3)
+    tfprune.apply_masks(model, masks)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = batch((10,))
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "sub.keras")
+    loaded = keras.models.load_model(tmp_path / "sub.keras")
+    assert isinstance(loaded, SubclassedMLP) and type(loaded).__name__ == "SubclassedMLP"
+    assert isinstance(loaded.first, tfprune.MaskedLayer) and isinstance(loaded.head.layers[0], tfprune.MaskedLayer)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    for a, b in zip(tfprune.get_masks(loaded), masks):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(tfprune.prunable_weights(loaded), tfprune.prunable_weights(model)):
+        np.testing.assert_array_equal(a.variable.numpy(), b.variable.numpy())
+    assert loaded.compiled and loaded.loss.get_config() == model.loss.get_config()
+
+    loaded.fit(x, y, epochs=1, verbose=0)
+    effective = [t.variable.numpy() * m for t, m in zip(tfprune.prunable_weights(loaded), masks)]
+    loaded.save(tmp_path / "again.keras")
+    again = keras.models.load_model(tmp_path / "again.keras")
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(loaded(x)))
+
+    plain = tfprune.strip(again)
+    assert type(plain) is SubclassedMLP and not tfprune.layers.targets.is_wrapped(plain)
+    for t, e in zip(tfprune.prunable_weights(plain), effective):
+        np.testing.assert_array_equal(t.variable.numpy(), e)
+
+
+def test_a_subclassed_model_whose_layers_changed_since_saving_is_a_clear_error(tmp_path):
+    model = tfprune.wrap(subclassed_mlp())
+    model.save(tmp_path / "sub.keras")
+    with zipfile.ZipFile(tmp_path / "sub.keras") as source:
+        files = {name: source.read(name) for name in source.namelist()}
+    config = json.loads(files["config.json"])
+    config["config"]["wrappers"][0]["position"] = [7]  # a position SubclassedMLP's __init__ never fills
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "changed.keras", "w") as target:
+        for name, data in files.items():
+            target.writestr(name, data)
+    with pytest.raises(ValueError, match=r"MaskedLayer around a Dense at layer position \[7\], where SubclassedMLP's "
+                                         r"__init__ now makes nothing; load it with the code that saved it"):
+        keras.models.load_model(tmp_path / "changed.keras")

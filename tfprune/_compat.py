@@ -19,6 +19,7 @@ from keras.src.models.sequential import Sequential
 from keras.src.trainers.data_adapters import get_data_adapter as _get_data_adapter
 from keras.src.ops import nn as _ops_nn
 from keras.src.ops import numpy as _ops_numpy
+from keras.src.saving import object_registration
 
 __all__ = [
     "Functional",
@@ -74,6 +75,13 @@ def nested_layers(layer):
 def own_variables(layer):
     """Variables created by ``layer`` itself, not by its sub-layers, in creation order."""
     return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def set_registered_name(cls, name):
+    """Makes Keras save instances of ``cls`` under the registered ``name`` (loaded by whatever
+    ``keras.saving.get_custom_objects()[name]`` is), as ``register_keras_serializable`` would
+    without registering ``cls`` as the loader of that name."""
+    object_registration.GLOBAL_CUSTOM_NAMES[cls] = name
 
 
 def replace_tracked_layer(parent, old, new):

@@ -12,7 +12,7 @@ from tfprune.base import arguments, distribute, walk
 from tfprune.layers import kinds
 from tfprune.layers.masked import MaskedLayer, SubstitutingWrapper, relative_path
 from tfprune.layers.targets import is_wrapped, prunable_weights
-from tfprune.layers.wrapping import rebuild
+from tfprune.layers.rebuilding import rebuild
 
 __all__ = ["MODES", "AutoPruneLayer", "wrap", "aux_variables", "set_penalty", "harden", "autoprune_layers", "is_aux"]
 

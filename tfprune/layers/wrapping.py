@@ -17,6 +17,7 @@ from keras import ops
 from tfprune import _compat
 from tfprune.base import arguments, distribute, views, walk
 from tfprune.layers.masked import MaskedLayer, relative_path
+from tfprune.layers.rebuilding import rebuild
 from tfprune.layers.targets import is_wrapped, prunable_weights
 
 __all__ = ["wrap", "unwrap", "apply_masks", "get_masks", "strip"]
@@ -62,76 +63,6 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
     if wrapped is not model and type(model) not in (_compat.Functional, keras.Sequential):
         object.__setattr__(wrapped, "_tfprune_original", weakref.ref(model))  # a class of its own: see strip
     return wrapped
-
-
-def rebuild(model, replace):
-    """A model whose layers and operations are ``replace(layer)``.
-
-    Graph models (functional, Sequential) are cloned with ``keras.models.clone_model``; every node
-    of the graph, operation nodes (``x + y``, ``keras.ops`` calls, the mask a layer computes)
-    included, is passed to ``replace``, as ``clone_model`` passes it to its ``clone_function``.
-    Subclassed models are changed in place. Nested models are rebuilt the same way. ``replace``
-    is called once per object however many nodes and models share it, so a shared layer gets one
-    replacement and a model used twice one rebuilt model.
-
-    Args:
-        model: A Keras 3 model.
-        replace: ``replace(layer_or_operation) -> layer_or_operation``; nested models never reach it.
-
-    Returns:
-        The rebuilt model: a new model for graph models, ``model`` itself otherwise.
-    """
-    done = {}
-
-    def rebuilt(layer):
-        if id(layer) not in done:
-            done[id(layer)] = _rebuild_model(layer, rebuilt) if isinstance(layer, keras.Model) else replace(layer)
-        return done[id(layer)]
-
-    return _rebuild_model(model, rebuilt)
-
-
-def _rebuild_model(model, rebuilt):
-    if walk.is_graph_model(model):
-        return keras.models.clone_model(model, clone_function=rebuilt)
-    for layer in _compat.direct_sublayers(model):
-        new = rebuilt(layer)
-        if new is not layer:
-            _replace_sublayer(model, layer, new)
-    _forget_compiled_functions(model)
-    return model
-
-
-def _replace_sublayer(parent, old, new):
-    """Replaces every reference of ``parent`` to ``old`` (attributes, lists, dicts) by ``new``."""
-    attributes, containers = [], []
-    for attr, value in vars(parent).items():
-        if attr == _compat.LAYER_LIST_ATTRIBUTE:  # Keras's own list: updated below
-            continue
-        if value is old:
-            attributes.append((attr, new))
-        elif isinstance(value, tuple) and any(item is old for item in value):
-            attributes.append((attr, tuple(new if item is old else item for item in value)))
-        elif isinstance(value, (list, dict)):
-            keys = range(len(value)) if isinstance(value, list) else list(value)
-            containers.extend((value, key) for key in keys if value[key] is old)
-    if not attributes and not containers:
-        raise ValueError(
-            f"cannot replace layer {old.name!r} inside {parent.name!r}: it is not held in an "
-            "attribute, list or dict of that layer"
-        )
-    _compat.replace_tracked_layer(parent, old, new)
-    for attr, value in attributes:
-        setattr(parent, attr, value)  # through Keras's and TensorFlow's attribute tracking
-    for container, key in containers:
-        container[key] = new
-
-
-def _forget_compiled_functions(model):
-    """Drops traced train/test/predict functions, which still call the replaced layers."""
-    for name in ("train_function", "test_function", "predict_function"):
-        if getattr(model, name, None) is not None:
-            setattr(model, name, None)
 
 
 def _masked(model):
