@@ -56,8 +56,8 @@ def test_error(model, x, y):
     return 100.0 * float(np.mean(np.argmax(predictions, axis=1) != y))
 
 
-def train_dense(name, config, train, test):
-    keras.utils.set_random_seed(COMMON["seed"])
+def train_dense(name, config, train, test, seed=COMMON["seed"]):
+    keras.utils.set_random_seed(seed)
     model = getattr(tfprune.models, name)()
     model.compile(keras.optimizers.Adam(COMMON["lr"]), loss())
     start = time.time()
@@ -68,11 +68,14 @@ def train_dense(name, config, train, test):
                 macs_kept=100.0, macs=total.macs, seconds=seconds)
 
 
-def train_autoprune(name, ste, config, train, test, verbose):
-    keras.utils.set_random_seed(COMMON["seed"])
+def train_autoprune(name, ste, config, train, test, verbose, seed=COMMON["seed"], aux_optimizer=None, **options):
+    """One AutoPrune run; ``aux_optimizer`` defaults to Adam(aux_lr), ``options`` go to ``autoprune.wrap``
+    (e.g. ``decoupled``, ``aux_weight_decay``)."""
+    keras.utils.set_random_seed(seed)
     model = autoprune.wrap(getattr(tfprune.models, name)(), ste=ste, penalty=config["penalty"],
-                           initial_aux=COMMON["initial_aux"])
-    optimizer = autoprune.AuxOptimizer(keras.optimizers.Adam(COMMON["lr"]), keras.optimizers.Adam(COMMON["aux_lr"]))
+                           initial_aux=COMMON["initial_aux"], **options)
+    aux_optimizer = aux_optimizer or keras.optimizers.Adam(COMMON["aux_lr"])
+    optimizer = autoprune.AuxOptimizer(keras.optimizers.Adam(COMMON["lr"]), aux_optimizer)
     model.compile(optimizer, loss())
     schedule = autoprune.PenaltySchedule(lambda epoch: config["penalty"] if epoch < config["penalty_epochs"] else 0.0)
     monitor = autoprune.Monitor(verbose=verbose)
