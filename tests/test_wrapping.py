@@ -262,3 +262,22 @@ def test_a_subclassed_model_whose_layers_changed_since_saving_is_a_clear_error(t
     with pytest.raises(ValueError, match=r"MaskedLayer around a Dense at layer position \[7\], where SubclassedMLP's "
                                          r"__init__ now makes nothing; load it with the code that saved it"):
         keras.models.load_model(tmp_path / "changed.keras")
+
+
+def test_a_wrapped_subclassed_model_keras_cannot_remake_is_a_clear_error(tmp_path):
+    """A class Keras cannot find (defined in a function, not registered) saves; loading names why."""
+
+    class Local(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden, self.out = L.Dense(4), L.Dense(2)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    model = Local()
+    model(np.zeros((1, 3), "float32"))
+    tfprune.wrap(model).save(tmp_path / "local.keras")
+    with pytest.raises(ValueError, match=r"cannot load the wrapped 'Local': Keras could not make it from its config "
+                                         r"\(TypeError: Could not locate class 'Local'.*needs a get_config\(\)"):
+        keras.models.load_model(tmp_path / "local.keras")

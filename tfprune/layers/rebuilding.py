@@ -146,9 +146,17 @@ class _SubclassedWithWrappers:
 
     @classmethod
     def from_config(cls, config):
-        model = keras.saving.deserialize_keras_object(config["model"])
-        if not model.built and config["model"].get("build_config"):
-            model.build_from_config(config["model"]["build_config"])
+        record = config["model"]
+        try:
+            model = keras.saving.deserialize_keras_object(record)
+        except Exception as error:  # the model's own get_config/__init__ (or a missing class)
+            raise ValueError(  # not TypeError, which Keras's loader rewords
+                f"cannot load the wrapped {record['class_name']!r}: Keras could not make it from its config "
+                f"({type(error).__name__}: {error}); a subclassed model needs a get_config() whose values its "
+                "__init__ accepts (and its class registered or importable) for any .keras file to load"
+            ) from error
+        if not model.built and record.get("build_config"):
+            model.build_from_config(record["build_config"])
         layers = dict(_positions(model))
         wrappers = {}
         for entry in config["wrappers"]:
