@@ -17,6 +17,7 @@ from keras import ops
 from tfprune import _compat
 from tfprune.base import arguments, distribute, views, walk
 from tfprune.layers.masked import MaskedLayer, relative_path
+from tfprune.layers.reloading import copy_from_config, warn_if_not_reloadable
 from tfprune.layers.targets import is_wrapped, prunable_weights
 
 __all__ = ["wrap", "unwrap", "apply_masks", "get_masks", "strip"]
@@ -49,6 +50,7 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
     if is_wrapped(model):
         raise ValueError(f"model {model.name!r} is already wrapped")
     targets = prunable_weights(model, policy, include_bias, include_norm)
+    warn_if_not_reloadable(model)
     chosen = {}
     for t in targets:
         chosen.setdefault(id(t.unit), []).append(relative_path(t.unit, t.variable))
@@ -266,13 +268,7 @@ def strip(model):
         inner = node.layer if isinstance(node, MaskedLayer) else node
         if not (isinstance(inner, keras.layers.Layer) and inner.variables):
             return inner  # no state to separate: shared
-        try:
-            new = type(inner).from_config(inner.get_config())
-        except Exception as error:  # the layer's own get_config/from_config failed
-            raise ValueError(
-                f"cannot copy layer {inner.name!r} of type {type(inner).__name__} from its config "
-                f"({error}); give it a get_config() that from_config() accepts"
-            ) from error
+        new = copy_from_config(inner)
         copies.append((node, new))
         return new
 
