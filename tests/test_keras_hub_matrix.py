@@ -16,7 +16,6 @@ import tensorflow as tf
 
 import tfprune
 from tfprune.callbacks import DynamicSparse, GradualPruning
-from tfprune.export.tflite_export import ConversionError
 from tfprune.schedules import ConstantSparsity
 from tfprune.sparsity.masks import kept_count
 
@@ -136,7 +135,8 @@ def fit_with(name, callback):
     wrapped = tfprune.wrap(model)
     wrapped.compile(optimizer="sgd", loss=model.loss, run_eagerly=True)
     x, y, *weights = data(name)
-    wrapped.fit(x, y, sample_weight=weights[0] if weights else None, batch_size=N // 2, epochs=1, verbose=0, callbacks=[callback])
+    wrapped.fit(x, y, sample_weight=weights[0] if weights else None, batch_size=N // 2, epochs=1, verbose=0,
+                callbacks=[callback])
     return wrapped
 
 
@@ -248,7 +248,7 @@ def test_tflite_export_stores_every_pruned_matrix_with_its_kept_count(name, tmp_
 def test_tflite_names_the_sparsity_pass_a_tied_embedding_breaks_and_converts_dense(tmp_path):
     """GPT-2 reads its token embedding in a GATHER and in the logits' MatMul: TFLite's sparsity pass fails on it."""
     model, x = stripped("gpt2")[0], data("gpt2")[0]
-    with pytest.raises(ConversionError,
+    with pytest.raises(tfprune.export.ConversionError,
                        match=r"TFLite's sparsity pass \(EXPERIMENTAL_SPARSITY\) cannot store the weights of model "
                              r"'gpt2_causal_lm.*' sparse.*; the model converts with sparse=False"):
         tfprune.export.tflite(model, tmp_path / "lm.tflite", check_data=x)
