@@ -16,6 +16,7 @@ import tensorflow as tf
 
 import tfprune
 from tfprune.callbacks import DynamicSparse, GradualPruning
+from tfprune.layers.wrapping import WrappedModel
 from tfprune.schedules import ConstantSparsity
 from tfprune.sparsity.masks import kept_count
 
@@ -23,14 +24,7 @@ keras_hub = pytest.importorskip("keras_hub")
 
 N, LENGTH, SPARSITY = 4, 8, 0.5
 MODELS = ("bert", "gpt2", "vit")
-NOT_RELOADABLE = {  # the cause wrap warns of, for the models Keras cannot reload once wrapped
-    "gpt2": r"layer 'token_embedding' is called by the models \['gpt2_causal_lm.*', 'gpt2_backbone.*'\]: Keras "
-            "reloads it as one layer per model",
-    "vit": r"layer 'vit_patching_and_embedding' \(ViTPatchingAndEmbedding\) of 'vi_t_backbone.*' cannot be rebuilt "
-           r"from its own config: Unrecognized keyword arguments passed to ViTPatchingAndEmbedding",
-}
-pytestmark = pytest.mark.filterwarnings("ignore:the wrapped", "ignore:The weights of these layers are not pruned",
-                                        "ignore:Skipping",  # Keras, in the load_model that fails
+pytestmark = pytest.mark.filterwarnings("ignore:The weights of these layers are not pruned",
                                         "ignore:`compile\\(\\)` was not called")
 
 
@@ -206,32 +200,25 @@ def assert_same_wrapped(reloaded, wrapped, x):
     np.testing.assert_array_equal(outputs_of(reloaded, x), outputs_of(wrapped, x))
 
 
-def test_a_wrapped_bert_reloads_with_its_masks_and_predictions(tmp_path):
+@pytest.mark.parametrize("name", MODELS)
+def test_a_wrapped_model_reloads_with_its_masks_and_predictions_and_strips_to_its_class(name, tmp_path):
+    """A KerasHub task wraps into a WrappedModel, saved as the task's config and its masked weights: GPT-2's tied
+    embedding and the ViT's patching layer (whose config its constructor refuses) reload as BERT does."""
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
-        wrapped = tfprune.prune_at_init(build("bert"), "magnitude", sparsity=SPARSITY, scope="local", verbose=0)
-    assert not [w for w in warned if "load_model" in str(w.message)]
+        wrapped = tfprune.prune_at_init(build(name), "magnitude", sparsity=SPARSITY, scope="local", verbose=0)
+    assert type(wrapped) is WrappedModel and not [w for w in warned if "load_model" in str(w.message)]
     wrapped.save(tmp_path / "wrapped.keras")
     reloaded = keras.models.load_model(tmp_path / "wrapped.keras")
-    assert tfprune.prunable_weights(reloaded)[0].mask is not None
-    assert_exact_counts(tfprune.get_masks(reloaded))
-    assert_same_wrapped(reloaded, wrapped, data("bert")[0])
-
-
-@pytest.mark.parametrize("name", sorted(NOT_RELOADABLE))
-def test_a_wrapped_model_keras_cannot_reload_is_warned_of_and_its_weights_file_reloads(name, tmp_path):
-    """Wrapping warns of the cause; the warning is right (load_model fails), and its advice works: save_weights and
-    load_weights into the same model wrapped again (other initial weights) give the same masks and predictions."""
-    with pytest.warns(UserWarning, match="keras.models.load_model cannot reload that file: " + NOT_RELOADABLE[name]):
-        wrapped = tfprune.prune_at_init(build(name), "magnitude", sparsity=SPARSITY, scope="local", verbose=0)
-    wrapped.save(tmp_path / "wrapped.keras")
-    with pytest.raises((TypeError, ValueError)):
-        keras.models.load_model(tmp_path / "wrapped.keras")
-    wrapped.save_weights(tmp_path / "wrapped.weights.h5")
-    again = tfprune.wrap(build(name, seed=1))
-    again.load_weights(tmp_path / "wrapped.weights.h5")
-    assert_exact_counts(tfprune.get_masks(again))
-    assert_same_wrapped(again, wrapped, data(name)[0])
+    assert type(reloaded) is WrappedModel
+    masks = tfprune.get_masks(reloaded)
+    assert_exact_counts(masks)
+    assert_same_wrapped(reloaded, wrapped, data(name)[0])
+    dense = [t.variable.numpy() for t in tfprune.prunable_weights(reloaded)]
+    plain = tfprune.strip(reloaded)
+    assert type(plain) is type(build_once(name))
+    zeros_where_masks_are_off(plain, masks, dense)
+    np.testing.assert_array_equal(outputs_of(plain, data(name)[0]), outputs_of(wrapped, data(name)[0]))
 
 
 @pytest.mark.parametrize("name", ["bert", "vit"])

@@ -1,17 +1,19 @@
 """Why a wrapped model would not reload with ``keras.models.load_model``, said when it is wrapped.
 
-A wrapped functional model is a plain ``Functional`` clone (:func:`tfprune.wrap`): its ``.keras``
-file holds the config of every layer of its graphs, where a model of a class of its own (a KerasHub
-``ViTBackbone``) held only the arguments of its constructor. Keras cannot reload such a file when
+A functional model of a class of its own (a KerasHub task) wraps into a
+:class:`~tfprune.layers.wrapping.WrappedModel`, which saves as that class and reloads. Any other
+graph model wraps into a plain ``Functional`` or ``Sequential`` clone whose ``.keras`` file holds
+the config of every layer of its graphs, those of nested models included, where a nested model of
+a class of its own (a KerasHub backbone inside your functional model) held only the arguments of
+its constructor. Keras cannot reload such a file when
 
 * a layer's ``from_config`` refuses the layer's own ``get_config()`` (KerasHub's
   ``ViTPatchingAndEmbedding`` writes ``num_patches``, which its constructor does not take), or
-* a layer of a nested model is also called by a model around it (a ``GPT2CausalLM`` computes its
+* a layer of a nested model is also called by a model around it (as ``GPT2CausalLM`` computes its
   logits with its backbone's token embedding): Keras rebuilds it as two layers and finds weights
   for one of them only.
 
-The stripped model (:func:`tfprune.strip` keeps the original class) and ``save_weights`` /
-``load_weights`` into a model wrapped the same way do not have these limits.
+``save_weights`` / ``load_weights`` into a model wrapped the same way do not have these limits.
 """
 
 from __future__ import annotations
