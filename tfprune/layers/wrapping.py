@@ -368,8 +368,9 @@ class WrappedModel(_compat.Functional):
         object.__setattr__(self, "_tfprune_original", lambda: original)  # strip's; not a layer Keras saves
 
     def get_config(self):
-        return {"original": keras.saving.serialize_keras_object(self._tfprune_original()),
-                "masked_weights": self._masked_weights, "name": self.name}
+        original = keras.saving.serialize_keras_object(self._tfprune_original())
+        original.pop("compile_config", None)  # this model's own is saved; the original's would only warn on load
+        return {"original": original, "masked_weights": self._masked_weights, "name": self.name}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
