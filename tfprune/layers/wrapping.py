@@ -363,7 +363,7 @@ class WrappedModel(_compat.Functional):
     def __init__(self, original, masked_weights, **kwargs):
         layers = _compat.nested_layers(original)
         clone = _masked_clone(original, {id(layers[index]): paths for index, paths in masked_weights})
-        super().__init__(_compat.inputs_struct(clone), clone.output, **{"name": original.name, **kwargs})
+        super().__init__(clone.input, clone.output, **{"name": original.name, **kwargs})
         object.__setattr__(self, "_masked_weights", [[index, list(paths)] for index, paths in masked_weights])
         object.__setattr__(self, "_tfprune_original", lambda: original)  # strip's; not a layer Keras saves
 
