@@ -2,8 +2,8 @@
 
 >>> report = tfprune.export.tflite(tfprune.strip(pruned), "model.tflite", check_data=x[:256])
 """
-from tfprune.export.tflite_export import (ExportMismatchError, SparseTensor, TFLiteReport, available_runtimes,
-                                          describe, make_interpreter, tflite)
+from tfprune.export.tflite_export import (ConversionError, ExportMismatchError, SparseTensor, TFLiteReport,
+                                          available_runtimes, describe, make_interpreter, tflite)
 
-__all__ = ["ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
+__all__ = ["ConversionError", "ExportMismatchError", "SparseTensor", "TFLiteReport", "available_runtimes", "describe",
            "make_interpreter", "tflite"]

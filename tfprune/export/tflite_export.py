@@ -430,7 +430,29 @@ def _converter_factory(model, kind, specs, folder):
 
 
 def _convert(model, new_converter, sparse, quantize, representative, select_tf_ops):
-    converter = new_converter()
+    """The converted file's bytes; a :class:`ConversionError` that names the cause if TFLite fails."""
+    try:
+        return _run_converter(new_converter(), sparse, quantize, representative, select_tf_ops)
+    except Exception as error:  # the converter raises its ConverterError, which TensorFlow does not export
+        if sparse and _converts(new_converter(), quantize, representative, select_tf_ops):
+            raise ConversionError(
+                f"TFLite's sparsity pass (EXPERIMENTAL_SPARSITY) cannot store the weights of model {model.name!r} "
+                f"sparse{_first_reason(str(error), ' (the converter logged where, above)')}; the model converts "
+                "with sparse=False (weights stored dense). A known cause: a weight read by two ops, as a tied "
+                "embedding that also computes the logits (nothing written)") from error
+        raise _conversion_error(model, str(error), select_tf_ops) from error
+
+
+def _converts(converter, quantize, representative, select_tf_ops):
+    """Whether the model converts without ``EXPERIMENTAL_SPARSITY``."""
+    try:
+        _run_converter(converter, False, quantize, representative, select_tf_ops)
+    except Exception:  # any converter failure: the sparsity pass is then not the only cause
+        return False
+    return True
+
+
+def _run_converter(converter, sparse, quantize, representative, select_tf_ops):
     converter.optimizations = ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []) + (
         [tf.lite.Optimize.DEFAULT] if quantize else [])
     if quantize == "int8":
@@ -442,10 +464,7 @@ def _convert(model, new_converter, sparse, quantize, representative, select_tf_o
         converter.target_spec.supported_ops = [*converter.target_spec.supported_ops, tf.lite.OpsSet.TFLITE_BUILTINS,
                                                tf.lite.OpsSet.SELECT_TF_OPS]
         _compat.keep_tensor_list_ops(converter)
-    try:
-        return converter.convert()
-    except Exception as error:  # the converter raises its ConverterError, which TensorFlow does not export
-        raise _conversion_error(model, str(error), select_tf_ops) from error
+    return converter.convert()
 
 
 _NEEDS_SELECT_TF_OPS = ("ERROR_NEEDS_FLEX_OPS", "TF Select ops", "Select TF ops")
@@ -457,12 +476,17 @@ def _conversion_error(model, message, select_tf_ops):
     blamed = dict.fromkeys((_layer_of(model, path), op) for op, path in re.findall(r'fused\["(\w+):", "([^"@]+)@',
                                                                                     message) if op not in _CALLS)
     where = ", ".join(f"layer {layer!r} (op {op})" for layer, op in blamed) or "the model"
-    reasons = [line.split("error:", 1)[1].strip() for line in message.splitlines() if "error:" in line]
-    reasons = [r.rsplit("): ", 1)[-1] if r.startswith("loc(") else r for r in reasons] or [message.strip()]
     hint = ("; pass select_tf_ops=True to run the ops TFLite lacks as TensorFlow kernels (the app then needs "
             "TFLite's Flex delegate)") if not select_tf_ops and any(k in message for k in _NEEDS_SELECT_TF_OPS) else ""
-    return ConversionError(f"TFLite cannot convert {where} of model {model.name!r}: {reasons[0].splitlines()[0]}"
-                           f"{hint} (nothing written)")
+    return ConversionError(f"TFLite cannot convert {where} of model {model.name!r}"
+                           f"{_first_reason(message, ' (the converter logged why, above)')}{hint} (nothing written)")
+
+
+def _first_reason(message, otherwise):
+    """``": <reason>"`` for the first error line of a converter message, or ``otherwise`` if it has none."""
+    reasons = [line.split("error:", 1)[1].strip() for line in message.splitlines() if "error:" in line]
+    reasons = [r.rsplit("): ", 1)[-1] if r.startswith("loc(") else r for r in reasons] or [message.strip()]
+    return f": {reasons[0].splitlines()[0]}" if reasons[0] else otherwise
 
 
 def _layer_of(model, path):

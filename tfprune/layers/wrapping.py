@@ -2,8 +2,9 @@
 
 Functional and Sequential models are cloned around the *same* layer objects (so the wrapped and
 the original model share weights, and the original stays usable); operation nodes, nested models
-and shared layers are carried over (see :func:`rebuild`). Subclassed models have no graph to
-clone: their tracked sub-layers are replaced in place, and the same model object is returned.
+and shared layers are carried over (see :func:`rebuild`); a functional model of a class of its own
+(a KerasHub task) becomes a :class:`WrappedModel`, which saves as that class. Subclassed models have
+no graph to clone: their tracked sub-layers are replaced in place, and the same model object is returned.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from tfprune import _compat
 from tfprune.base import arguments, distribute, views, walk
 from tfprune.layers.masked import MaskedLayer, relative_path
 from tfprune.layers.rebuilding import rebuild
+from tfprune.layers.reloading import copy_from_config, warn_if_not_reloadable
 from tfprune.layers.targets import is_wrapped, prunable_weights
 
-__all__ = ["wrap", "unwrap", "apply_masks", "get_masks", "strip"]
+__all__ = ["WrappedModel", "wrap", "unwrap", "apply_masks", "get_masks", "strip"]
 
 
 def wrap(model, policy=None, include_bias=False, include_norm=False):
@@ -34,8 +36,9 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
 
     Returns:
         The wrapped model: a new model sharing the layers of a functional or Sequential
-        ``model``, or ``model`` itself, changed in place, if it is subclassed. Compile it after
-        wrapping.
+        ``model`` (a :class:`WrappedModel` if ``model`` is a functional model of a class of its
+        own, such as a KerasHub task), or ``model`` itself, changed in place, if it is subclassed.
+        Compile it after wrapping.
 
     Raises:
         ArgumentError: if ``model`` is not a Keras 3 model (a layer, ``None``, a tf_keras model), or a
@@ -53,16 +56,25 @@ def wrap(model, policy=None, include_bias=False, include_norm=False):
     chosen = {}
     for t in targets:
         chosen.setdefault(id(t.unit), []).append(relative_path(t.unit, t.variable))
+    if isinstance(model, _compat.Functional) and type(model) is not _compat.Functional:
+        index = {id(layer): i for i, layer in enumerate(_compat.nested_layers(model))}
+        return WrappedModel(model, [[index[key], paths] for key, paths in chosen.items()])
+    warn_if_not_reloadable(model)
+    wrapped = _masked_clone(model, chosen)
+    if wrapped is not model and type(model) not in (_compat.Functional, keras.Sequential):
+        object.__setattr__(wrapped, "_tfprune_original", weakref.ref(model))  # a class of its own: see strip
+    return wrapped
 
+
+def _masked_clone(model, chosen):
+    """``model`` rebuilt (:func:`rebuild`) with a MaskedLayer around every layer whose id ``chosen`` maps to the
+    paths of its masked weights."""
     def replace(layer):
         paths = chosen.get(id(layer))
         return layer if paths is None else MaskedLayer(layer, masked_weights=paths)
 
     with distribute.creation_scope(model):  # masks mirrored like the weights, if distributed
-        wrapped = rebuild(model, replace)
-    if wrapped is not model and type(model) not in (_compat.Functional, keras.Sequential):
-        object.__setattr__(wrapped, "_tfprune_original", weakref.ref(model))  # a class of its own: see strip
-    return wrapped
+        return rebuild(model, replace)
 
 
 def _masked(model):
@@ -197,13 +209,7 @@ def strip(model):
         inner = node.layer if isinstance(node, MaskedLayer) else node
         if not (isinstance(inner, keras.layers.Layer) and inner.variables):
             return inner  # no state to separate: shared
-        try:
-            new = type(inner).from_config(inner.get_config())
-        except Exception as error:  # the layer's own get_config/from_config failed
-            raise ValueError(
-                f"cannot copy layer {inner.name!r} of type {type(inner).__name__} from its config "
-                f"({error}); give it a get_config() that from_config() accepts"
-            ) from error
+        new = copy_from_config(inner)
         copies.append((node, new))
         return new
 
@@ -264,3 +270,41 @@ def _effective_weights(layer):
         return [w.numpy() for w in layer.weights]
     masks = {id(v): m.numpy() for v, m in layer.masked_variables}
     return [w.numpy() * masks[id(w)] if id(w) in masks else w.numpy() for w in layer.layer.weights]
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class WrappedModel(_compat.Functional):
+    """A wrapped functional model of a class of its own (a KerasHub task such as ``GPT2CausalLM``).
+
+    Its graph is the original model's with a :class:`MaskedLayer` around each masked layer, sharing
+    the original's layers. It saves as the original model (whose class saves the arguments it
+    rebuilds itself from) and the paths of the masked weights of each masked layer, and
+    ``keras.models.load_model`` rebuilds the original and wraps it the same way before it loads
+    weights and masks. A plain functional clone's file would hold every layer's config instead,
+    which Keras cannot always reload: a layer of a nested model also called outside it (GPT-2's
+    token embedding computes the logits too), or a layer whose ``from_config`` refuses its own
+    ``get_config()`` (KerasHub's ``ViTPatchingAndEmbedding``). :func:`strip` returns the original.
+
+    Args:
+        original: The functional model wrapped; built.
+        masked_weights: ``[index, paths]`` pairs: the index of a layer in the original's nested
+            layers (depth first, the original first) and the paths of its masked weights.
+    """
+
+    def __init__(self, original, masked_weights, **kwargs):
+        layers = _compat.nested_layers(original)
+        clone = _masked_clone(original, {id(layers[index]): paths for index, paths in masked_weights})
+        super().__init__(clone.input, clone.output, **{"name": original.name, **kwargs})
+        object.__setattr__(self, "_masked_weights", [[index, list(paths)] for index, paths in masked_weights])
+        object.__setattr__(self, "_tfprune_original", lambda: original)  # strip's; not a layer Keras saves
+
+    def get_config(self):
+        original = keras.saving.serialize_keras_object(self._tfprune_original())
+        original.pop("compile_config", None)  # this model's own is saved; the original's would only warn on load
+        return {"original": original, "masked_weights": self._masked_weights, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        original = keras.saving.deserialize_keras_object(config.pop("original"), custom_objects=custom_objects)
+        return cls(original, **config)
