@@ -24,7 +24,7 @@ from tfprune.layers.wrapping import rebuild
 __all__ = ["KERAS_MODES", "LostZerosWarning", "quantize", "FakeQuantMaskedLayer", "fake_quantize", "fake_quant_int8",
            "fake_quant_activation", "ACTIVATION_EMA_DECAY"]
 
-KERAS_MODES = ("int8", "int4", "float8", "gptq", "awq")
+KERAS_MODES = quantized.COUNTED_MODES
 
 
 class LostZerosWarning(UserWarning):
@@ -46,12 +46,12 @@ def quantize(model, mode, **kwargs):
 
     Args:
         model: A built, plain Keras 3 model (e.g. from :func:`tfprune.strip`).
-        mode: ``"int8"``, ``"int4"`` or ``"float8"`` (checked); ``"gptq"`` and ``"awq"`` are
-            passed on unchecked, with a warning.
+        mode: ``"int8"``, ``"int4"``, ``"float8"``, ``"gptq"`` or ``"awq"`` (the last two need
+            ``config=keras.quantizers.GPTQConfig(...)`` / ``AWQConfig(...)``).
         **kwargs: Passed to ``model.quantize`` (``config``, ``filters``).
 
     Returns:
-        The number of zeros lost (0 for a mode that keeps them), ``None`` when unchecked.
+        The number of zeros lost (0 for a mode that keeps them).
 
     Raises:
         ValueError: before anything changes, for a model still holding ``MaskedLayer``s or an
@@ -68,13 +68,8 @@ def quantize(model, mode, **kwargs):
         raise ValueError(f"model {model.name!r} still holds tfprune MaskedLayers: call tfprune.strip(model) first "
                          "and quantize the plain model it returns")
     walk.check_built(model)
-    checked = mode in quantized.COUNTED_MODES
-    before = _zeros(model, dequantized=False) if checked else None
+    before = _zeros(model, dequantized=False)
     model.quantize(mode, **kwargs)
-    if not checked:
-        warnings.warn(f"quantize: mode {mode!r} is not checked for lost zeros (tfprune reads modes "
-                      f"{quantized.COUNTED_MODES})", UserWarning, stacklevel=2)
-        return None
     after = _zeros(model, dequantized=True)
     lost = sum(int(np.count_nonzero(zero & ~after[key])) for key, zero in before.items() if key in after)
     if lost:
