@@ -4,7 +4,7 @@
 
 An 80 %-sparse (magnitude or random masks, per layer) LeNet-300-100 and a token model (Embedding, EinsumDense, Dense),
 untrained; each mode quantizes a copy of the stripped model; tfprune.profile counts the dequantized
-non-zeros, tfprune.quantize the zeros lost. GPTQ and AWQ (4-bit, Keras' defaults) quantize the Dense
+non-zeros, tfprune.quantize the zeros lost. GPTQ (4 and 8 bits) and AWQ (4 bits; Keras' default groups of 128) quantize the Dense
 and EinsumDense layers of a block model (Embedding → block → Dense) calibrated on 64 random token
 sequences, once as the installed Keras runs them and once with their calibration running: in Keras
 3.15.1 it does not (keras-team/keras#23512: the hooks patch ``layer.call``, which a layer switched to
@@ -64,14 +64,15 @@ def calibration_running():
             cls.quantized_call = original
 
 
-def quantized_copy(plain, mode):
+def quantized_copy(plain, mode, weight_bits=4):
     copy = keras.models.clone_model(plain)
     copy.set_weights(plain.get_weights())
     kwargs = {}
     if mode in ("gptq", "awq"):
         data = [np.random.default_rng(i).integers(0, 1000, 16) for i in range(64)]
         config_class = {"gptq": keras.quantizers.GPTQConfig, "awq": keras.quantizers.AWQConfig}[mode]
-        kwargs["config"] = config_class(dataset=data, tokenizer=object(), num_samples=64, sequence_length=16,
+        bits = {"weight_bits": weight_bits} if mode == "gptq" else {}  # AWQ has 4 bits only
+        kwargs["config"] = config_class(dataset=data, tokenizer=object(), num_samples=64, sequence_length=16, **bits,
                                         quantization_layer_structure={"pre_block_layers": [copy.layers[1]],
                                                                       "sequential_blocks": [copy.get_layer("block")]})
     with warnings.catch_warnings():
@@ -85,18 +86,19 @@ def quantized_copy(plain, mode):
 def main():
     print("| model | criterion | mode | params | non-zeros float | non-zeros quantized | zeros lost | rounded to zero | MACs float = quantized |")
     print("|---|---|---|---:|---:|---:|---:|---:|---|")
-    runs = [(b, c, m, False) for b in (lenet, tokens) for c in ("magnitude", "random") for m in ("int8", "int4", "float8")]
-    runs += [(blocks, c, m, calibrated) for c in ("magnitude", "random") for m in ("gptq", "awq") for calibrated in (False, True)]
-    for build, criterion, mode, calibrated in runs:
+    runs = [(b, c, m, False, None) for b in (lenet, tokens) for c in ("magnitude", "random") for m in ("int8", "int4", "float8")]
+    runs += [(blocks, c, m, calibrated, bits) for c in ("magnitude", "random") for m, bits in (("gptq", 4), ("gptq", 8), ("awq", 4))
+             for calibrated in (False, True)]
+    for build, criterion, mode, calibrated, bits in runs:
         keras.utils.set_random_seed(0)
         pruned = tfprune.prune_at_init(build(), criterion, sparsity=0.8, scope="local", include_bias=False,
                                        verbose=0, seed=0)
         plain = tfprune.strip(pruned)
         before = tfprune.profile(plain, verbose=0).total
         with calibration_running() if calibrated else contextlib.nullcontext():
-            copy, lost = quantized_copy(plain, mode)
+            copy, lost = quantized_copy(plain, mode, bits)
         after = tfprune.profile(copy, verbose=0).total
-        mode = f"{mode}, calibration running" if calibrated else mode
+        mode = f"{mode} ({bits} bits){', calibration running' if calibrated else ''}" if bits else mode
         rounded = before.nonzero - after.nonzero + lost  # non-zeros made zero (after = before - rounded + lost)
         print(f"| {plain.name} | {criterion} | {mode} | {after.params:,} | {before.nonzero:,} | {after.nonzero:,} | {lost:,} | "
               f"{rounded:,} | {before.macs == after.macs} ({after.macs:,}) |")
