@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tfprune
+from helpers import pruned_digits_cnn
 from tfprune.export import tflite_export as export
 
 L = keras.layers
@@ -73,17 +74,21 @@ def test_fake_quant_layer_tracks_output_and_input_ranges_by_moving_average():
     assert np.all(keras.ops.convert_to_numpy(dense.kernel)[mask == 0] != 0)  # masked only in the forward pass
 
 
-def test_qat_keeps_every_masked_weight_zero_in_training_and_in_the_int8_file(tmp_path):
-    x, y = tfprune.data.load("digits", "train")
-    x_test, y_test = tfprune.data.load("digits", "test")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input(x.shape[1:]), L.Reshape((8, 8, 1)), L.Conv2D(16, 3, activation="relu"),
-                              L.Flatten(), L.Dense(32, activation="relu"), L.Dense(10)])
-    pruned = tfprune.prune_at_init(model, "magnitude", sparsity=0.8, scope="local", verbose=0, seed=0)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    pruned.compile(keras.optimizers.Adam(1e-2), loss, metrics=["accuracy"])
-    pruned.fit(x, y, epochs=5, batch_size=64, verbose=0)
+def test_tracked_ranges_save_and_load(tmp_path):
+    wrapped = tfprune.wrap(keras.Sequential([keras.Input((6,)), L.Dense(4, activation="relu"), L.Dense(3)]))
+    qat = tfprune.fake_quantize(wrapped)
+    x = np.random.default_rng(0).standard_normal((8, 6)).astype("float32")
+    qat(x, training=True)
+    qat.save(tmp_path / "qat.keras")
+    loaded = keras.models.load_model(tmp_path / "qat.keras")
+    ranges = [[v.numpy() for v in layer.weights if "range" in v.name] for layer in (qat, loaded)]
+    assert [r.tolist() for r in ranges[0]] == [r.tolist() for r in ranges[1]] and len(ranges[0]) == 3  # in, out, out
+    assert all(low <= 0 < high for low, high in ranges[0])
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), qat.predict(x, verbose=0))
 
+
+def test_qat_keeps_every_masked_weight_zero_in_training_and_in_the_int8_file(tmp_path):
+    pruned, loss, (x, y), (x_test, y_test) = pruned_digits_cnn()
     qat = tfprune.fake_quantize(pruned)
     assert [layer.quantize_inputs for layer in qat.layers if hasattr(layer, "quantize_inputs")] == [True, False, False]
     qat.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
