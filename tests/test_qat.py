@@ -76,6 +76,7 @@ def test_fake_quant_layer_tracks_output_and_input_ranges_by_moving_average():
 
 def test_tracked_ranges_save_and_load(tmp_path):
     wrapped = tfprune.wrap(keras.Sequential([keras.Input((6,)), L.Dense(4, activation="relu"), L.Dense(3)]))
+    tfprune.apply_masks(wrapped, [np.arange(t.size).reshape(t.shape) % 3 > 0 for t in tfprune.prunable_weights(wrapped)])
     qat = tfprune.fake_quantize(wrapped)
     x = np.random.default_rng(0).standard_normal((8, 6)).astype("float32")
     qat(x, training=True)
@@ -116,15 +117,19 @@ def test_qat_keeps_every_masked_weight_zero_in_training_and_in_the_int8_file(tmp
     assert 0.5 < calibrated / tracked < 2
 
 
-def test_fake_quantize_refuses_an_unwrapped_model():
+def test_fake_quantize_refuses_an_unwrapped_model_and_warns_on_an_unpruned_one():
     model = keras.Sequential([keras.Input((4,)), L.Dense(2)])
     with pytest.raises(ValueError, match="holds no tfprune MaskedLayer"):
         tfprune.fake_quantize(model)
+    with pytest.warns(UserWarning, match="no mask of .* zeros a weight .wrapped, not pruned."):
+        qat = tfprune.fake_quantize(tfprune.wrap(model))
+    assert [float(m.numpy().min()) for m in qat.layers[0].masks] == [1.0]
 
 
 def test_activations_refused_for_a_layer_of_several_tensors_before_anything_is_made():
     query, value = keras.Input((3, 8)), keras.Input((4, 8))
     wrapped = tfprune.wrap(keras.Model([query, value], L.MultiHeadAttention(2, 4)(query, value)))
+    tfprune.apply_masks(wrapped, [np.arange(t.size).reshape(t.shape) % 3 > 0 for t in tfprune.prunable_weights(wrapped)])
     with pytest.raises(ValueError, match=r"takes 2 and gives 1: pass activations=False"):
         tfprune.fake_quantize(wrapped)
     qat = tfprune.fake_quantize(wrapped, activations=False)

@@ -18,7 +18,7 @@ from tfprune import _compat
 from tfprune.base import walk
 from tfprune.layers import quantized
 from tfprune.layers.masked import MaskedLayer
-from tfprune.layers.targets import is_wrapped
+from tfprune.layers.targets import is_wrapped, prunable_weights
 from tfprune.layers.wrapping import rebuild
 
 __all__ = ["KERAS_MODES", "LostZerosWarning", "quantize", "FakeQuantMaskedLayer", "fake_quantize", "fake_quant_int8",
@@ -230,6 +230,10 @@ def fake_quantize(model, activations=True):
             would keep the zeros), is subclassed, or, with ``activations=True``, has a masked layer
             that takes or gives several tensors (``MultiHeadAttention``).
 
+    Warns:
+        UserWarning: if no mask zeros a weight (wrapped, not pruned): the copy is made, and trains
+            as plain QAT.
+
     Example:
         >>> qat = tfprune.fake_quantize(pruned)
         >>> qat.compile("adam", "sparse_categorical_crossentropy"); qat.fit(x, y, epochs=2)
@@ -241,6 +245,9 @@ def fake_quantize(model, activations=True):
     if not walk.is_graph_model(model):
         raise ValueError(f"fake_quantize rebuilds graph models (functional, Sequential); {model.name!r} is subclassed")
     first = _first_masked(model) if activations else set()
+    if all(bool(np.all(t.mask.numpy())) for t in prunable_weights(model)):
+        warnings.warn(f"fake_quantize: no mask of {model.name!r} zeros a weight (wrapped, not pruned): this is plain "
+                      "quantization-aware training; prune first to keep zeros", UserWarning, stacklevel=2)
 
     def replace(layer):
         if not isinstance(layer, MaskedLayer) or isinstance(layer, FakeQuantMaskedLayer):
