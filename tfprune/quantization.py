@@ -3,7 +3,9 @@
 
 Measured on Keras 3.15 (``docs/quantization.md``): ``int8`` and ``int4`` (per-group codes with
 zero points) keep every zero of a stripped pruned model; ``float8`` rounds small weights to zero
-(more zeros, none lost). :func:`quantize` says so when a mode loses zeros.
+(more zeros, none lost); ``gptq`` and ``awq`` keep them as 3.15.1 runs them (uncalibrated, round to
+nearest), and GPTQ with its calibration running loses a few. :func:`quantize` warns with the count
+when a mode loses zeros.
 """
 
 from __future__ import annotations
