@@ -138,13 +138,11 @@ def dense_weights(work):
         return [f[f"arr_{i}"] for i in range(len(f.files))]
 
 
-def stage_tfmot(args):
+def tfmot_pruned(args, x, y, callbacks=()):
+    """The dense weights pruned by TF-MOT on tf_keras with the recipe; the stripped tf_keras model."""
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    from tfprune import export
-
-    x, y, x_test, y_test = load_mnist(args.data_dir)
     tf_keras.utils.set_random_seed(args.seed)
     model = guide_model(tf_keras.layers, tf_keras.Sequential, tf_keras.layers.InputLayer(input_shape=(28, 28)))
     model.set_weights(dense_weights(args.work))
@@ -153,15 +151,45 @@ def stage_tfmot(args):
         begin_step=0, end_step=end_step(len(x)), frequency=RECIPE["frequency"])
     pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
     pruned.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    timer = StepTimer()
-    record = timer.callbacks(tf_keras.callbacks.LambdaCallback)
     pruned.fit(x, y, epochs=RECIPE["prune_epochs"], batch_size=RECIPE["prune_batch"],
                validation_split=RECIPE["validation_split"], verbose=0,
-               callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), record])
-    stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+               callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *callbacks])
+    return tfmot.sparsity.keras.strip_pruning(pruned)
+
+
+def stage_tfmot(args):
+    import tf_keras
+
+    from tfprune import export
+
+    x, y, x_test, y_test = load_mnist(args.data_dir)
+    timer = StepTimer()
+    stripped = tfmot_pruned(args, x, y, [timer.callbacks(tf_keras.callbacks.LambdaCallback)])
     median, mean = timer.median_ms()
     return dict(step_ms=median, mean_step_ms=mean,
                 **stripped_outputs(stripped, x_test, y_test, args.work, f"tfmot{args.seed}", export.tflite))
+
+
+def tfprune_pruned(args, x, y, callbacks=(), prune=True, jit_compile="auto"):
+    """The dense weights pruned by tfprune on Keras 3 with the recipe (``prune=False``: fine-tuned
+    alike without pruning); the wrapped model."""
+    import keras
+
+    import tfprune
+
+    keras.utils.set_random_seed(args.seed)
+    model = guide_model(keras.layers, keras.Sequential, keras.Input((28, 28)))
+    model.set_weights(dense_weights(args.work))
+    schedule = tfprune.schedules.PolynomialDecay(
+        initial_sparsity=RECIPE["initial_sparsity"], final_sparsity=RECIPE["final_sparsity"],
+        begin_step=0, end_step=end_step(len(x)), frequency=RECIPE["frequency"])
+    pruned = tfprune.wrap(model) if prune else model
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                   jit_compile=jit_compile)
+    pruning = [tfprune.callbacks.GradualPruning(schedule)] if prune else []
+    pruned.fit(x, y, epochs=RECIPE["prune_epochs"], batch_size=RECIPE["prune_batch"],
+               validation_split=RECIPE["validation_split"], verbose=0, callbacks=[*pruning, *callbacks])
+    return pruned
 
 
 def stage_tfprune(args):
@@ -170,22 +198,10 @@ def stage_tfprune(args):
     import tfprune
 
     x, y, x_test, y_test = load_mnist(args.data_dir)
-    keras.utils.set_random_seed(args.seed)
-    model = guide_model(keras.layers, keras.Sequential, keras.Input((28, 28)))
-    model.set_weights(dense_weights(args.work))
-    schedule = tfprune.schedules.PolynomialDecay(
-        initial_sparsity=RECIPE["initial_sparsity"], final_sparsity=RECIPE["final_sparsity"],
-        begin_step=0, end_step=end_step(len(x)), frequency=RECIPE["frequency"])
     prune = args.stage == "tfprune"  # "keras3": the same fine-tuning without pruning, for reference
-    pruned = tfprune.wrap(model) if prune else model
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile.lower()]
-    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
-                   jit_compile=jit)
     timer = StepTimer()
-    callbacks = [tfprune.callbacks.GradualPruning(schedule)] if prune else []
-    pruned.fit(x, y, epochs=RECIPE["prune_epochs"], batch_size=RECIPE["prune_batch"],
-               validation_split=RECIPE["validation_split"], verbose=0,
-               callbacks=callbacks + [timer.callbacks(keras.callbacks.LambdaCallback)])
+    pruned = tfprune_pruned(args, x, y, [timer.callbacks(keras.callbacks.LambdaCallback)], prune, jit)
     stripped = tfprune.strip(pruned) if prune else pruned
     median, mean = timer.median_ms()
     return dict(step_ms=median, mean_step_ms=mean, **stripped_outputs(

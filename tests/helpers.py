@@ -125,3 +125,23 @@ def assert_equal_but_rounding(got, expected, rtol=1e-5):
     for g, e in zip(got, expected, strict=True):
         e = np.asarray(e)
         np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol * 0.1 * np.abs(e).max())
+
+
+def pruned_digits_cnn():
+    """The QAT recipe of tests/test_qat.py and benchmarks/qat_digits.py: embedded 8×8 digits, Conv2D(16, 3)
+    → Dense(32) → Dense(10), magnitude 80 % per layer, 5 epochs Adam 1e-2 (seed 0).
+
+    Returns:
+        ``(pruned, loss, (x, y), (x_test, y_test))``.
+    """
+    import tfprune
+
+    x, y = tfprune.data.load("digits", "train")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(x.shape[1:]), L.Reshape((8, 8, 1)), L.Conv2D(16, 3, activation="relu"),
+                              L.Flatten(), L.Dense(32, activation="relu"), L.Dense(10)])
+    pruned = tfprune.prune_at_init(model, "magnitude", sparsity=0.8, scope="local", verbose=0, seed=0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    pruned.compile(keras.optimizers.Adam(1e-2), loss)
+    pruned.fit(x, y, epochs=5, batch_size=64, verbose=0)
+    return pruned, loss, (x, y), tfprune.data.load("digits", "test")

@@ -112,3 +112,46 @@ def test_quantize_refuses_before_changing_anything():
     with pytest.raises(ValueError, match="mode must be one of"):
         tfprune.quantize(plain, "int2")
     assert all(layer.quantization_mode is None for layer in plain.layers if hasattr(layer, "quantization_mode"))
+
+
+def _pruned_blocks():
+    """A stripped model with a Dense block, as Keras' GPTQ and AWQ quantize it (random masks, 80 %)."""
+    tokens = keras.Input((8,), dtype="int32")
+    block = keras.Sequential([keras.Input((8, 16)), L.Dense(32), L.ReLU(), L.Dense(16)], name="block")
+    x = L.Flatten()(block(L.Embedding(100, 16)(tokens)))
+    pruned = tfprune.prune_at_init(keras.Model(tokens, L.Dense(4)(x)), "random", sparsity=0.8, scope="local",
+                                   include_bias=False, verbose=0, seed=0)
+    return tfprune.strip(pruned)
+
+
+@pytest.mark.parametrize("mode", ["gptq", "awq"])
+def test_gptq_and_awq_zeros_counted_from_the_kernels_they_compute_with(mode):
+    plain = _pruned_blocks()
+    floats = {layer.name: layer.kernel.numpy() for layer in plain.get_layer("block").layers if layer.weights}
+    expected = tfprune.profile(plain, verbose=0)
+    copy = keras.models.clone_model(plain)
+    copy.set_weights(plain.get_weights())
+    config_class = {"gptq": keras.quantizers.GPTQConfig, "awq": keras.quantizers.AWQConfig}[mode]
+    data = [np.random.default_rng(i).integers(0, 100, 32) for i in range(8)]
+    config = config_class(dataset=data, tokenizer=object(),  # token ids: Keras needs a tokenizer only for text
+                           num_samples=8, sequence_length=8, group_size=8,
+                          quantization_layer_structure={"pre_block_layers": [copy.layers[1]],
+                                                        "sequential_blocks": [copy.get_layer("block")]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Keras: layers without a quantize method
+        lost = tfprune.quantize(copy, mode, config=config)
+    lost_here, rounded = 0, 0
+    for layer in copy.get_layer("block").layers:
+        if not layer.weights:
+            continue
+        assert layer.quantization_mode == mode
+        computed = keras.ops.convert_to_numpy(layer(np.eye(floats[layer.name].shape[0], dtype="float32"))) - layer.bias.numpy()
+        zero, kernel_zero = floats[layer.name] == 0, computed == 0  # the kernel the layer multiplies by, read back
+        kernel = next(v for v in layer.weights if v.name == "kernel")
+        np.testing.assert_array_equal(tfprune.layers.quantized.dequantized_zero(layer, kernel), kernel_zero)
+        lost_here += int(np.sum(zero & ~kernel_zero))
+        rounded += int(np.sum(~zero & kernel_zero))
+    assert lost == lost_here
+    got = tfprune.profile(copy, verbose=0)
+    assert got.total.params == expected.total.params and got.total.macs == expected.total.macs
+    assert got.total.nonzero == expected.total.nonzero - rounded + lost_here

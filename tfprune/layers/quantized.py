@@ -2,7 +2,9 @@
 
 A quantized ``Dense``, ``EinsumDense`` or ``Embedding`` stores its kernel as integer codes (int8;
 int4 packed two to a byte) next to scales, zero points and group indices, or, for ``float8``,
-keeps a float kernel that it rounds to float8 in every call, next to scales and amax histories.
+keeps a float kernel that it rounds to float8 in every call, next to scales and amax histories;
+``gptq`` and ``awq`` store unsigned codes transposed, ``(outputs, inputs)``, with a zero point per
+output and group (``awq`` also its per-input ``awq_scales``).
 :func:`tfprune.profile` and :func:`tfprune.report` count such a layer as the float layer it came
 from: the kernel in its float shape, non-zero where its dequantized value is non-zero (read here),
 and the quantization state (:func:`is_state`) is not counted as parameters. MACs are the float
@@ -18,7 +20,8 @@ import numpy as np
 
 __all__ = ["COUNTED_MODES", "mode_of", "is_state", "shape_of", "dequantized_zero", "nonzero", "size_of"]
 
-COUNTED_MODES = ("int8", "int4", "float8")
+COUNTED_MODES = ("int8", "int4", "float8", "gptq", "awq")
+_TRANSPOSED = ("gptq", "awq")  # modes whose kernel codes are (outputs, inputs)
 _WEIGHTS = ("kernel", "embeddings")  # the weight Keras quantizes, by layer type
 _FLOAT = ("bias",)  # weights a quantized layer keeps in float
 
@@ -38,16 +41,35 @@ def _check_counted(layer):
 
 def is_state(layer, variable):
     """Whether ``variable`` of a quantized ``layer`` is quantization state (a scale, zero point, group
-    index or amax history), not a parameter of the float layer."""
-    return mode_of(layer) is not None and variable.name not in _WEIGHTS + _FLOAT
+    index or amax history, or the codes a gptq/awq layer outside the calibrated blocks leaves
+    unused beside its float kernel), not a parameter of the float layer."""
+    return mode_of(layer) is not None and (variable.name not in _WEIGHTS + _FLOAT or _unused_codes(layer, variable))
+
+
+def _uncalibrated(layer):
+    """A gptq/awq layer that calibration did not reach: it computes with its float kernel."""
+    mode = mode_of(layer)
+    return mode in _TRANSPOSED and not getattr(layer, f"is_{mode}_calibrated")
+
+
+def _unused_codes(layer, variable):
+    return _uncalibrated(layer) and variable is getattr(layer, "quantized_kernel", None)
 
 
 def _is_quantized_weight(layer, variable):
-    return mode_of(layer) in ("int8", "int4") and variable.name in _WEIGHTS
+    return mode_of(layer) in ("int8", "int4", *_TRANSPOSED) and variable.name in _WEIGHTS
+
+
+def _float_kernel_shape(layer):
+    """The float kernel shape of a ``gptq``/``awq`` layer (``EinsumDense`` keeps its rank)."""
+    return tuple(getattr(layer, "original_kernel_shape", None) or layer.kernel_shape)
 
 
 def shape_of(layer, variable):
-    """The shape of ``variable`` in the float layer: an int4 kernel's unpacked shape, else its own."""
+    """The shape of ``variable`` in the float layer: an int4 kernel's unpacked shape, a gptq/awq
+    kernel's float shape, else its own."""
+    if mode_of(layer) in _TRANSPOSED and variable.name == "kernel":
+        return _float_kernel_shape(layer)
     if _is_quantized_weight(layer, variable):
         return tuple(getattr(layer, variable.name).shape)  # Keras' property unpacks int4
     return tuple(variable.shape)
@@ -65,10 +87,12 @@ def dequantized_zero(layer, variable):
     have a zero point per group (``g_idx`` maps the grouped axis, the input axis of a kernel and the
     output axis of an embedding table, to groups): zero where the code equals it. float8 rounds the
     scaled float kernel to ``float8_e4m3fn`` in every call: zero where that rounding gives 0.
+    gptq and awq codes ``(outputs, inputs)`` have a zero point per output and input group: zero
+    where the code equals it (awq's division by ``awq_scales`` keeps a zero zero).
     A weight that is not quantized: zero where it is 0.
 
     Raises:
-        ValueError: for a mode other than :data:`COUNTED_MODES` (``gptq``, ``awq``).
+        ValueError: for a mode other than :data:`COUNTED_MODES`.
     """
     mode = _check_counted(layer)
     if mode == "float8" and variable.name in _WEIGHTS:
@@ -77,7 +101,13 @@ def dequantized_zero(layer, variable):
         return keras.ops.convert_to_numpy(rounded) == 0
     if not _is_quantized_weight(layer, variable):
         return keras.ops.convert_to_numpy(variable) == 0
+    if _uncalibrated(layer):
+        return keras.ops.convert_to_numpy(layer.kernel) == 0
     codes = keras.ops.convert_to_numpy(getattr(layer, variable.name)).astype(np.int32)
+    if mode in _TRANSPOSED:
+        points = np.take(keras.ops.convert_to_numpy(layer.kernel_zero).astype(np.int32),
+                         keras.ops.convert_to_numpy(layer.g_idx).astype(np.int64), axis=1)
+        return (codes == points).T.reshape(_float_kernel_shape(layer))
     zero = getattr(layer, f"{variable.name}_zero", None)
     if zero is None:
         return codes == 0
