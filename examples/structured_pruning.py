@@ -77,7 +77,7 @@ def main():
     finetune = training.Recipe(learning_rate=args.finetune_lr, batch_size=128)
     rows, results = [], []
     for name in args.criteria.split(","):
-        options = {"steps": args.singe_steps} if name == "singe" else None
+        options = {"steps": args.singe_steps} if name == "singe" else {}
         start = time.perf_counter()
         result = structured.prune(dense, name, data=train, kept_macs=args.kept_macs,
                                   step_fraction=args.step_fraction, finetune_steps=args.finetune_steps,
