@@ -1,0 +1,37 @@
+"""The TensorFlow engine: ``tf.GradientTape`` (nested for Hessian-vector products) and
+``tf.function`` (see :mod:`tfprune.autodiff.engines`)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = ["value_and_gradients", "hessian_vector_product", "compile", "dense_gradients"]
+
+
+def dense_gradients(tape, target, sources):
+    """``tape.gradient(target, sources)`` as dense tensors: an embedding's ``tf.IndexedSlices``
+    made dense, and zeros for a source the target does not depend on."""
+    grads = tape.gradient(target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+
+
+def value_and_gradients(function, values):
+    with tf.GradientTape() as tape:
+        tape.watch(values)
+        value, aux = function(values)
+    return value, aux, dense_gradients(tape, value, values)
+
+
+def hessian_vector_product(function, values, direction):
+    with tf.GradientTape() as outer:
+        outer.watch(values)
+        with tf.GradientTape() as inner:
+            inner.watch(values)
+            value = function(values)
+        grads = dense_gradients(inner, value, values)
+        inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
+    return dense_gradients(outer, inner_product, values)
+
+
+def compile(function):
+    return tf.function(function, reduce_retracing=True)
