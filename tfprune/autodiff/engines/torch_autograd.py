@@ -1,9 +1,11 @@
 """The PyTorch engine: ``torch.autograd.grad``, twice (``create_graph=True``) for Hessian-vector
-products (see :mod:`tfprune.autodiff.engines`). Steps run eagerly."""
+products (see :mod:`tfprune.autodiff.engines`). Steps run eagerly. Attention runs on PyTorch's
+plain (math) kernel for a second derivative: its fused CPU kernels have none."""
 
 from __future__ import annotations
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 __all__ = ["value_and_gradients", "hessian_vector_product", "compile"]
 
@@ -33,7 +35,7 @@ def value_and_gradients(function, values):
 
 def hessian_vector_product(function, values, direction):
     values = _leaves(values)
-    with torch.enable_grad():
+    with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
         grads = _gradients(function(values), values, create_graph=True)
         inner_product = sum(torch.sum(g * d.detach()) for g, d in zip(grads, direction))
         return [g.detach() for g in _gradients(inner_product, values)]

@@ -1,0 +1,143 @@
+"""Each mechanism of tfprune once, on the Keras backend of the process (``KERAS_BACKEND``), on models
+built from the arrays of ``$BACKEND_CHECKS_DIR/inputs.npz``: the scores and masks of magnitude,
+SNIP, GraSP and SynFlow on a small CNN, a small Transformer block and a float64-oracle MLP; the
+masks of every GradualPruning update in ``fit``; a pruned and stripped CNN saved as .keras with its
+predictions. Writes ``results_<backend>.npz`` (and ``stripped_<backend>.keras``) there.
+
+tests/test_backends.py runs it in a fresh interpreter per backend and calls :func:`results` in its
+own (TensorFlow) process for the reference."""
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import tfprune
+from tfprune.callbacks import GradualPruning
+from tfprune.sparsity.schedules import PolynomialDecay
+
+L = keras.layers
+CRITERIA = ("magnitude", "snip", "grasp", "synflow")
+# One round each; GraSP without the Glorot re-draw (a random draw differs across backends).
+OPTIONS = {"magnitude": {}, "snip": {}, "grasp": {"reinit_dense": False}, "synflow": {}}
+ROUNDS = {"synflow": 3}  # SynFlow iterates: three rounds, the masked network rescored in each
+GRADUAL = dict(initial_sparsity=0.0, final_sparsity=0.8, begin_step=0, end_step=6, frequency=2)
+
+
+def _with_weights(model, weights):
+    if weights is not None:
+        model.set_weights(list(weights))
+    return model
+
+
+def cnn(weights=None):
+    """Conv → batch norm → conv → dense, with ``weights`` (``get_weights()`` order) if given."""
+    inputs = keras.Input((6, 6, 2))
+    x = L.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Conv2D(3, 3, activation="relu", name="conv2")(x)
+    x = L.Flatten()(x)
+    return _with_weights(keras.Model(inputs, L.Dense(4, name="logits")(x), name="cnn"), weights)
+
+
+def transformer(weights=None):
+    """Embedding → self-attention with a residual → layer norm → ReLU MLP → pooled logits."""
+    tokens = keras.Input((5,), dtype="int32")
+    h = L.Embedding(11, 8, name="embedding")(tokens)
+    h = L.LayerNormalization(name="norm")(h + L.MultiHeadAttention(2, 4, name="attention")(h, h))
+    h = L.Dense(8, activation="relu", name="mlp")(h)
+    outputs = L.Dense(4, name="logits")(L.GlobalAveragePooling1D()(h))
+    return _with_weights(keras.Model(tokens, outputs, name="transformer"), weights)
+
+
+def mlp(weights=None):
+    """A 5-7-3 tanh MLP: the network of the float64 oracles (tests/scores/numpy_mlp.py)."""
+    inputs = keras.Input((5,))
+    x = L.Dense(7, activation="tanh", name="d0")(inputs)
+    x = L.Dense(3, name="d1")(x)
+    return _with_weights(keras.Model(inputs, x, name="mlp"), weights)
+
+
+def _scores_and_masks(out, prefix, build, data):
+    for criterion in CRITERIA:
+        model = build()
+        scores = tfprune.scores.get(criterion)(model, tfprune.prunable_weights(model), data, **OPTIONS[criterion])
+        for i, s in enumerate(scores):
+            out[f"{prefix}/{criterion}/score/{i}"] = keras.ops.convert_to_numpy(s)
+        pruned = tfprune.prune_at_init(build(), criterion, sparsity=0.5, data=data, scope="local",
+                                       rounds=ROUNDS.get(criterion, 1), verbose=0, **OPTIONS[criterion])
+        for i, m in enumerate(tfprune.get_masks(pruned)):
+            out[f"{prefix}/{criterion}/mask/{i}"] = np.asarray(m)
+
+
+class _MaskRecorder(keras.callbacks.Callback):
+    """After GradualPruning in the callbacks: at each new update, the dense weights it ranked (read
+    before the update's step trains them) and the masks before and after it."""
+
+    def __init__(self, pruning):
+        super().__init__()
+        self.pruning, self.records, self.before = pruning, [], None
+
+    def _state(self):
+        targets = tfprune.prunable_weights(self.model)
+        return ([keras.ops.convert_to_numpy(t.variable.value) for t in targets],
+                [keras.ops.convert_to_numpy(t.mask.value) for t in targets])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if len(self.pruning.updates) > len(self.records):
+            update = self.pruning.updates[-1]
+            weights, masks = self.before
+            self.records.append((update.step, update.target_sparsity, weights, masks, self._state()[1]))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.before = self._state()
+
+    def on_train_begin(self, logs=None):
+        self.before = self._state()
+
+
+def _gradual(out, arrays):
+    model = tfprune.wrap(cnn(listed(arrays, "cnn/weights")))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruning = GradualPruning(PolynomialDecay(**GRADUAL))
+    recorder = _MaskRecorder(pruning)
+    model.fit(arrays["cnn/x"], arrays["cnn/y"], batch_size=4, epochs=2, shuffle=False, verbose=0,
+              callbacks=[pruning, recorder])
+    for r, (step, sparsity, weights, before, after) in enumerate(recorder.records):
+        out[f"gradual/{r}/step"] = np.asarray(step)
+        out[f"gradual/{r}/sparsity"] = np.asarray(sparsity)
+        for i, (w, b, a) in enumerate(zip(weights, before, after)):
+            out[f"gradual/{r}/{i}/weights"], out[f"gradual/{r}/{i}/before"], out[f"gradual/{r}/{i}/after"] = w, b, a
+
+
+def _stripped(out, arrays, folder):
+    pruned = tfprune.prune_at_init(cnn(listed(arrays, "cnn/weights")), "magnitude", sparsity=0.6)
+    stripped = tfprune.strip(pruned)
+    stripped.save(folder / f"stripped_{keras.backend.backend()}.keras")
+    out["stripped/predictions"] = keras.ops.convert_to_numpy(stripped(arrays["cnn/x"], training=False))
+    out["stripped/zeros"] = np.asarray([np.count_nonzero(w == 0) for w in stripped.get_weights()])
+
+
+def listed(arrays, name):
+    """The arrays stored as ``name/0``, ``name/1``, … in order."""
+    count = sum(1 for key in arrays if key.rsplit("/", 1)[0] == name)
+    return [arrays[f"{name}/{i}"] for i in range(count)]
+
+
+def results(folder):
+    """Every check's numbers, as a dict of arrays (see the module docstring)."""
+    folder = Path(folder)
+    arrays = dict(np.load(folder / "inputs.npz"))
+    out = {}
+    for name, build in (("cnn", cnn), ("transformer", transformer), ("mlp", mlp)):
+        weights = listed(arrays, f"{name}/weights")
+        _scores_and_masks(out, name, lambda: build(weights), (arrays[f"{name}/x"], arrays[f"{name}/y"]))
+    _gradual(out, arrays)
+    _stripped(out, arrays, folder)
+    return out
+
+
+if __name__ == "__main__":
+    directory = Path(os.environ["BACKEND_CHECKS_DIR"])
+    np.savez(directory / f"results_{keras.backend.backend()}.npz", **results(directory))
