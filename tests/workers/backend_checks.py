@@ -59,13 +59,14 @@ def mlp(weights=None):
     return _with_weights(keras.Model(inputs, x, name="mlp"), weights)
 
 
-def _scores_and_masks(out, prefix, build, data):
+def _scores_and_masks(out, prefix, model, data):
+    """Each criterion's scores of ``model`` and the masks of pruning it (scoring changes no weight;
+    each pruned model is a new model sharing ``model``'s layers)."""
     for criterion in CRITERIA:
-        model = build()
         scores = tfprune.scores.get(criterion)(model, tfprune.prunable_weights(model), data, **OPTIONS[criterion])
         for i, s in enumerate(scores):
             out[f"{prefix}/{criterion}/score/{i}"] = keras.ops.convert_to_numpy(s)
-        pruned = tfprune.prune_at_init(build(), criterion, sparsity=0.5, data=data, scope="local",
+        pruned = tfprune.prune_at_init(model, criterion, sparsity=0.5, data=data, scope="local",
                                        rounds=ROUNDS.get(criterion, 1), verbose=0, **OPTIONS[criterion])
         for i, m in enumerate(tfprune.get_masks(pruned)):
             out[f"{prefix}/{criterion}/mask/{i}"] = np.asarray(m)
@@ -131,8 +132,7 @@ def results(folder):
     arrays = dict(np.load(folder / "inputs.npz"))
     out = {}
     for name, build in (("cnn", cnn), ("transformer", transformer), ("mlp", mlp)):
-        weights = listed(arrays, f"{name}/weights")
-        _scores_and_masks(out, name, lambda: build(weights), (arrays[f"{name}/x"], arrays[f"{name}/y"]))
+        _scores_and_masks(out, name, build(listed(arrays, f"{name}/weights")), (arrays[f"{name}/x"], arrays[f"{name}/y"]))
     _gradual(out, arrays)
     _stripped(out, arrays, folder)
     return out

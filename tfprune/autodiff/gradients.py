@@ -33,6 +33,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfprune import _compat
 from tfprune.autodiff import engines, losses
 from tfprune.autodiff.batches import examples
 from tfprune.base import distribute, views
@@ -110,27 +111,31 @@ class Step:
     (``docs/benchmarks.md``). A round is one call, or one :func:`batch_sum` over all its batches.
     Results of the two modes agree up to float32 rounding. Under a ``tf.distribute`` strategy,
     :func:`batch_sum` always runs ``compiled`` (the strategy wraps the whole replicated call in it).
-    Compiled means a ``tf.function`` on TensorFlow; on JAX and PyTorch every round runs op by op
-    (``compile`` of :mod:`tfprune.autodiff.engines`).
+    Compiled means a ``tf.function`` on TensorFlow and ``jax.jit`` on JAX, where every round runs
+    compiled (op-by-op dispatch costs more there); PyTorch runs every round op by op
+    (:mod:`tfprune.autodiff.engines`).
 
     Args:
         function: The step, a Python function of tensors returning tensors.
+        variables: The variables it reads (the model's): a compiled JAX step takes their values
+            as arguments.
 
     Example:
-        >>> step = compiled(model, key, lambda: Step(gradient_of_batch))
+        >>> step = compiled(model, key, lambda: Step(gradient_of_batch, model.variables))
         >>> step(x)  # eagerly; later calls compiled
     """
 
-    def __init__(self, function):
+    def __init__(self, function, variables):
         self.python_function = function
-        self.compiled = engines.current().compile(function)
+        self.compiled = engines.current().compile(function, variables)
         self.rounds = 0
 
     def next_round(self, input_values=0):
         """The function to run the next round with, on batches of at most ``input_values`` input
         values: eager in a lone first round on small batches, compiled otherwise."""
         self.rounds += 1
-        eager = self.rounds == 1 and _ROUNDS.get() == 1 and input_values < EAGER_BELOW_INPUT_VALUES
+        eager = self.rounds == 1 and _ROUNDS.get() == 1 and input_values < EAGER_BELOW_INPUT_VALUES \
+            and not engines.current().COMPILES_FIRST_ROUND
         return self.python_function if eager else self.compiled
 
     def __call__(self, *args):
@@ -153,7 +158,7 @@ def substitute(targets, values, others=()):
     ``(variable, value)`` pairs (SynFlow's absolute values). No variable changes.
     """
     mapping = list(others) + [(t.variable, value) for t, value in zip(targets, values)]
-    with keras.StatelessScope(state_mapping=mapping), effective_values_given(targets):
+    with _compat.inheriting_stateless_scope(mapping), effective_values_given(targets):
         yield
 
 
@@ -239,7 +244,7 @@ def _gradient_step(model, targets, loss, temperature, batch_statistics):
         _, outputs, grads = engines.current().value_and_gradients(loss_and_outputs, values)
         return [*grads, _rows_not_probabilities(outputs)]
 
-    return Step(step)
+    return Step(step, model.variables)
 
 
 def batch_sum(model, step, batches, strategy, *args):
@@ -309,7 +314,7 @@ def _hessian_step(model, targets, scoring_loss, temperature, batch_statistics):
 
         return engines.current().hessian_vector_product(loss, values, direction)
 
-    return Step(step)
+    return Step(step, model.variables)
 
 
 def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=True, values=None, temperature=1.0,

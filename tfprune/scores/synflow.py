@@ -117,7 +117,7 @@ def _synflow_step(model, targets, rescale):
         # across a layer), so with a finite R the sum does not overflow on finite scores.
         return scores, ops.stack([ops.isfinite(ops.sum(s)) for s in scores])
 
-    return Step(step)
+    return Step(step, model.variables)
 
 
 def _kept_range(scores, mask):

@@ -317,7 +317,7 @@ def _gradient_step(model, producers, loss):
 
         return engines.current().value_and_gradients(weighted_loss, values)[2]
 
-    return Step(step)
+    return Step(step, model.variables)
 
 
 class _Gradients:

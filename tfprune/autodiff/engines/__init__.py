@@ -8,8 +8,11 @@ Every engine module provides the same three functions:
   depend on it);
 * ``hessian_vector_product(function, values, direction)``: for ``function(values) -> scalar``,
   returns ``H · direction``, one tensor per value (GraSP);
-* ``compile(function)``: the function as the backend compiles a scoring step (TensorFlow: a
-  ``tf.function``; JAX and PyTorch run it as it is, op by op).
+* ``compile(function, variables)``: the function as the backend compiles a scoring step that
+  reads ``variables`` (TensorFlow: a ``tf.function``; JAX: ``jax.jit`` of a pure function of the
+  variables' values; PyTorch runs it as it is, op by op);
+* ``COMPILES_FIRST_ROUND``: whether a lone first round runs compiled too (JAX, whose op-by-op
+  dispatch costs more than compiling a step; on TensorFlow tracing costs more than one round).
 
 ``values`` is a list of tensors; the function runs the model with them substituted for its
 weights (:func:`tfprune.autodiff.gradients.substitute`), so nothing is written to a variable.

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["value_and_gradients", "hessian_vector_product", "compile", "dense_gradients"]
+__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile", "dense_gradients"]
+
+COMPILES_FIRST_ROUND = False
 
 
 def dense_gradients(tape, target, sources):
@@ -33,5 +35,6 @@ def hessian_vector_product(function, values, direction):
     return dense_gradients(outer, inner_product, values)
 
 
-def compile(function):
+def compile(function, variables):
+    """A ``tf.function`` (it reads the variables as they are at each call)."""
     return tf.function(function, reduce_retracing=True)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-__all__ = ["value_and_gradients", "hessian_vector_product", "compile"]
+__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile"]
+
+COMPILES_FIRST_ROUND = False
 
 
 def _leaves(values):
@@ -41,5 +43,6 @@ def hessian_vector_product(function, values, direction):
         return [g.detach() for g in _gradients(inner_product, values)]
 
 
-def compile(function):
+def compile(function, variables):
+    """``function`` itself: PyTorch runs it op by op."""
     return function
