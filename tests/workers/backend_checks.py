@@ -1,12 +1,14 @@
 """Each mechanism of tfprune once, on the Keras backend of the process (``KERAS_BACKEND``), on models
 built from the arrays of ``$BACKEND_CHECKS_DIR/inputs.npz``: the scores and masks of magnitude,
 SNIP, GraSP and SynFlow on a small CNN, a small Transformer block and a float64-oracle MLP; the
-masks of every GradualPruning update in ``fit``; a pruned and stripped CNN saved as .keras with its
+masks of prune_at_init and the pruned CNN's profile; the masks of every GradualPruning update and
+after every DynamicSparse (RigL, SET) step in ``fit``; a pruned and stripped CNN saved as .keras with its
 predictions. Writes ``results_<backend>.npz`` (and ``stripped_<backend>.keras``) there.
 
 tests/test_backends.py runs it in a fresh interpreter per backend and calls :func:`results` in its
 own (TensorFlow) process for the reference."""
 
+import json
 import os
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import keras
 import numpy as np
 
 import tfprune
-from tfprune.callbacks import GradualPruning
+from tfprune.callbacks import DynamicSparse, GradualPruning
 from tfprune.sparsity.schedules import PolynomialDecay
 
 L = keras.layers
@@ -22,6 +24,8 @@ CRITERIA = ("magnitude", "snip", "grasp", "synflow")
 # One round each; GraSP without the Glorot re-draw (a random draw differs across backends).
 OPTIONS = {"magnitude": {}, "snip": {}, "grasp": {"reinit_dense": False}, "synflow": {}}
 ROUNDS = {"synflow": 3}  # SynFlow iterates: three rounds, the masked network rescored in each
+# Weights are set from arrays: drawing initial ones would cost JAX a compilation per shape.
+ZEROS = "zeros"
 GRADUAL = dict(initial_sparsity=0.0, final_sparsity=0.8, begin_step=0, end_step=6, frequency=2)
 
 
@@ -34,42 +38,51 @@ def _with_weights(model, weights):
 def cnn(weights=None):
     """Conv → batch norm → conv → dense, with ``weights`` (``get_weights()`` order) if given."""
     inputs = keras.Input((6, 6, 2))
-    x = L.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    x = L.Conv2D(4, 3, activation="relu", kernel_initializer=ZEROS, name="conv1")(inputs)
     x = L.BatchNormalization(name="bn")(x)
-    x = L.Conv2D(3, 3, activation="relu", name="conv2")(x)
+    x = L.Conv2D(3, 3, activation="relu", kernel_initializer=ZEROS, name="conv2")(x)
     x = L.Flatten()(x)
-    return _with_weights(keras.Model(inputs, L.Dense(4, name="logits")(x), name="cnn"), weights)
+    return _with_weights(keras.Model(inputs, L.Dense(4, kernel_initializer=ZEROS, name="logits")(x), name="cnn"),
+                         weights)
 
 
 def transformer(weights=None):
     """Embedding → self-attention with a residual → layer norm → ReLU MLP → pooled logits."""
     tokens = keras.Input((5,), dtype="int32")
-    h = L.Embedding(11, 8, name="embedding")(tokens)
-    h = L.LayerNormalization(name="norm")(h + L.MultiHeadAttention(2, 4, name="attention")(h, h))
-    h = L.Dense(8, activation="relu", name="mlp")(h)
-    outputs = L.Dense(4, name="logits")(L.GlobalAveragePooling1D()(h))
+    h = L.Embedding(11, 8, embeddings_initializer=ZEROS, name="embedding")(tokens)
+    h = L.LayerNormalization(name="norm")(h + L.MultiHeadAttention(2, 4, kernel_initializer=ZEROS, name="attention")(h, h))
+    h = L.Dense(8, activation="relu", kernel_initializer=ZEROS, name="mlp")(h)
+    outputs = L.Dense(4, kernel_initializer=ZEROS, name="logits")(L.GlobalAveragePooling1D()(h))
     return _with_weights(keras.Model(tokens, outputs, name="transformer"), weights)
 
 
 def mlp(weights=None):
     """A 5-7-3 tanh MLP: the network of the float64 oracles (tests/scores/numpy_mlp.py)."""
     inputs = keras.Input((5,))
-    x = L.Dense(7, activation="tanh", name="d0")(inputs)
-    x = L.Dense(3, name="d1")(x)
+    x = L.Dense(7, activation="tanh", kernel_initializer=ZEROS, name="d0")(inputs)
+    x = L.Dense(3, kernel_initializer=ZEROS, name="d1")(x)
     return _with_weights(keras.Model(inputs, x, name="mlp"), weights)
 
 
 def _scores_and_masks(out, prefix, model, data):
-    """Each criterion's scores of ``model`` and the masks of pruning it (scoring changes no weight;
-    each pruned model is a new model sharing ``model``'s layers)."""
+    """Each criterion's scores of ``model`` and the masks that keep the highest half of them."""
     for criterion in CRITERIA:
         scores = tfprune.scores.get(criterion)(model, tfprune.prunable_weights(model), data, **OPTIONS[criterion])
         for i, s in enumerate(scores):
             out[f"{prefix}/{criterion}/score/{i}"] = keras.ops.convert_to_numpy(s)
-        pruned = tfprune.prune_at_init(model, criterion, sparsity=0.5, data=data, scope="local",
-                                       rounds=ROUNDS.get(criterion, 1), verbose=0, **OPTIONS[criterion])
-        for i, m in enumerate(tfprune.get_masks(pruned)):
+        for i, m in enumerate(tfprune.masks.from_scores(scores, sparsity=0.5)):
             out[f"{prefix}/{criterion}/mask/{i}"] = np.asarray(m)
+
+
+def _pruned(out, model, data):
+    """The masks of ``prune_at_init`` by SNIP and by SynFlow (iterative: three rounds, the masked
+    network rescored in each); each pruned model is a new model sharing ``model``'s layers."""
+    for criterion in ("snip", "synflow"):
+        pruned = tfprune.prune_at_init(model, criterion, sparsity=0.5, data=data, rounds=ROUNDS.get(criterion, 1),
+                                       verbose=0)
+        for i, m in enumerate(tfprune.get_masks(pruned)):
+            out[f"pruned/{criterion}/{i}"] = np.asarray(m)
+    out["profile"] = np.asarray(json.dumps(tfprune.profile(pruned, verbose=0).to_dict(), sort_keys=True))
 
 
 class _MaskRecorder(keras.callbacks.Callback):
@@ -112,6 +125,32 @@ def _gradual(out, arrays):
             out[f"gradual/{r}/{i}/weights"], out[f"gradual/{r}/{i}/before"], out[f"gradual/{r}/{i}/after"] = w, b, a
 
 
+class _MasksPerStep(keras.callbacks.Callback):
+    """The masks after every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.masks.append([keras.ops.convert_to_numpy(t.mask.value) for t in tfprune.prunable_weights(self.model)])
+
+
+def _dynamic(out, arrays):
+    """The masks after each step of DynamicSparse (RigL, SET) updating every 2 steps in ``fit``."""
+    x, y = arrays["cnn/x"], arrays["cnn/y"]
+    for criterion in ("rigl", "set"):
+        model = tfprune.wrap(cnn(listed(arrays, "cnn/weights")))
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        recorder = _MasksPerStep()
+        dynamic = DynamicSparse(criterion, 0.8, update_frequency=2, end_step=6, seed=1,
+                                data=(x, y) if criterion == "rigl" else None)
+        model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=[dynamic, recorder])
+        for step, masks in enumerate(recorder.masks):
+            for i, m in enumerate(masks):
+                out[f"dynamic/{criterion}/{step}/{i}"] = m
+
+
 def _stripped(out, arrays, folder):
     pruned = tfprune.prune_at_init(cnn(listed(arrays, "cnn/weights")), "magnitude", sparsity=0.6)
     stripped = tfprune.strip(pruned)
@@ -132,8 +171,12 @@ def results(folder):
     arrays = dict(np.load(folder / "inputs.npz"))
     out = {}
     for name, build in (("cnn", cnn), ("transformer", transformer), ("mlp", mlp)):
-        _scores_and_masks(out, name, build(listed(arrays, f"{name}/weights")), (arrays[f"{name}/x"], arrays[f"{name}/y"]))
+        model, data = build(listed(arrays, f"{name}/weights")), (arrays[f"{name}/x"], arrays[f"{name}/y"])
+        _scores_and_masks(out, name, model, data)
+        if name == "cnn":
+            _pruned(out, model, data)
     _gradual(out, arrays)
+    _dynamic(out, arrays)
     _stripped(out, arrays, folder)
     return out
 
