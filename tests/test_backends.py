@@ -209,3 +209,17 @@ def test_profile_of_a_pruned_model_equals_tensorflows(backend, tensorflow):
     """``tfprune.profile`` of the CNN pruned by SynFlow: the same parameters, non-zeros and MACs."""
     name, results = backend
     assert str(results["profile"]) == str(tensorflow["profile"]), name
+
+
+def test_tensorflow_only_features_raise_naming_the_backend_before_any_work(backend, folder):
+    """TFLite export of a Keras 3 model and a ``tf.distribute`` strategy on JAX or PyTorch: a
+    BackendError naming the backend and what to do instead; no file written."""
+    name, results = backend
+    assert str(results["errors/tflite"]) == (
+        f"BackendError: TFLite export needs the TensorFlow backend, but Keras runs on {name!r} "
+        f"(KERAS_BACKEND={name}): save the stripped model with model.save('model.keras'), then load it and "
+        "export it in a process started with KERAS_BACKEND=tensorflow")
+    assert not (folder / "refused.tflite").exists()
+    assert str(results["errors/strategy"]) == (
+        f"BackendError: strategy= needs the TensorFlow backend, but Keras runs on {name!r} (KERAS_BACKEND={name}): "
+        "leave strategy out (scores on JAX and PyTorch run on one device)")

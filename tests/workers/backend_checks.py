@@ -3,7 +3,7 @@ built from the arrays of ``$BACKEND_CHECKS_DIR/inputs.npz``: the scores and mask
 SNIP, GraSP and SynFlow on a small CNN, a small Transformer block and a float64-oracle MLP; the
 masks of prune_at_init and the pruned CNN's profile; the masks of every GradualPruning update and
 after every DynamicSparse (RigL, SET) step in ``fit``; a pruned and stripped CNN saved as .keras with its
-predictions. Writes ``results_<backend>.npz`` (and ``stripped_<backend>.keras``) there.
+predictions; the errors of TensorFlow-only features. Writes ``results_<backend>.npz`` (and ``stripped_<backend>.keras``) there.
 
 tests/test_backends.py runs it in a fresh interpreter per backend and calls :func:`results` in its
 own (TensorFlow) process for the reference."""
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import tfprune
 from tfprune.callbacks import DynamicSparse, GradualPruning
@@ -165,6 +166,19 @@ def listed(arrays, name):
     return [arrays[f"{name}/{i}"] for i in range(count)]
 
 
+def _tensorflow_only(out, arrays, folder):
+    """The errors of TFLite export and of ``strategy=`` (a backend other than TensorFlow only)."""
+    model, data = cnn(listed(arrays, "cnn/weights")), (arrays["cnn/x"], arrays["cnn/y"])
+    calls = {"tflite": lambda: tfprune.export.tflite(model, folder / "refused.tflite"),
+             "strategy": lambda: tfprune.scores.snip(model, tfprune.prunable_weights(model), data,
+                                                     strategy=tf.distribute.get_strategy())}
+    for name, call in calls.items():
+        try:
+            call()
+        except Exception as error:  # the test checks which
+            out[f"errors/{name}"] = np.asarray(f"{type(error).__name__}: {error}")
+
+
 def results(folder):
     """Every check's numbers, as a dict of arrays (see the module docstring)."""
     folder = Path(folder)
@@ -178,6 +192,8 @@ def results(folder):
     _gradual(out, arrays)
     _dynamic(out, arrays)
     _stripped(out, arrays, folder)
+    if keras.backend.backend() != "tensorflow":
+        _tensorflow_only(out, arrays, folder)
     return out
 
 
