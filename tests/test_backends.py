@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 from subprocess_util import run_python
+from test_autoprune import ALPHA, TAU, numpy_slope, random_case
 
 TESTS = Path(__file__).resolve().parent
 WORKER = TESTS / "workers" / "backend_checks.py"
@@ -48,6 +49,10 @@ def _inputs(folder):
     arrays = {f"{name}/weights/{i}": w for name, ws in weights.items() for i, w in enumerate(ws)}
     for name, (x, y) in data.items():
         arrays[f"{name}/x"], arrays[f"{name}/y"] = x, y
+    w, m, dy = random_case("weight", seed=1)
+    arrays.update({"autoprune/w": w, "autoprune/m_weight": m, "autoprune/m_neuron": random_case("neuron", 1)[1],
+                   "autoprune/dy": dy, "autoprune/tau": TAU, "autoprune/alpha": ALPHA})
+    arrays = {k: np.asarray(v, "float32") if np.asarray(v).dtype == np.float64 else v for k, v in arrays.items()}
     np.savez(folder / "inputs.npz", **arrays)
 
 
@@ -223,3 +228,28 @@ def test_tensorflow_only_features_raise_naming_the_backend_before_any_work(backe
     assert str(results["errors/strategy"]) == (
         f"BackendError: strategy= needs the TensorFlow backend, but Keras runs on {name!r} (KERAS_BACKEND={name}): "
         "leave strategy out (scores on JAX and PyTorch run on one device)")
+
+
+@pytest.mark.parametrize("ste", ["softplus", "leaky_relu", "linear"])
+def test_autoprune_estimators_give_the_formulas_gradients(backend, folder, ste):
+    """AutoPrune's custom-gradient ops (``keras.ops.custom_gradient``) through the backend's
+    autodiff: W ⊙ h(m); ∂W = dy ⊙ h(m); ∂m = dy ⊙ sign(W) ⊙ g′(m) (weight mode, decoupled) or
+    dy ⊙ W ⊙ g′(m) summed over a filter (neuron mode, exact); R₂ = #{m > τ}, ∂R₂/∂m = 2·h(m)·g′(m)."""
+    name, results = backend
+    arrays = dict(np.load(folder / "inputs.npz"))
+    w, dy = arrays["autoprune/w"].astype(np.float64), arrays["autoprune/dy"].astype(np.float64)
+    for mode, decoupled in (("weight", True), ("neuron", False)):
+        m = arrays[f"autoprune/m_{mode}"].astype(np.float64)
+        gate = (m > TAU).astype(np.float64)
+        expected_dm = dy * (np.sign(w) if decoupled else w) * numpy_slope(m, ste)
+        if mode == "neuron":
+            expected_dm = expected_dm.sum(axis=(0, 1, 2))
+        assert 0 < gate.sum() < gate.size
+        got = {part: results[f"autoprune/{ste}/{mode}/{part}"] for part in ("out", "dw", "dm")}
+        np.testing.assert_allclose(got["out"], w * gate, rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(got["dw"], dy * gate, rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(got["dm"], expected_dm, rtol=1e-5, atol=1e-5, err_msg=name)
+    m = arrays["autoprune/m_weight"].astype(np.float64)
+    gate = (m > TAU).astype(np.float64)
+    assert float(results[f"autoprune/{ste}/norm"]) == gate.sum()
+    np.testing.assert_allclose(results[f"autoprune/{ste}/dnorm"], 2 * gate * numpy_slope(m, ste), rtol=1e-6)

@@ -2,7 +2,7 @@
 built from the arrays of ``$BACKEND_CHECKS_DIR/inputs.npz``: the scores and masks of magnitude,
 SNIP, GraSP and SynFlow on a small CNN, a small Transformer block and a float64-oracle MLP; the
 masks of prune_at_init and the pruned CNN's profile; the masks of every GradualPruning update and
-after every DynamicSparse (RigL, SET) step in ``fit``; a pruned and stripped CNN saved as .keras with its
+after every DynamicSparse (RigL, SET) step in ``fit``; AutoPrune's estimators and their gradients; a pruned and stripped CNN saved as .keras with its
 predictions; the errors of TensorFlow-only features. Writes ``results_<backend>.npz`` (and ``stripped_<backend>.keras``) there.
 
 tests/test_backends.py runs it in a fresh interpreter per backend and calls :func:`results` in its
@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 import tfprune
+from tfprune import autoprune
+from tfprune.autodiff import engines
 from tfprune.callbacks import DynamicSparse, GradualPruning
 from tfprune.sparsity.schedules import PolynomialDecay
 
@@ -166,6 +168,32 @@ def listed(arrays, name):
     return [arrays[f"{name}/{i}"] for i in range(count)]
 
 
+def _estimators(out, arrays):
+    """AutoPrune's masked kernel and penalty with their gradients (through the backend's autodiff)
+    for each straight-through estimator: weight mode decoupled, neuron mode exact, and R₂."""
+    engine = engines.current()
+    tau, alpha = float(arrays["autoprune/tau"]), float(arrays["autoprune/alpha"])
+    cases = {"weight": (arrays["autoprune/w"], arrays["autoprune/m_weight"], True),
+             "neuron": (arrays["autoprune/w"], arrays["autoprune/m_neuron"], False)}
+    dy = keras.ops.convert_to_tensor(arrays["autoprune/dy"])
+    for ste in autoprune.STES:
+        for mode, (w, m, decoupled) in cases.items():
+            def projected(values):
+                kernel = autoprune.masked_kernel(values[0], values[1], ste=ste, decoupled=decoupled, threshold=tau,
+                                                 alpha=alpha)
+                return keras.ops.sum(kernel * dy), kernel
+
+            _, kernel, (d_w, d_m) = engine.value_and_gradients(projected, [keras.ops.convert_to_tensor(w),
+                                                                          keras.ops.convert_to_tensor(m)])
+            for part, value in (("out", kernel), ("dw", d_w), ("dm", d_m)):
+                out[f"autoprune/{ste}/{mode}/{part}"] = keras.ops.convert_to_numpy(value)
+        norm, _, (d_norm,) = engine.value_and_gradients(
+            lambda values: (autoprune.aux_norm(values[0], 2, ste=ste, threshold=tau, alpha=alpha), None),
+            [keras.ops.convert_to_tensor(arrays["autoprune/m_weight"])])
+        out[f"autoprune/{ste}/norm"], out[f"autoprune/{ste}/dnorm"] = (keras.ops.convert_to_numpy(norm),
+                                                                       keras.ops.convert_to_numpy(d_norm))
+
+
 def _tensorflow_only(out, arrays, folder):
     """The errors of TFLite export and of ``strategy=`` (a backend other than TensorFlow only)."""
     model, data = cnn(listed(arrays, "cnn/weights")), (arrays["cnn/x"], arrays["cnn/y"])
@@ -191,6 +219,7 @@ def results(folder):
             _pruned(out, model, data)
     _gradual(out, arrays)
     _dynamic(out, arrays)
+    _estimators(out, arrays)
     _stripped(out, arrays, folder)
     if keras.backend.backend() != "tensorflow":
         _tensorflow_only(out, arrays, folder)
