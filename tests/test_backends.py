@@ -67,8 +67,10 @@ def folder(tmp_path_factory):
 def backend(request, folder):
     """``(name, results)`` of the worker run under ``KERAS_BACKEND=name``; skipped if not installed."""
     pytest.importorskip(request.param)
-    run_python(WORKER.read_text(), timeout=400, env={"KERAS_BACKEND": request.param,
-                                                      "BACKEND_CHECKS_DIR": str(folder)})
+    env = {"KERAS_BACKEND": request.param, "BACKEND_CHECKS_DIR": str(folder)}
+    if request.param == "jax":  # two host devices, for keras.distribution.DataParallel
+        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    run_python(WORKER.read_text(), timeout=400, env=env)
     return request.param, dict(np.load(folder / f"results_{request.param}.npz"))
 
 
@@ -253,3 +255,16 @@ def test_autoprune_estimators_give_the_formulas_gradients(backend, folder, ste):
     gate = (m > TAU).astype(np.float64)
     assert float(results[f"autoprune/{ste}/norm"]) == gate.sum()
     np.testing.assert_allclose(results[f"autoprune/{ste}/dnorm"], 2 * gate * numpy_slope(m, ste), rtol=1e-6)
+
+
+def test_jax_data_parallel_gives_the_masks_of_one_device(backend):
+    """``keras.distribution.DataParallel`` over two host devices: SNIP's masks and every
+    GradualPruning update's masks in ``fit`` equal those of one device."""
+    name, results = backend
+    if name != "jax":
+        pytest.skip("keras.distribution runs on JAX")
+    assert int(results["data_parallel/devices"]) == 2
+    keys = [k for k in results if k.startswith("pruned/snip/") or (k.startswith("gradual/") and k.endswith("after"))]
+    assert len(keys) == 3 + 4 * 3
+    for key in keys:
+        np.testing.assert_array_equal(results[f"data_parallel/{key}"], results[key], err_msg=key)

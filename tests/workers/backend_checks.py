@@ -2,7 +2,7 @@
 built from the arrays of ``$BACKEND_CHECKS_DIR/inputs.npz``: the scores and masks of magnitude,
 SNIP, GraSP and SynFlow on a small CNN, a small Transformer block and a float64-oracle MLP; the
 masks of prune_at_init and the pruned CNN's profile; the masks of every GradualPruning update and
-after every DynamicSparse (RigL, SET) step in ``fit``; AutoPrune's estimators and their gradients; a pruned and stripped CNN saved as .keras with its
+after every DynamicSparse (RigL, SET) step in ``fit``; AutoPrune's estimators and their gradients; on JAX, SNIP and GradualPruning under DataParallel; a pruned and stripped CNN saved as .keras with its
 predictions; the errors of TensorFlow-only features. Writes ``results_<backend>.npz`` (and ``stripped_<backend>.keras``) there.
 
 tests/test_backends.py runs it in a fresh interpreter per backend and calls :func:`results` in its
@@ -77,15 +77,16 @@ def _scores_and_masks(out, prefix, model, data):
             out[f"{prefix}/{criterion}/mask/{i}"] = np.asarray(m)
 
 
-def _pruned(out, model, data):
+def _pruned(out, model, data, criteria=("snip", "synflow"), prefix="pruned"):
     """The masks of ``prune_at_init`` by SNIP and by SynFlow (iterative: three rounds, the masked
-    network rescored in each); each pruned model is a new model sharing ``model``'s layers."""
-    for criterion in ("snip", "synflow"):
+    network rescored in each); each pruned model is a new model sharing ``model``'s layers. Returns
+    the last one."""
+    for criterion in criteria:
         pruned = tfprune.prune_at_init(model, criterion, sparsity=0.5, data=data, rounds=ROUNDS.get(criterion, 1),
                                        verbose=0)
         for i, m in enumerate(tfprune.get_masks(pruned)):
-            out[f"pruned/{criterion}/{i}"] = np.asarray(m)
-    out["profile"] = np.asarray(json.dumps(tfprune.profile(pruned, verbose=0).to_dict(), sort_keys=True))
+            out[f"{prefix}/{criterion}/{i}"] = np.asarray(m)
+    return pruned
 
 
 class _MaskRecorder(keras.callbacks.Callback):
@@ -114,7 +115,7 @@ class _MaskRecorder(keras.callbacks.Callback):
         self.before = self._state()
 
 
-def _gradual(out, arrays):
+def _gradual(out, arrays, prefix="gradual"):
     model = tfprune.wrap(cnn(listed(arrays, "cnn/weights")))
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruning = GradualPruning(PolynomialDecay(**GRADUAL))
@@ -122,10 +123,10 @@ def _gradual(out, arrays):
     model.fit(arrays["cnn/x"], arrays["cnn/y"], batch_size=4, epochs=2, shuffle=False, verbose=0,
               callbacks=[pruning, recorder])
     for r, (step, sparsity, weights, before, after) in enumerate(recorder.records):
-        out[f"gradual/{r}/step"] = np.asarray(step)
-        out[f"gradual/{r}/sparsity"] = np.asarray(sparsity)
+        out[f"{prefix}/{r}/step"] = np.asarray(step)
+        out[f"{prefix}/{r}/sparsity"] = np.asarray(sparsity)
         for i, (w, b, a) in enumerate(zip(weights, before, after)):
-            out[f"gradual/{r}/{i}/weights"], out[f"gradual/{r}/{i}/before"], out[f"gradual/{r}/{i}/after"] = w, b, a
+            out[f"{prefix}/{r}/{i}/weights"], out[f"{prefix}/{r}/{i}/before"], out[f"{prefix}/{r}/{i}/after"] = w, b, a
 
 
 class _MasksPerStep(keras.callbacks.Callback):
@@ -194,6 +195,21 @@ def _estimators(out, arrays):
                                                                        keras.ops.convert_to_numpy(d_norm))
 
 
+def _data_parallel(out, arrays):
+    """SNIP's masks and GradualPruning in ``fit`` under ``keras.distribution.DataParallel`` over
+    every JAX device (the test starts JAX with two host devices)."""
+    import jax
+
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+    try:
+        out["data_parallel/devices"] = np.asarray(len(jax.devices()))
+        model = cnn(listed(arrays, "cnn/weights"))
+        _pruned(out, model, (arrays["cnn/x"], arrays["cnn/y"]), ("snip",), "data_parallel/pruned")
+        _gradual(out, arrays, "data_parallel/gradual")
+    finally:
+        keras.distribution.set_distribution(None)
+
+
 def _tensorflow_only(out, arrays, folder):
     """The errors of TFLite export and of ``strategy=`` (a backend other than TensorFlow only)."""
     model, data = cnn(listed(arrays, "cnn/weights")), (arrays["cnn/x"], arrays["cnn/y"])
@@ -216,13 +232,16 @@ def results(folder):
         model, data = build(listed(arrays, f"{name}/weights")), (arrays[f"{name}/x"], arrays[f"{name}/y"])
         _scores_and_masks(out, name, model, data)
         if name == "cnn":
-            _pruned(out, model, data)
+            pruned = _pruned(out, model, data)
+            out["profile"] = np.asarray(json.dumps(tfprune.profile(pruned, verbose=0).to_dict(), sort_keys=True))
     _gradual(out, arrays)
     _dynamic(out, arrays)
     _estimators(out, arrays)
     _stripped(out, arrays, folder)
     if keras.backend.backend() != "tensorflow":
         _tensorflow_only(out, arrays, folder)
+    if keras.backend.backend() == "jax":
+        _data_parallel(out, arrays)
     return out
 
 
