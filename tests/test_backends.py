@@ -98,17 +98,21 @@ def tensorflow(folder):
 
 
 @pytest.mark.parametrize("prefix", [f"{model}/{criterion}" for model in ("cnn", "transformer", "mlp")
-                                    for criterion in CHECKS.CRITERIA] + ["pruned/snip", "pruned/synflow"])
+                                    for criterion in CHECKS.CRITERIA]
+                         + ["cnn/force", "cnn/iter_snip", "pruned/snip", "pruned/synflow", "structured/taylor",
+                            "structured/removed"])
 def test_scores_and_masks_equal_tensorflows(backend, tensorflow, prefix):
     """Magnitude, SNIP, GraSP (batch norm on batch statistics) and SynFlow on a CNN, a Transformer
-    block and an MLP built from the same arrays: every score tensor within 1e-5 of TensorFlow's
-    (relative to its largest entry), the masks keeping the highest half identical, and so are
-    the masks of ``prune_at_init`` by SNIP and by SynFlow (three rounds) on the CNN."""
+    block and an MLP built from the same arrays, and FORCE, iterative SNIP and the structured
+    Taylor criterion on the CNN: every score tensor within 1e-5 of TensorFlow's (relative to its
+    largest entry), the masks keeping the highest half identical, and so are the masks of
+    ``prune_at_init`` by SNIP and by SynFlow (three rounds) on the CNN; the CNN without two of
+    conv1's filters (``structured.remove``) predicts as on TensorFlow to 1e-5."""
     name, results = backend
     keys = sorted(k for k in tensorflow if k.startswith(prefix + "/"))
     assert keys and keys == sorted(k for k in results if k.startswith(prefix + "/"))
     for key in keys:
-        if "/score/" in key:
+        if np.issubdtype(tensorflow[key].dtype, np.floating) and "/mask/" not in key:
             assert _agree(results[key], tensorflow[key], SCORE_TOLERANCE), (name, key)
         else:
             np.testing.assert_array_equal(results[key], tensorflow[key], err_msg=f"{name} {key}")

@@ -1,7 +1,8 @@
 """Each mechanism of tfprune once, on the Keras backend of the process (``KERAS_BACKEND``), on models
 built from the arrays of ``$BACKEND_CHECKS_DIR/inputs.npz``: the scores and masks of magnitude,
 SNIP, GraSP and SynFlow on a small CNN, a small Transformer block and a float64-oracle MLP; the
-masks of prune_at_init and the pruned CNN's profile; the masks of every GradualPruning update and
+masks of prune_at_init, the pruned CNN's profile, FORCE and iterative SNIP, structured Taylor
+scores and removal on the CNN; the masks of every GradualPruning update and
 after every DynamicSparse (RigL, SET) step in ``fit``; AutoPrune's estimators and their gradients; on JAX, SNIP and GradualPruning under DataParallel; a pruned and stripped CNN saved as .keras with its
 predictions; the errors of TensorFlow-only features. Writes ``results_<backend>.npz`` (and ``stripped_<backend>.keras``) there.
 
@@ -75,6 +76,19 @@ def _scores_and_masks(out, prefix, model, data):
             out[f"{prefix}/{criterion}/score/{i}"] = keras.ops.convert_to_numpy(s)
         for i, m in enumerate(tfprune.masks.from_scores(scores, sparsity=0.5)):
             out[f"{prefix}/{criterion}/mask/{i}"] = np.asarray(m)
+
+
+def _more_criteria(out, model, data):
+    """FORCE's and iterative SNIP's scores (batch norm on batch statistics), Taylor's unit scores,
+    and the predictions of the model with two of conv1's filters removed."""
+    for criterion in ("force", "iter_snip"):
+        scores = tfprune.scores.get(criterion)(model, tfprune.prunable_weights(model), data)
+        for i, s in enumerate(scores):
+            out[f"cnn/{criterion}/score/{i}"] = keras.ops.convert_to_numpy(s)
+    for layer, scores in tfprune.structured.criteria.taylor(model, data=data).items():
+        out[f"structured/taylor/{layer}"] = np.asarray(scores)
+    smaller = tfprune.structured.remove(model, {"conv1": [0, 2]})
+    out["structured/removed/predictions"] = keras.ops.convert_to_numpy(smaller(data[0], training=False))
 
 
 def _pruned(out, model, data, criteria=("snip", "synflow"), prefix="pruned"):
@@ -232,6 +246,7 @@ def results(folder):
         model, data = build(listed(arrays, f"{name}/weights")), (arrays[f"{name}/x"], arrays[f"{name}/y"])
         _scores_and_masks(out, name, model, data)
         if name == "cnn":
+            _more_criteria(out, model, data)
             pruned = _pruned(out, model, data)
             out["profile"] = np.asarray(json.dumps(tfprune.profile(pruned, verbose=0).to_dict(), sort_keys=True))
     _gradual(out, arrays)
