@@ -12,6 +12,8 @@ import pytest
 from subprocess_util import run_python
 from test_autoprune import ALPHA, TAU, numpy_slope, random_case
 
+import tfprune
+
 TESTS = Path(__file__).resolve().parent
 WORKER = TESTS / "workers" / "backend_checks.py"
 
@@ -189,14 +191,19 @@ def test_gradual_pruning_in_fit_keeps_exact_counts_at_every_update(backend):
 def test_a_model_pruned_and_stripped_on_each_backend_loads_and_predicts_the_same_on_tensorflow(backend, tensorflow,
                                                                                                 folder):
     """Magnitude-pruned (60 %) and stripped on JAX or PyTorch, saved as .keras: loaded here it has
-    the same zeros and predicts as the other backend did, and as the same pruning done here, to 1e-5."""
+    the same zeros and predicts as the other backend did, and as the same pruning done here, to 1e-5;
+    the one from JAX exports to TFLite here, its file predicting as Keras to 1e-5."""
     name, results = backend
     loaded = keras.models.load_model(folder / f"stripped_{name}.keras")
     np.testing.assert_array_equal([np.count_nonzero(w == 0) for w in loaded.get_weights()], results["stripped/zeros"])
     np.testing.assert_array_equal(results["stripped/zeros"], tensorflow["stripped/zeros"])
-    predictions = keras.ops.convert_to_numpy(loaded(np.load(folder / "inputs.npz")["cnn/x"], training=False))
+    x = np.load(folder / "inputs.npz")["cnn/x"]
+    predictions = keras.ops.convert_to_numpy(loaded(x, training=False))
     assert _agree(predictions, results["stripped/predictions"], 1e-5)
     assert _agree(predictions, tensorflow["stripped/predictions"], 1e-5)
+    if name == "jax":  # and it exports to TFLite here (once: a conversion takes seconds)
+        report = tfprune.export.tflite(loaded, folder / "from_jax.tflite", check_data=x)
+        assert report.examples == len(x) and report.max_abs_diff <= 1e-5 * float(np.abs(predictions).max())
 
 
 @pytest.mark.parametrize("criterion", ["rigl", "set"])
