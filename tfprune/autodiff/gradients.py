@@ -7,8 +7,8 @@
   the weights: the network's weights, signs and batch-norm statistics are exactly as before when
   a scorer returns or raises;
 * :func:`effective_gradients` and :func:`hessian_gradient` compute, in steps reused across rounds
-  (compiled ``tf.function`` s on TensorFlow; :mod:`tfprune.autodiff.engines` differentiates on each
-  backend), gradients with respect to the *effective* weights ``w = θ ⊙ m``
+  and compiled by the Keras backend's engine (:mod:`tfprune.autodiff.engines`), gradients with
+  respect to the *effective* weights ``w = θ ⊙ m``
   (the masks are replaced by ones and ``w`` by a watched tensor, so the gradient is not blocked
   at pruned weights: SNIP multiplies it by ``w``, FORCE by ``θ``).
 
@@ -134,8 +134,8 @@ class Step:
         """The function to run the next round with, on batches of at most ``input_values`` input
         values: eager in a lone first round on small batches, compiled otherwise."""
         self.rounds += 1
-        eager = self.rounds == 1 and _ROUNDS.get() == 1 and input_values < EAGER_BELOW_INPUT_VALUES \
-            and not engines.current().COMPILES_FIRST_ROUND
+        eager = (self.rounds == 1 and _ROUNDS.get() == 1 and input_values < EAGER_BELOW_INPUT_VALUES
+                 and not engines.current().COMPILES_FIRST_ROUND)
         return self.python_function if eager else self.compiled
 
     def __call__(self, *args):

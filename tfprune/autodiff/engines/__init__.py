@@ -1,7 +1,7 @@
 """Differentiation, one implementation per Keras backend: the only code in tfprune that calls a
 backend's autodiff.
 
-Every engine module provides the same three functions:
+Every engine module provides the same three functions and one flag:
 
 * ``value_and_gradients(function, values)``: for ``function(values) -> (scalar, aux)``, returns
   ``(scalar, aux, gradients)``, one dense gradient per value (zeros where the scalar does not
@@ -18,7 +18,7 @@ Every engine module provides the same three functions:
 weights (:func:`tfprune.autodiff.gradients.substitute`), so nothing is written to a variable.
 
 Example:
-    >>> value, outputs, grads = current().value_and_gradients(lambda v: loss_and_outputs(v), values)
+    >>> value, outputs, grads = current().value_and_gradients(loss_and_outputs, values)
 """
 
 from __future__ import annotations

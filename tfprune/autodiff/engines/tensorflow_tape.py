@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile", "dense_gradients"]
+__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile"]
 
 COMPILES_FIRST_ROUND = False
 
 
-def dense_gradients(tape, target, sources):
+def _dense_gradients(tape, target, sources):
     """``tape.gradient(target, sources)`` as dense tensors: an embedding's ``tf.IndexedSlices``
     made dense, and zeros for a source the target does not depend on."""
     grads = tape.gradient(target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -21,7 +21,7 @@ def value_and_gradients(function, values):
     with tf.GradientTape() as tape:
         tape.watch(values)
         value, aux = function(values)
-    return value, aux, dense_gradients(tape, value, values)
+    return value, aux, _dense_gradients(tape, value, values)
 
 
 def hessian_vector_product(function, values, direction):
@@ -30,9 +30,9 @@ def hessian_vector_product(function, values, direction):
         with tf.GradientTape() as inner:
             inner.watch(values)
             value = function(values)
-        grads = dense_gradients(inner, value, values)
+        grads = _dense_gradients(inner, value, values)
         inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
-    return dense_gradients(outer, inner_product, values)
+    return _dense_gradients(outer, inner_product, values)
 
 
 def compile(function, variables):
