@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 
+import keras
+
 from keras.src.backend import compute_output_spec as _compute_output_spec
 from keras.src.backend import get_stateless_scope as _get_stateless_scope
 from keras.src.models.functional import Functional
@@ -45,6 +47,7 @@ __all__ = [
     "replace_tracked_layer",
     "sequential_graph",
     "stateless_scope",
+    "inheriting_stateless_scope",
     "LAYER_LIST_ATTRIBUTE",
 ]
 
@@ -55,6 +58,17 @@ LAYER_LIST_ATTRIBUTE = "_layers"
 def stateless_scope():
     """The innermost active :class:`keras.StatelessScope`, or ``None``."""
     return _get_stateless_scope()
+
+
+def inheriting_stateless_scope(state_mapping):
+    """A :class:`keras.StatelessScope` for ``state_mapping`` that keeps the values an enclosing
+    scope gives the variables it does not map (Keras's scopes do not nest: an inner one reads
+    every other variable's own value, which a compiled JAX step would capture as a constant)."""
+    scope = keras.StatelessScope(state_mapping=state_mapping)
+    outer = stateless_scope()
+    if outer is not None:
+        scope.state_mapping = {**outer.state_mapping, **scope.state_mapping}
+    return scope
 
 
 def compute_output_spec(fn, *args, **kwargs):

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import warnings
 
+import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from tfprune.base import arguments
+from tfprune.base import arguments, views
 from tfprune.sparsity import masks as masks_lib
 from tfprune.analysis import inputs as example_inputs
 from tfprune.autodiff.flow import flow_network, rescaled
@@ -57,7 +57,7 @@ def connected_outputs(model, input_shape=None):
             (one per input: :mod:`tfprune.analysis.inputs`).
 
     Returns:
-        A list of booleans, one per output (in ``tf.nest.flatten`` order).
+        A list of booleans, one per output (in ``keras.tree.flatten`` order).
 
     Raises:
         ValueError: if the model does not know its input shape and none is given.
@@ -75,7 +75,7 @@ def _connected(model, inputs):
     values = rescaled([ops.abs(t.value) for t in targets], targets)
     with flow_network(model, targets, values, zero_shifts=True):
         outputs = model(inputs, training=False)
-    return [bool(np.any(np.asarray(o) != 0)) for o in tf.nest.flatten(outputs)]
+    return [bool(np.any(views.array(o) != 0)) for o in keras.tree.flatten(outputs)]
 
 
 def check_collapse(model, on_collapse="warn", input_shape=None):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import tensorflow as tf
 
 from tfprune import _compat
 from tfprune.analysis.datachecks import input_names
@@ -134,9 +133,9 @@ def ones(model, input_shape=None, name="input_shape"):
 
     Example:
         >>> ones(model, (32, 32, 3)).shape
-        TensorShape([1, 32, 32, 3])
+        (1, 32, 32, 3)
     """
-    return keras.tree.map_structure(lambda s: tf.ones(s.shape, s.dtype), example_specs(model, input_shape, name))
+    return keras.tree.map_structure(lambda s: keras.ops.ones(s.shape, s.dtype), example_specs(model, input_shape, name))
 
 
 def symbolic(model, input_shape=None, name="input_shape"):

@@ -30,6 +30,9 @@ provided: the second derivative treats x̂ and r as given.
 from __future__ import annotations
 
 import tensorflow as tf
+from keras import ops
+
+from tfprune.base import backends
 
 __all__ = ["normalised"]
 
@@ -105,6 +108,8 @@ def normalised(x, gamma, beta, axes, epsilon, second_derivative=True):
     Example:
         >>> y = normalised(x, tf.ones((1, 1, 1, 3)), tf.zeros((1, 1, 1, 3)), [0, 1, 2], 1e-3)
     """
+    if not backends.is_tensorflow():
+        return _formula(x, gamma, beta, axes, epsilon)
     if not second_derivative and _fusable(x, axes):
         return tf.raw_ops.FusedBatchNormV3(
             x=x, scale=tf.reshape(gamma, [-1]), offset=tf.reshape(beta, [-1]), mean=tf.zeros([0]),
@@ -120,6 +125,13 @@ def normalised(x, gamma, beta, axes, epsilon, second_derivative=True):
         return statistics.standardised * gamma + beta, gradient
 
     return normalise(x, gamma, beta)
+
+
+def _formula(x, gamma, beta, axes, epsilon):
+    """``γ x̂ + β`` in ``keras.ops``, for the backend's autodiff to differentiate."""
+    centred = x - ops.mean(x, axis=axes, keepdims=True)
+    inverse_std = ops.rsqrt(ops.mean(ops.square(centred), axis=axes, keepdims=True) + epsilon)
+    return centred * inverse_std * gamma + beta
 
 
 def _gradient(x, gamma, upstream, statistics):

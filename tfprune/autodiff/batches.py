@@ -151,7 +151,7 @@ def scoring_batches(model, data, samples=None, batch_size=None, *, loss=None, sa
         batches = _from_arrays(model, arrays, samples, batch_size, loss, name)
     else:
         batches = _from_batches(model, data, samples, loss, name)
-    batches = [Batch(*keras.tree.map_structure(lambda a: a if a is None else tf.convert_to_tensor(a), tuple(b)))
+    batches = [Batch(*keras.tree.map_structure(lambda a: a if a is None else keras.ops.convert_to_tensor(a), tuple(b)))
                for b in batches]
     loss.check(model, batches[0], name)
     return batches

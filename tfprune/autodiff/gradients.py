@@ -6,8 +6,9 @@
 * :func:`substitute` runs the model with chosen values in place of its weights, without touching
   the weights: the network's weights, signs and batch-norm statistics are exactly as before when
   a scorer returns or raises;
-* :func:`effective_gradients` and :func:`hessian_gradient` compute, in compiled ``tf.function``
-  steps reused across rounds, gradients with respect to the *effective* weights ``w = θ ⊙ m``
+* :func:`effective_gradients` and :func:`hessian_gradient` compute, in steps reused across rounds
+  and compiled by the Keras backend's engine (:mod:`tfprune.autodiff.engines`), gradients with
+  respect to the *effective* weights ``w = θ ⊙ m``
   (the masks are replaced by ones and ``w`` by a watched tensor, so the gradient is not blocked
   at pruned weights: SNIP multiplies it by ``w``, FORCE by ``θ``).
 
@@ -30,12 +31,12 @@ import contextvars
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from tfprune.autodiff import losses
+from tfprune import _compat
+from tfprune.autodiff import engines, losses
 from tfprune.autodiff.batches import examples
-from tfprune.base import distribute
+from tfprune.base import distribute, views
 from tfprune.layers.changes import batch_statistics as batch_statistics_mode
 from tfprune.layers.masked import effective_values_given
 from tfprune.autodiff.linearized import without_output_activation
@@ -45,7 +46,6 @@ from tfprune.sparsity.topk import map_parts
 __all__ = [
     "batch_sum",
     "example_share",
-    "dense_gradients",
     "check_logits",
     "substitute",
     "effective_values",
@@ -99,7 +99,7 @@ EAGER_BELOW_INPUT_VALUES = 1 << 20
 
 
 class Step:
-    """A scoring step that runs eagerly in a lone first round and as a ``tf.function`` otherwise.
+    """A scoring step that runs eagerly in a lone first round and compiled otherwise.
 
     Tracing a step costs more than running it once on small inputs (0.5–3 s on a CIFAR ResNet or
     VGG, batch 100): a one-shot score (SNIP, GraSP) never repays it there. So a step runs eagerly
@@ -111,25 +111,31 @@ class Step:
     (``docs/benchmarks.md``). A round is one call, or one :func:`batch_sum` over all its batches.
     Results of the two modes agree up to float32 rounding. Under a ``tf.distribute`` strategy,
     :func:`batch_sum` always runs ``compiled`` (the strategy wraps the whole replicated call in it).
+    Compiled means a ``tf.function`` on TensorFlow and ``jax.jit`` on JAX, where every round runs
+    compiled (op-by-op dispatch costs more there); PyTorch runs every round op by op
+    (:mod:`tfprune.autodiff.engines`).
 
     Args:
         function: The step, a Python function of tensors returning tensors.
+        variables: The variables it reads (the model's): a compiled JAX step takes their values
+            as arguments.
 
     Example:
-        >>> step = compiled(model, key, lambda: Step(gradient_of_batch))
+        >>> step = compiled(model, key, lambda: Step(gradient_of_batch, model.variables))
         >>> step(x)  # eagerly; later calls compiled
     """
 
-    def __init__(self, function):
+    def __init__(self, function, variables):
         self.python_function = function
-        self.compiled = tf.function(function, reduce_retracing=True)
+        self.compiled = engines.current().compile(function, variables)
         self.rounds = 0
 
     def next_round(self, input_values=0):
         """The function to run the next round with, on batches of at most ``input_values`` input
         values: eager in a lone first round on small batches, compiled otherwise."""
         self.rounds += 1
-        eager = self.rounds == 1 and _ROUNDS.get() == 1 and input_values < EAGER_BELOW_INPUT_VALUES
+        eager = (self.rounds == 1 and _ROUNDS.get() == 1 and input_values < EAGER_BELOW_INPUT_VALUES
+                 and not engines.current().COMPILES_FIRST_ROUND)
         return self.python_function if eager else self.compiled
 
     def __call__(self, *args):
@@ -152,7 +158,7 @@ def substitute(targets, values, others=()):
     ``(variable, value)`` pairs (SynFlow's absolute values). No variable changes.
     """
     mapping = list(others) + [(t.variable, value) for t, value in zip(targets, values)]
-    with keras.StatelessScope(state_mapping=mapping), effective_values_given(targets):
+    with _compat.inheriting_stateless_scope(mapping), effective_values_given(targets):
         yield
 
 
@@ -183,7 +189,7 @@ def _rows_not_probabilities(outputs):
     """Per output: the rows that are not a probability vector — an entry below 0, or a sum more
     than 2e-5 from 1 — and all rows of an output with a single column."""
     counts = []
-    for o in tf.nest.flatten(outputs):
+    for o in keras.tree.flatten(outputs):
         rows = ops.reshape(o, (-1, o.shape[-1]))
         bad = ops.logical_or(ops.any(rows < 0, axis=1), ops.abs(ops.sum(rows, axis=1) - 1.0) > 2e-5)
         if o.shape[-1] <= 1:
@@ -223,14 +229,7 @@ def _loss_at(model, targets, loss, temperature, batch_statistics, x, y, sample_w
 def example_share(x, global_size):
     """The fraction of the global batch this (replica's) batch holds: losses are means over a
     batch, so scaling each replica's by its share makes their sum the global batch's mean."""
-    return tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32) / global_size
-
-
-def dense_gradients(tape, target, sources):
-    """``tape.gradient(target, sources)`` as dense tensors: an embedding's ``tf.IndexedSlices``
-    made dense, and zeros for a source the target does not depend on."""
-    grads = tape.gradient(target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    return ops.cast(ops.shape(keras.tree.flatten(x)[0])[0], "float32") / global_size
 
 
 def _gradient_step(model, targets, loss, temperature, batch_statistics):
@@ -238,13 +237,14 @@ def _gradient_step(model, targets, loss, temperature, batch_statistics):
     :func:`check_logits` test, from the same forward pass)."""
 
     def step(x, y, sample_weight, global_size, values):
-        with tf.GradientTape() as tape:
-            tape.watch(values)
+        def loss_and_outputs(values):
             value, outputs = _loss_at(model, targets, loss, temperature, batch_statistics, x, y, sample_weight, values)
-            value = value * example_share(x, global_size)
-        return [*dense_gradients(tape, value, values), _rows_not_probabilities(outputs)]
+            return value * example_share(x, global_size), outputs
 
-    return Step(step)
+        _, outputs, grads = engines.current().value_and_gradients(loss_and_outputs, values)
+        return [*grads, _rows_not_probabilities(outputs)]
+
+    return Step(step, model.variables)
 
 
 def batch_sum(model, step, batches, strategy, *args):
@@ -252,10 +252,10 @@ def batch_sum(model, step, batches, strategy, *args):
     :class:`Step` (``n_b`` the batch's examples); under a strategy each batch is split across
     replicas and the replicas' results are all-reduced (see :mod:`tfprune.distribute`)."""
     strategy = distribute.strategy_of(model, strategy)
-    run = step.next_round(max(sum(int(np.prod(t.shape)) for t in tf.nest.flatten(b.x)) for b in batches))
+    run = step.next_round(max(sum(int(np.prod(t.shape)) for t in keras.tree.flatten(b.x)) for b in batches))
     total = None
     for batch in batches:
-        size = tf.constant(float(examples(batch)))
+        size = ops.convert_to_tensor(float(examples(batch)))
         if strategy is None:
             out = run(*batch, size, *args)
         else:
@@ -305,25 +305,22 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
     return grads
 
 
-def _hessian_step(model, targets, loss, temperature, batch_statistics):
+def _hessian_step(model, targets, scoring_loss, temperature, batch_statistics):
     def step(x, y, sample_weight, global_size, values, direction):
-        with tf.GradientTape() as outer:
-            outer.watch(values)
-            with tf.GradientTape() as inner:
-                inner.watch(values)
-                value, _ = _loss_at(model, targets, loss, temperature, batch_statistics, x, y, sample_weight, values,
-                                    second_derivative=True)
-                value = value * example_share(x, global_size)
-            grads = dense_gradients(inner, value, values)
-            inner_product = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
-        return dense_gradients(outer, inner_product, values)
+        def loss(values):
+            value, _ = _loss_at(model, targets, scoring_loss, temperature, batch_statistics, x, y, sample_weight,
+                                values, second_derivative=True)
+            return value * example_share(x, global_size)
 
-    return Step(step)
+        return engines.current().hessian_vector_product(loss, values, direction)
+
+    return Step(step, model.variables)
 
 
 def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=True, values=None, temperature=1.0,
                      strategy=None, batch_statistics=False):
-    """``Σ_b H_b v``: the Hessian of each batch's loss times ``direction``, by double backprop.
+    """``Σ_b H_b v``: the Hessian of each batch's loss times ``direction`` (double backprop on
+    TensorFlow and PyTorch, forward-over-reverse on JAX).
 
     Args:
         model, targets, batches, loss, from_logits, values, temperature, strategy, batch_statistics:
@@ -338,7 +335,7 @@ def hessian_gradient(model, targets, batches, direction, loss=None, from_logits=
     values = effective_values(targets) if values is None else values
     step = compiled(model, _step_key("hessian", loss, temperature, batch_statistics, targets),
                     lambda: _hessian_step(model, targets, loss, temperature, batch_statistics))
-    direction = [tf.stop_gradient(d) for d in direction]
+    direction = [ops.stop_gradient(d) for d in direction]
     return batch_sum(model, step, batches, strategy, values, direction)
 
 
@@ -355,7 +352,7 @@ def normalised(scores, absolute_sum=False, epsilon=0.0):
         A list of float32 NumPy arrays: a :class:`tfprune.masks.FiniteScores` when they are all
         finite (NaN or ±inf scores come back undivided, for the selection to name them).
     """
-    arrays = [np.asarray(s) for s in scores]
+    arrays = [views.array(s) for s in scores]
     sums = map_parts(lambda a: float(np.sum(a, dtype=np.float64)), arrays)
     if not all(np.isfinite(sums)):
         return [a.astype(np.float32, copy=False) for a in arrays]

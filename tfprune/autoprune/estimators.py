@@ -11,7 +11,6 @@ from the weight's magnitude:
 
 from __future__ import annotations
 
-import tensorflow as tf
 from keras import ops
 
 from tfprune.base import arguments
@@ -42,10 +41,10 @@ def _ste_derivative(aux, ste="softplus", threshold=0.0, alpha=0.01):
     """
     check_ste(ste, alpha)
     if ste == "softplus":
-        return tf.sigmoid(aux)
+        return ops.sigmoid(aux)
     if ste == "leaky_relu":
-        return tf.where(aux > threshold, tf.ones_like(aux), tf.fill(tf.shape(aux), tf.cast(alpha, aux.dtype)))
-    return tf.ones_like(aux)
+        return ops.where(aux > threshold, ops.ones_like(aux), ops.full_like(aux, alpha))
+    return ops.ones_like(aux)
 
 
 def _broadcast_axes(kernel_shape, aux_shape):
@@ -88,23 +87,24 @@ def masked_kernel(kernel, aux, *, ste="softplus", decoupled=True, threshold=0.0,
         ValueError: on a shape of ``aux`` that fits neither mode.
 
     Example:
-        >>> w, m = tf.Variable(np.ones((3, 2), "float32")), tf.Variable([0.5, -0.5])
+        >>> w, m = keras.Variable(np.ones((3, 2), "float32")), keras.Variable([0.5, -0.5])
         >>> masked_kernel(w, m)  # second column zero; its m still gets a gradient
     """
     check_ste(ste, alpha)
     kernel, aux = ops.convert_to_tensor(kernel), ops.convert_to_tensor(aux)
     axes = _broadcast_axes(kernel.shape, aux.shape)
 
-    @tf.custom_gradient
+    @ops.custom_gradient
     def product(w, m):
-        gate = tf.cast(m > threshold, w.dtype)
+        gate = ops.cast(m > threshold, w.dtype)
 
-        def grad(dy):
-            slope = tf.cast(_ste_derivative(m, ste, threshold, alpha), dy.dtype)
-            d_aux = dy * (tf.sign(w) if decoupled else w) * slope
+        def grad(*args, upstream=None):
+            dy = args[0] if upstream is None else upstream  # positional on TensorFlow, by name elsewhere
+            slope = ops.cast(_ste_derivative(m, ste, threshold, alpha), dy.dtype)
+            d_aux = dy * (ops.sign(w) if decoupled else w) * slope
             if axes:
-                d_aux = tf.reduce_sum(d_aux, axis=axes)
-            return dy * gate, tf.cast(d_aux, m.dtype)
+                d_aux = ops.sum(d_aux, axis=axes)
+            return dy * gate, ops.cast(d_aux, m.dtype)
 
         return w * gate, grad
 
@@ -132,13 +132,14 @@ def aux_norm(aux, n=1, *, ste="softplus", threshold=0.0, alpha=0.01):
     arguments.count("n", n)
     check_ste(ste, alpha)
 
-    @tf.custom_gradient
+    @ops.custom_gradient
     def norm(m):
-        gate = tf.cast(m > threshold, m.dtype)
+        gate = ops.cast(m > threshold, m.dtype)
 
-        def grad(dy):
-            return dy * n * tf.pow(gate, n - 1) * _ste_derivative(m, ste, threshold, alpha)
+        def grad(*args, upstream=None):
+            dy = args[0] if upstream is None else upstream
+            return dy * n * ops.power(gate, n - 1) * _ste_derivative(m, ste, threshold, alpha)
 
-        return tf.reduce_sum(gate), grad
+        return ops.sum(gate), grad
 
     return norm(ops.convert_to_tensor(aux))

@@ -14,6 +14,8 @@ import contextlib
 
 import tensorflow as tf
 
+from tfprune.base import backends
+
 __all__ = ["strategy_of", "creation_scope", "replica_sum"]
 
 
@@ -42,8 +44,13 @@ def strategy_of(model, strategy=None):
 
     Returns:
         A ``tf.distribute.Strategy`` with more than one replica, or ``None``.
+
+    Raises:
+        BackendError: for a strategy given on another backend than TensorFlow.
     """
-    if strategy is None:
+    if strategy is not None:
+        backends.require_tensorflow("strategy=", "leave strategy out (scores on JAX and PyTorch run on one device)")
+    else:
         strategy = _variables_strategy(model)
     if strategy is None or strategy.num_replicas_in_sync < 2:
         return None

@@ -31,7 +31,7 @@ import numpy as np
 
 from tfprune.autodiff.batches import scoring_batches
 from tfprune.autodiff.gradients import effective_gradients
-from tfprune.base import arguments
+from tfprune.base import arguments, views
 from tfprune.base.deprecation import renamed
 from tfprune.callbacks.updates import MaskUpdatingCallback
 from tfprune.layers.wrapping import assign_masks, masks_of
@@ -185,7 +185,7 @@ class DynamicSparse(MaskUpdatingCallback):
             return [rng.random(t.shape) for t in targets]
         batch = self._batches[(step // self.schedule.frequency) % len(self._batches)]
         gradients = effective_gradients(self.model, targets, [batch])
-        return [np.abs(np.asarray(g, dtype=np.float64)) for g in gradients]
+        return [np.abs(views.array(g).astype(np.float64)) for g in gradients]
 
     def _update(self, step, fraction):
         targets = self.targets()

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from tfprune import _compat, _optional
 from tfprune.analysis import datachecks
-from tfprune.base import arguments
+from tfprune.base import arguments, backends
 from tfprune.base.files import check_output_path, replacing
 from tfprune.base.deprecation import renamed
 from tfprune.layers.targets import is_wrapped
@@ -304,6 +304,8 @@ def _check_model(model):
         if is_wrapped(model):
             raise ValueError(f"model {model.name!r} still holds tfprune MaskedLayers: call tfprune.strip(model) "
                              "first and export the plain model it returns")
+        backends.require_tensorflow("TFLite export", "save the stripped model with model.save('model.keras'), then "
+                                    "load it and export it in a process started with KERAS_BACKEND=tensorflow")
         return "keras"
     if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
         wrapped = [layer.name for layer in model.submodules if type(layer).__name__ == "PruneLowMagnitude"]

@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from tfprune import _compat
-from tfprune.base import arguments, distribute, views, walk
+from tfprune.base import arguments, backends, distribute, views, walk
 from tfprune.layers.masked import MaskedLayer, relative_path
 from tfprune.layers.rebuilding import rebuild
 from tfprune.layers.reloading import copy_from_config, warn_if_not_reloadable
@@ -151,6 +151,9 @@ def assign_masks(targets, masks):
         masks: Boolean or 0/1 arrays shaped like the targets, in the same order.
     """
     for t, m in zip(targets, masks):
+        if not backends.is_tensorflow():
+            t.mask.assign(ops.cast(m, t.mask.dtype))
+            continue
         # A boolean copy into TensorFlow, cast there, written into the TensorFlow variable itself
         # (mirrored under a strategy): Keras's assign adds a conversion, checks and a read back.
         t.mask.value.assign(ops.cast(m, t.mask.dtype), read_value=False)

@@ -36,13 +36,14 @@ then on); ``True`` and ``False`` force either.
 
 import warnings
 
+import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from tfprune.analysis import inputs as example_inputs
+from tfprune.autodiff import engines
 from tfprune.autodiff.flow import flow_network, rescaled
-from tfprune.base import arguments
+from tfprune.base import arguments, views
 from tfprune.sparsity.masks import FiniteScores
 from tfprune.autodiff.gradients import Step, compiled
 from tfprune.scores.registry import register
@@ -92,7 +93,7 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
         scores, finite = step(inputs)
     if step.rounds == 1:  # a property of the network: checked in the first round it is scored
         _warn_unranked(targets, scores)
-    arrays = [np.asarray(s) for s in scores]
+    arrays = [views.array(s) for s in scores]
     return FiniteScores(arrays) if np.asarray(finite).all() else arrays
 
 
@@ -103,18 +104,20 @@ def _synflow_step(model, targets, rescale):
         values = [ops.abs(t.value) for t in targets]
         if rescale:
             values = rescaled(values, targets)
-        with tf.GradientTape() as tape:
-            tape.watch(values)
+
+        def flow(values):
             with flow_network(model, targets, values):
                 outputs = model(inputs, training=False)
-            flow = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(outputs)])
-        scores = [v * g for v, g in zip(values, tape.gradient(flow, values))]
+            return sum(ops.sum(o) for o in keras.tree.flatten(outputs)), None
+
+        _, _, grads = engines.current().value_and_gradients(flow, values)
+        scores = [v * g for v, g in zip(values, grads)]
         # A tensor's sum is finite only if every entry is (one pass, no boolean tensor). The
         # scores are non-negative and a tensor's sum is at most R (synaptic flow is conserved
         # across a layer), so with a finite R the sum does not overflow on finite scores.
         return scores, ops.stack([ops.isfinite(ops.sum(s)) for s in scores])
 
-    return Step(step)
+    return Step(step, model.variables)
 
 
 def _kept_range(scores, mask):

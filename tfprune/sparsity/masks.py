@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tfprune.base import arguments
+from tfprune.base import arguments, views
 from tfprune.base.deprecation import renamed
 from tfprune.sparsity import patterns
 from tfprune.sparsity.topk import map_parts, top_k
@@ -138,7 +138,7 @@ def check_scores(scores, names=None):
         ValueError: if ``scores`` is empty or a score tensor holds NaN or ±inf; the message names it.
             :class:`FiniteScores` are not searched for NaN or ±inf.
     """
-    arrays = [np.asarray(s) for s in scores]
+    arrays = [views.array(s) for s in scores]
     arrays = [a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64) for a in arrays]
     if not arrays:
         raise ValueError("no score tensors given")

@@ -40,15 +40,14 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfprune.analysis import datachecks
 from tfprune.base.registry import Entry, Registry
 from tfprune.layers import specs as layer_specs
 from tfprune.base import walk
-from tfprune.autodiff import losses
+from tfprune.autodiff import engines, losses
 from tfprune.autodiff.batches import examples, scoring_batches
-from tfprune.autodiff.gradients import Step, batch_sum, compiled, dense_gradients, example_share, substitute
+from tfprune.autodiff.gradients import Step, batch_sum, compiled, example_share, substitute
 from tfprune.base import arguments
 from tfprune.layers.targets import is_wrapped
 
@@ -176,8 +175,8 @@ class _Producer:
         for v, axis in self.parts:
             shape = [1] * len(v.shape)
             shape[axis] = -1
-            per_entry = tf.tile(tf.cast(scale, v.dtype), [int(v.shape[axis]) // self.units])
-            values.append(v.value * tf.reshape(per_entry, shape))
+            per_entry = keras.ops.tile(keras.ops.cast(scale, v.dtype), [int(v.shape[axis]) // self.units])
+            values.append(v.value * keras.ops.reshape(per_entry, shape))
         return values
 
 
@@ -310,14 +309,15 @@ def _gradient_step(model, producers, loss):
 
     def step(x, y, sample_weight, global_size, scales, weight):
         values = [value for p, scale in zip(producers, scales) for value in p.scaled(scale)]
-        with tf.GradientTape() as tape:
-            tape.watch(values)
+
+        def weighted_loss(values):
             with substitute((), (), others=zip(variables, values)):
                 value = loss(x, y, model(x, training=False), sample_weight)
-            value = value * example_share(x, global_size) * weight
-        return dense_gradients(tape, value, values)
+            return value * example_share(x, global_size) * weight, None
 
-    return Step(step)
+        return engines.current().value_and_gradients(weighted_loss, values)[2]
+
+    return Step(step, model.variables)
 
 
 class _Gradients:
@@ -328,12 +328,12 @@ class _Gradients:
         key = ("structured_gradient", loss.key, tuple(id(v) for p in producers for v in p.variables))
         self.step = compiled(model, key, lambda: _gradient_step(model, producers, loss))
         total = sum(examples(b) for b in batches)
-        self.shares = [tf.constant(examples(b) / total, tf.float32) for b in batches]
+        self.shares = [keras.ops.convert_to_tensor(examples(b) / total, "float32") for b in batches]
 
     def __call__(self, scales):
         """Gradient rows ``(units, weights per unit)`` per producer, with unit ``n`` of producer ``i``
         scaled by ``scales[i][n]`` (``None`` for no scaling)."""
-        scales = [tf.ones([p.units], tf.float32) if s is None else tf.constant(s, tf.float32)
+        scales = [keras.ops.ones((p.units,), "float32") if s is None else keras.ops.convert_to_tensor(s, "float32")
                   for p, s in zip(self.producers, scales)]
         total = None
         for batch, share in zip(self.batches, self.shares):
