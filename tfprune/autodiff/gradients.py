@@ -235,13 +235,14 @@ def example_share(x, global_size):
 def _gradient_step(model, targets, loss, temperature, batch_statistics):
     """The gradients of one batch, and its output rows that are not probabilities (the
     :func:`check_logits` test, from the same forward pass)."""
+    engine = engines.current()  # chosen here, not inside the traced step
 
     def step(x, y, sample_weight, global_size, values):
         def loss_and_outputs(values):
             value, outputs = _loss_at(model, targets, loss, temperature, batch_statistics, x, y, sample_weight, values)
             return value * example_share(x, global_size), outputs
 
-        _, outputs, grads = engines.current().value_and_gradients(loss_and_outputs, values)
+        _, outputs, grads = engine.value_and_gradients(loss_and_outputs, values)
         return [*grads, _rows_not_probabilities(outputs)]
 
     return Step(step, model.variables)
@@ -306,13 +307,15 @@ def effective_gradients(model, targets, batches, loss=None, from_logits=True, va
 
 
 def _hessian_step(model, targets, scoring_loss, temperature, batch_statistics):
+    engine = engines.current()  # chosen here, not inside the traced step
+
     def step(x, y, sample_weight, global_size, values, direction):
         def loss(values):
             value, _ = _loss_at(model, targets, scoring_loss, temperature, batch_statistics, x, y, sample_weight,
                                 values, second_derivative=True)
             return value * example_share(x, global_size)
 
-        return engines.current().hessian_vector_product(loss, values, direction)
+        return engine.hessian_vector_product(loss, values, direction)
 
     return Step(step, model.variables)
 

@@ -99,6 +99,7 @@ def synflow(model, targets, data=None, rescale="auto", input_shape=None):
 
 def _synflow_step(model, targets, rescale):
     """A compiled step: the scores of the network with every parameter made non-negative."""
+    engine = engines.current()  # chosen here, not inside the traced step
 
     def step(inputs):
         values = [ops.abs(t.value) for t in targets]
@@ -110,7 +111,7 @@ def _synflow_step(model, targets, rescale):
                 outputs = model(inputs, training=False)
             return sum(ops.sum(o) for o in keras.tree.flatten(outputs)), None
 
-        _, _, grads = engines.current().value_and_gradients(flow, values)
+        _, _, grads = engine.value_and_gradients(flow, values)
         scores = [v * g for v, g in zip(values, grads)]
         # A tensor's sum is finite only if every entry is (one pass, no boolean tensor). The
         # scores are non-negative and a tensor's sum is at most R (synaptic flow is conserved

@@ -306,6 +306,7 @@ def _gradient_step(model, producers, loss):
     with respect to each producer's kernel and bias, at the point where unit ``n`` of producer ``i``
     is scaled by ``scales[i][n]`` (inference mode; nothing is written)."""
     variables = [v for p in producers for v in p.variables]
+    engine = engines.current()  # chosen here, not inside the traced step
 
     def step(x, y, sample_weight, global_size, scales, weight):
         values = [value for p, scale in zip(producers, scales) for value in p.scaled(scale)]
@@ -315,7 +316,7 @@ def _gradient_step(model, producers, loss):
                 value = loss(x, y, model(x, training=False), sample_weight)
             return value * example_share(x, global_size) * weight, None
 
-        return engines.current().value_and_gradients(weighted_loss, values)[2]
+        return engine.value_and_gradients(weighted_loss, values)[2]
 
     return Step(step, model.variables)
 
