@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import mlp64
+from subprocess_util import run_python
 
 import tfprune
 from tfprune import ArgumentError, autoprune, structured
@@ -202,3 +203,20 @@ def test_other_objects_are_named_with_their_type():
     with pytest.raises(ArgumentError, match=r"^model must be a Keras 3 model \(keras.Model\), got array\(\[0., 0.\]\) "
                                             r"\(a ndarray\): pass a keras.Model"):
         tfprune.wrap(np.zeros(2))
+
+
+def test_a_model_made_before_keras_switched_backend_is_named_as_such():
+    """keras.config.set_backend re-imports Keras: a model made before is no keras.Model of the new one;
+    the error names the backend it was made under and the one Keras now runs on, and nothing is wrapped."""
+    out = run_python("""
+        import keras
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        keras.config.set_backend("numpy")
+        import tfprune
+        try:
+            tfprune.wrap(model)
+        except tfprune.ArgumentError as error:
+            print(error)
+    """)
+    assert ("got the Sequential 'sequential', made under Keras' 'tensorflow' backend: Keras now runs on 'numpy', "
+            "and keras.config.set_backend re-imports Keras") in out

@@ -16,6 +16,8 @@ import os
 import keras
 import numpy as np
 
+from tfprune.base import backends
+
 __all__ = ["ArgumentError", "MAX_SEED", "choice", "count", "flag", "is_int", "keras_model", "number", "path", "seed",
            "verbosity"]
 
@@ -211,6 +213,11 @@ def keras_model(value, name="model"):
         given = f"the tf_keras {type(value).__name__} {getattr(value, 'name', '')!r}"
         advice = ("tfprune's Keras 3 API does not take tf_keras models: use tfprune.tfmot for them "
                   "(tfprune.tfmot.prune_at_init, tfprune.tfmot.Rescore), or rebuild the model in Keras 3")
+    elif backends.made_before_switch(value) is not None:
+        given = f"the {type(value).__name__} {getattr(value, 'name', '')!r}, made under Keras' {backends.made_before_switch(value)!r} backend"
+        advice = (f"Keras now runs on {backends.name()!r}, and keras.config.set_backend re-imports Keras, so objects "
+                  "made before it cannot be used after; build the model again (or save it as .keras and load it) "
+                  "after switching")
     elif isinstance(value, keras.layers.Layer):
         given = f"the {type(value).__name__} layer {value.name!r}"
         advice = "pass a model that holds it, e.g. keras.Sequential([keras.Input(shape), layer])"

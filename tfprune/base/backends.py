@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["BackendError", "name", "is_tensorflow", "require_tensorflow"]
+__all__ = ["BackendError", "name", "is_tensorflow", "require_tensorflow", "made_before_switch"]
 
 
 class BackendError(RuntimeError):
@@ -44,3 +44,18 @@ def require_tensorflow(feature, instead):
     if not is_tensorflow():
         raise BackendError(f"{feature} needs the TensorFlow backend, but Keras runs on {name()!r} "
                            f"(KERAS_BACKEND={name()}): {instead}")
+
+
+def made_before_switch(value):
+    """The backend a Keras object was made under, if Keras has been re-imported since (by
+    ``keras.config.set_backend``), so that it is no longer an instance of Keras' own classes; else ``None``.
+
+    The classes of its variables name the backend (``"tensorflow"``, ...); ``"another backend"`` if it has none.
+    """
+    if isinstance(value, keras.layers.Layer) or not any(
+            cls.__module__.startswith("keras.") for cls in type(value).__mro__):
+        return None
+    modules = [cls.__module__.split(".") for v in getattr(value, "weights", []) for cls in type(v).__mro__]
+    return next((parts[3] for parts in modules
+                 if parts[:3] == ["keras", "src", "backend"] and len(parts) > 3 and parts[3] != "common"),
+                "another backend")
