@@ -46,11 +46,12 @@ ROUNDS = {"synflow": 100, "snip": 1, "grasp": 1, "magnitude": 1}
 
 @dataclasses.dataclass(frozen=True)
 class Framework:
-    """A run script, the methods it runs and its extra arguments."""
+    """A run script, the methods it runs, its extra arguments and environment variables."""
 
     script: str
     methods: tuple = METHODS
     options: tuple = ()
+    env: tuple = ()  # (name, value) pairs, e.g. the Keras backend
 
 
 FRAMEWORKS = {
@@ -58,7 +59,10 @@ FRAMEWORKS = {
     "reference": Framework("reference_pytorch.py"),
     "tensorflow": Framework("reference_tensorflow.py", ONE_SHOT),
     "tensorflow-eager": Framework("reference_tensorflow.py", ONE_SHOT, ("--eager",)),
+    "tfprune-jax": Framework("scoring_benchmark.py", env=(("KERAS_BACKEND", "jax"),)),
+    "tfprune-torch": Framework("scoring_benchmark.py", env=(("KERAS_BACKEND", "torch"),)),
 }
+BACKENDS = {"tfprune": "TensorFlow", "tfprune-jax": "JAX", "tfprune-torch": "PyTorch"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +179,8 @@ def run_one(framework, model, method, repeat, timeout):
     command = [sys.executable, os.path.join(HERE, runner.script), model, method, *runner.options]
     record = {"framework": framework, "model": model, "method": method, "repeat": repeat}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **dict(runner.env)})
     except subprocess.TimeoutExpired:
         return {**record, "error": f"timed out after {timeout:g} s"}
     lines = done.stdout.strip().splitlines()
@@ -270,6 +275,7 @@ def tables(records):
             lines.append(f"| {model} | {fmt(r['total'])} | {fmt(r['floor'])} | {fmt(r['floor_forward_backward'])} | "
                          f"{fmt(r['floor_selections'])} | {fmt(ratio(r['total'], r['floor']))} | {r['runs']} |")
     lines += framework_table(m, rows)
+    lines += backend_table(m, rows)
     counts = {}
     for (framework, model, _), r in m.items():
         counts.setdefault(model, {})[framework] = r["prunable"]
@@ -301,6 +307,26 @@ def framework_table(m, rows):
             f"{fmt(tf_.get('total'))} | {fmt(ref.get('total'))} | **{fmt(ratio(best['total'], ref.get('total')))}** | "
             f"**{fmt(ratio(tf_.get('total'), best['total']))}** | {fmt(best['peak_rss_mb'], 0)} | "
             f"{compiled.get('runs', 0)} / {eager.get('runs', 0)} |")
+    return lines
+
+
+def backend_table(m, rows):
+    """The lines of the table of tfprune's total on each Keras backend beside the reference; none if
+    tfprune ran on TensorFlow only."""
+    ran = [(model, method) for model, method in rows
+           if any((f, model, method) in m for f in BACKENDS if f != "tfprune")]
+    if not ran:
+        return []
+    names = list(BACKENDS.values())
+    lines = ["", "| model | method | " + " | ".join(f"tfprune on {n} s" for n in names) + " | reference (PyTorch) s | "
+             + " | ".join(f"{n} / reference" for n in names) + " | repeats |",
+             "|---|---|" + "---:|" * (2 * len(names) + 1) + "---|"]
+    for model, method in ran:
+        totals = [m.get((f, model, method), {}).get("total") for f in BACKENDS]
+        reference = m.get(("reference", model, method), {}).get("total")
+        runs = " / ".join(str(m.get((f, model, method), {}).get("runs", 0)) for f in [*BACKENDS, "reference"])
+        lines.append(f"| {model} | {method} | " + " | ".join(fmt(t) for t in totals) + f" | {fmt(reference)} | "
+                     + " | ".join(fmt(ratio(t, reference)) for t in totals) + f" | {runs} |")
     return lines
 
 

@@ -16,12 +16,12 @@ classes). SNIP and GraSP score random images with random labels (100 for the CIF
 for the others; the values do not change the work), GraSP with its defaults (two half batches,
 batch statistics, Dense kernels re-drawn).
 
-For SynFlow the line also holds its floor, measured in the same process after the run (and
-after ``peak_rss_mb`` was read): 100 × the median time of one compiled forward+backward of the
-plain model on an all-ones input (gradients of the sum of its output with respect to its
-prunable kernels; traced and warmed up first, the trace not counted), plus the 100 selections,
-each the time of ``np.partition`` over the ``N·d^(t/100)`` weights alive in round t (random
-float32 values, d = 1/100).
+Runs on the Keras backend that ``KERAS_BACKEND`` names. For SynFlow on TensorFlow the line also
+holds its floor, measured in the same process after the run (and after ``peak_rss_mb`` was read):
+100 × the median time of one compiled forward+backward of the plain model on an all-ones input
+(gradients of the sum of its output with respect to its prunable kernels; traced and warmed up
+first, the trace not counted), plus the 100 selections, each the time of ``np.partition`` over the
+``N·d^(t/100)`` weights alive in round t (random float32 values, d = 1/100).
 
     python benchmarks/scoring_benchmark.py resnet20 snip
 
@@ -186,10 +186,10 @@ def one_run(model_name, method):
         collapse_check=check.seconds,
         total=wrap + prune, rss_before_mb=rss_before, peak_rss_mb=peak,
         versions=dict(tensorflow=tf.__version__, keras=keras.__version__, tfprune=tfprune.__version__,
-                      numpy=np.__version__, python=platform.python_version()),
+                      numpy=np.__version__, python=platform.python_version(), backend=keras.backend.backend()),
         threads=dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
                      inter_op=tf.config.threading.get_inter_op_parallelism_threads(), cpus=os.cpu_count()))
-    if method == "synflow":
+    if method == "synflow" and keras.backend.backend() == "tensorflow":  # the floor is a TensorFlow loop
         forward_backward, selections = synflow_floor(model, prunable, scorer.default_rounds)
         record.update(floor=forward_backward + selections, floor_forward_backward=forward_backward,
                       floor_selections=selections)
