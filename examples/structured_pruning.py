@@ -9,11 +9,16 @@ criterion and step), ``OUT.md`` (the table) and ``OUT.png`` (accuracy against MA
         --epochs 10 --kept-macs 0.5 --out benchmarks/results/structured_resnet20
     python examples/structured_pruning.py --model lenet_300_100 --data mnist --epochs 3 \\
         --kept-macs 0.5 --out benchmarks/results/structured_lenet300
+
+``--step-fraction 1`` ranks every unit once and removes the lowest until the target (one-shot);
+examples/structured_schemes.py compares that with the entwined loop over seeds. Writes ``OUT.json``
+too (the arguments and each criterion's final figures).
 """
 
 import argparse
 import csv
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -103,6 +108,8 @@ def main():
     lines += [f"| {r['criterion']} | {100 * r['test_accuracy']:.2f} | {r['macs']:,} ({r['macs'] / macs:.1%}) | "
               f"{r['params']:,} ({r['params'] / params:.1%}) | {r['steps']} | {r['seconds']:.0f} |" for r in results]
     Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    summary = dict(vars(args), dense_test_accuracy=dense_accuracy, dense_macs=macs, dense_params=params, results=results)
+    Path(f"{out}.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("\n".join(lines))
     plot(rows, dense_accuracy, f"{out}.png", f"{args.model} on {args.data}: validation accuracy while pruning")
 
