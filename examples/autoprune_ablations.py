@@ -15,7 +15,6 @@ import itertools
 import shlex
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "autoprune_ablations.csv"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "autoprune.md"), help='"" to skip')
     parser.add_argument("--block", default="autoprune-ablations", help="the marked block of --doc to replace")
+    parser.add_argument("--table-only", action="store_true", help="summarise the rows of --out, run nothing")
     args = parser.parse_args(argv)
     for name in ("aux_optimizers", "decoupling"):
         values = getattr(args, name).split(",")
@@ -110,6 +110,15 @@ def mean_spread(values):
     return f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.2f}"
 
 
+def _order(means):
+    """The STEs by mean compression, highest first; equal means (to 0.01×) joined by "="."""
+    ranked = sorted(means, key=means.get, reverse=True)
+    text = ranked[:1]
+    for previous, ste in zip(ranked, ranked[1:]):
+        text += [" = " if round(means[previous], 2) == round(means[ste], 2) else " > ", ste]
+    return "".join(text)
+
+
 def summary(rows, args):
     """Mean ± standard deviation over seeds per setting, and the STEs ranked by mean compression."""
     chosen = {key(r)[:6] for r in rows}
@@ -128,7 +137,7 @@ def summary(rows, args):
             group = groups.get((model, ste, optimizer, decoupling, lr, decay), [])
             if group:
                 means[ste] = np.mean([float(r["compression"]) for r in group])
-        order = " > ".join(sorted(means, key=means.get, reverse=True))
+        order = _order(means)
         for ste in args.stes.split(","):
             group = groups.get((model, ste, optimizer, decoupling, lr, decay), [])
             if not group:
@@ -144,10 +153,13 @@ def summary(rows, args):
 def main(argv=None):
     args = parse_args(argv)
     command = "python examples/autoprune_ablations.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    start = time.time()
-    run(args)
-    text = (f"Command: `{command.strip()}` — this invocation {(time.time() - start) / 60:.1f} min on this "
-            f"2-core CPU (shared); rows from {args.out}.\n\n{summary(read_rows(args.out), args)}")
+    if not args.table_only:
+        run(args)
+    seconds = sum(float(r["seconds"]) for r in read_rows(args.out))
+    out = Path(args.out).resolve()
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    text = (f"Command: `{command.strip()}`; rows from `{shown}` "
+            f"({seconds / 60:.0f} min of training in all, on this shared 2-core CPU).\n\n{summary(read_rows(args.out), args)}")
     print(text)
     if args.doc:
         write_block(args.doc, args.block, text)
