@@ -26,7 +26,7 @@ import keras  # noqa: E402
 import tfprune  # noqa: E402
 from autoprune_mnist import CONFIG, ROOT, train_autoprune, train_dense  # noqa: E402
 from tfprune import autoprune  # noqa: E402
-from tfprune.experiments.documents import write_block  # noqa: E402
+from tfprune.experiments.documents import publish  # noqa: E402
 
 FIELDS = ["model", "ste", "aux_optimizer", "decoupling", "aux_lr", "aux_weight_decay", "seed", "epochs",
           "test_error", "compression", "kept", "params", "seconds"]
@@ -160,10 +160,7 @@ def main(argv=None):
     shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     text = (f"Command: `{command.strip()}`; rows from `{shown}` "
             f"({seconds / 60:.0f} min of training in all, on this shared 2-core CPU).\n\n{summary(read_rows(args.out), args)}")
-    print(text)
-    if args.doc:
-        write_block(args.doc, args.block, text)
-        print(f"written to {args.doc}")
+    publish(text, args.doc, args.block)
 
 
 if __name__ == "__main__":

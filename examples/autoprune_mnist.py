@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune import autoprune  # noqa: E402
-from tfprune.experiments.documents import write_block  # noqa: E402
+from tfprune.experiments.documents import publish  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = dict(batch_size=100, lr=1e-3, aux_lr=1e-2, initial_aux=1.0, seed=0)
@@ -140,10 +140,7 @@ def main(argv=None):
     wall = time.time() - start
     text = (f"Command: `{command.strip()}` — wall time {wall / 60:.1f} min on this 2-core CPU "
             f"(shared).\n\n{table(results)}\n\n{settings()}")
-    print(text)
-    if args.doc:
-        write_block(args.doc, "autoprune-mnist", text)
-        print(f"written to {args.doc}")
+    publish(text, args.doc, "autoprune-mnist")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tfprune.experiments.documents import write_block  # noqa: E402
+from tfprune.experiments.documents import publish  # noqa: E402
 
 SCHEMES = {"entwined": None, "one-shot": "1.0"}
 
@@ -78,10 +78,7 @@ def main(argv=None):
     runs = {scheme: {seed: run(args, scheme, seed) for seed in seeds} for scheme in SCHEMES}
     command = "python examples/structured_schemes.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     text = f"Command: `{command}`; seeds {args.seeds}.\n\n{table(runs, seeds)}"
-    print(text)
-    if args.doc:
-        write_block(args.doc, "structured-schemes", text)
-        print(f"written to {args.doc}")
+    publish(text, args.doc, "structured-schemes")
 
 
 if __name__ == "__main__":

@@ -213,8 +213,8 @@ def keras_model(value, name="model"):
         given = f"the tf_keras {type(value).__name__} {getattr(value, 'name', '')!r}"
         advice = ("tfprune's Keras 3 API does not take tf_keras models: use tfprune.tfmot for them "
                   "(tfprune.tfmot.prune_at_init, tfprune.tfmot.Rescore), or rebuild the model in Keras 3")
-    elif backends.made_before_switch(value) is not None:
-        given = f"the {type(value).__name__} {getattr(value, 'name', '')!r}, made under Keras' {backends.made_before_switch(value)!r} backend"
+    elif (made_under := backends.made_before_switch(value)) is not None:
+        given = f"the {type(value).__name__} {getattr(value, 'name', '')!r}, made under Keras' {made_under!r} backend"
         advice = (f"Keras now runs on {backends.name()!r}, and keras.config.set_backend re-imports Keras, so objects "
                   "made before it cannot be used after; build the model again (or save it as .keras and load it) "
                   "after switching")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tfprune.base.files import replacing_text
 
-__all__ = ["markers", "write_block"]
+__all__ = ["markers", "publish", "write_block"]
 
 
 def markers(name):
@@ -36,3 +36,15 @@ def write_block(path, name, text, heading=None):
         content = content.rstrip() + ("\n\n" if content else "") + lead + block + "\n"
     with replacing_text(doc) as f:
         f.write(content)
+
+
+def publish(text, path, name):
+    """Prints ``text`` and, if ``path`` is given, writes it as block ``name`` of that document (:func:`write_block`).
+
+    Example:
+        >>> publish(table, args.doc, "autoprune-mnist")   # args.doc "" only prints
+    """
+    print(text)
+    if path:
+        write_block(path, name, text)
+        print(f"written to {path}")
