@@ -211,3 +211,28 @@ def test_input_structure_compiled_loss_and_data_adapter():
     x = {"a": np.ones((5, 3)), "b": np.zeros((5, 2))}
     batches = list(_compat.data_adapter(x, np.arange(5), None, batch_size=2).get_numpy_iterator())
     assert [len(batch[1]) for batch in batches] == [2, 2, 1] and batches[0][0]["a"].dtype == np.float32
+
+
+def test_exact_tensorflow_moments_give_the_variances_second_derivative():
+    """Within ``exact_tensorflow_moments`` Keras's moments equal NumPy's, and the Hessian of the
+    variance of n values along v is the closed form 2/n · (v − mean v) (``tf.nn.moments`` gives
+    2/n · v); Keras's own function is back afterwards."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import nn as tensorflow_nn
+
+    original = tensorflow_nn._compute_moments
+    rng = np.random.default_rng(0)
+    x, v = (tf.constant(rng.normal(size=(1, 6)), tf.float64) for _ in range(2))
+    with _compat.exact_tensorflow_moments():
+        mean, variance = keras.ops.moments(x, axes=[1])
+        with tf.GradientTape() as outer:
+            outer.watch(x)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                total = tf.reduce_sum(keras.ops.moments(x, axes=[1])[1])
+            along_v = tf.reduce_sum(inner.gradient(total, x) * v)
+        hessian_v = outer.gradient(along_v, x)
+    assert tensorflow_nn._compute_moments is original
+    np.testing.assert_allclose(mean, x.numpy().mean(1), rtol=1e-12)
+    np.testing.assert_allclose(variance, x.numpy().var(1), rtol=1e-12)
+    np.testing.assert_allclose(hessian_v, 2 / 6 * (v.numpy() - v.numpy().mean()), rtol=1e-12, atol=1e-15)

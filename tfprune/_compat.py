@@ -32,6 +32,7 @@ __all__ = [
     "convnext_layer_scale",
     "data_adapter",
     "direct_sublayers",
+    "exact_tensorflow_moments",
     "explicit_attention_scores",
     "input_structure",
     "inputs_struct",
@@ -74,6 +75,26 @@ def inheriting_stateless_scope(state_mapping):
 def compute_output_spec(fn, *args, **kwargs):
     """Runs ``fn`` symbolically on :class:`keras.KerasTensor` arguments (Keras's own tracer)."""
     return _compute_output_spec(fn, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def exact_tensorflow_moments():
+    """Within it, Keras's TensorFlow ``ops.moments`` (layer and group normalisation) differentiates
+    the variance through its mean: ``tf.nn.moments`` stops the gradient there, which changes no
+    first derivative (the deviations sum to zero) but drops terms of the second. Synchronised
+    (cross-replica) moments are left as they are."""
+    from keras.src.backend.tensorflow import nn as tensorflow_nn
+
+    def moments(x, axes, keepdims):
+        mean = keras.ops.mean(x, axis=axes, keepdims=True)
+        variance = keras.ops.mean(keras.ops.square(x - mean), axis=axes, keepdims=keepdims)
+        return (mean if keepdims else keras.ops.squeeze(mean, axes)), variance
+
+    original, tensorflow_nn._compute_moments = tensorflow_nn._compute_moments, moments
+    try:
+        yield
+    finally:
+        tensorflow_nn._compute_moments = original
 
 
 def direct_sublayers(layer):

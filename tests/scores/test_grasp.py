@@ -102,18 +102,22 @@ def keras_bn_net():
     return model
 
 
-def bn_loss(kernels, x, y, batch_statistics):
-    """Mean softmax cross-entropy of the float64 network, batch norm on x's or the moving statistics."""
-    z = x.astype(np.float64) @ kernels[0] + W[1]
-    mean, variance = (z.mean(0), z.var(0)) if batch_statistics else (BN["mean"], BN["variance"])
-    h = np.tanh((z - mean) / np.sqrt(variance + BN_EPSILON) * BN["gamma"] + BN["beta"])
-    logits = h @ kernels[1] + W[3]
+def _cross_entropy(h, kernel, x, y):
+    logits = h @ kernel + W[3]
     logits = logits - logits.max(1, keepdims=True)
     return float(np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(len(y)), y]))
 
 
-def fd_gradient(kernels, x, y, batch_statistics, eps=1e-6):
-    """Central differences of :func:`bn_loss` in every kernel entry."""
+def bn_loss(kernels, x, y, batch_statistics):
+    """Mean softmax cross-entropy of the float64 network, batch norm on x's or the moving statistics."""
+    z = x.astype(np.float64) @ kernels[0] + W[1]
+    mean, variance = (z.mean(0), z.var(0)) if batch_statistics else (BN["mean"], BN["variance"])
+    return _cross_entropy(np.tanh((z - mean) / np.sqrt(variance + BN_EPSILON) * BN["gamma"] + BN["beta"]),
+                          kernels[1], x, y)
+
+
+def fd_gradient(loss, kernels, x, y, eps=1e-6):
+    """Central differences of ``loss(kernels, x, y)`` in every kernel entry."""
     out = []
     for i, k in enumerate(kernels):
         g = np.zeros_like(k)
@@ -121,23 +125,27 @@ def fd_gradient(kernels, x, y, batch_statistics, eps=1e-6):
             shifted = [[c.copy() for c in kernels] for _ in (0, 1)]
             shifted[0][i][index] += eps
             shifted[1][i][index] -= eps
-            g[index] = (bn_loss(shifted[0], x, y, batch_statistics) - bn_loss(shifted[1], x, y, batch_statistics)) / (2 * eps)
+            g[index] = (loss(shifted[0], x, y) - loss(shifted[1], x, y)) / (2 * eps)
         out.append(g)
     return out
 
 
-def numpy_grasp_bn(batch_statistics, eps=1e-4):
+def numpy_grasp_in_halves(loss, kernels, eps=1e-4):
     """GraSP as the authors compute it: the batch split in halves, g = Σ_h ∇L_h, Hg = Σ_h H_h g."""
-    kernels = [W[0].astype(np.float64), W[2].astype(np.float64)]
+    kernels = [k.astype(np.float64) for k in kernels]
     halves = [(X[:8], Y[:8]), (X[8:], Y[8:])]
-    g = [sum(parts) for parts in zip(*(fd_gradient(kernels, x, y, batch_statistics) for x, y in halves))]
+    g = [sum(parts) for parts in zip(*(fd_gradient(loss, kernels, x, y) for x, y in halves))]
     hg = [np.zeros_like(k) for k in kernels]
     for x, y in halves:
-        plus = fd_gradient([k + eps * gk for k, gk in zip(kernels, g)], x, y, batch_statistics)
-        minus = fd_gradient([k - eps * gk for k, gk in zip(kernels, g)], x, y, batch_statistics)
+        plus = fd_gradient(loss, [k + eps * gk for k, gk in zip(kernels, g)], x, y)
+        minus = fd_gradient(loss, [k - eps * gk for k, gk in zip(kernels, g)], x, y)
         hg = [h + (p - m) / (2 * eps) for h, p, m in zip(hg, plus, minus)]
     raw = [k * h for k, h in zip(kernels, hg)]
     return [r / (abs(sum(a.sum() for a in raw)) + 1e-10) for r in raw]
+
+
+def numpy_grasp_bn(batch_statistics):
+    return numpy_grasp_in_halves(lambda k, x, y: bn_loss(k, x, y, batch_statistics), [W[0], W[2]])
 
 
 @pytest.mark.parametrize("batch_statistics", [True, False])
@@ -152,6 +160,38 @@ def test_grasp_with_batch_norm_matches_finite_differences(batch_statistics):
     assert_unchanged(model, before)  # the moving averages too: scoring updates nothing
     np.testing.assert_array_equal(bn.moving_mean.numpy(), BN["mean"].astype("float32"))
     assert "call" not in vars(bn)  # the batch-statistics change is undone
+
+
+# --- Layer normalisation: the second derivative through the mean inside the variance ----------
+
+MID = [RNG.normal(size=(6, 6)) * 0.7, RNG.normal(size=6) * 0.1]
+
+
+def layer_norm_loss(kernels, x, y):
+    """The float64 Dense(6) → tanh → Dense(6) → LayerNormalization → tanh → Dense(3) network."""
+    z = np.tanh(x.astype(np.float64) @ kernels[0] + W[1]) @ kernels[1] + MID[1]
+    normalised = (z - z.mean(1, keepdims=True)) / np.sqrt(z.var(1, keepdims=True) + BN_EPSILON)
+    return _cross_entropy(np.tanh(normalised * BN["gamma"] + BN["beta"]), kernels[2], x, y)
+
+
+def test_grasp_through_layer_normalization_matches_finite_differences():
+    """Through a ``LayerNormalization`` fed by a nonlinear path (so the Hessian-vector direction
+    does not sum to zero over the features), the Hessian term is exact on TensorFlow too: the
+    second derivative goes through the mean inside the variance, where ``tf.nn.moments`` stops
+    the gradient; Keras's own moments are back in place afterwards."""
+    from keras.src.backend.tensorflow import nn as tensorflow_nn  # only to check that it is restored
+
+    original = tensorflow_nn._compute_moments
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(6, activation="tanh", name="d0")(inputs)
+    x = keras.layers.LayerNormalization(epsilon=BN_EPSILON, name="norm")(keras.layers.Dense(6, name="mid")(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="d1")(keras.layers.Activation("tanh")(x)))
+    for name, weights in (("d0", W[:2]), ("mid", MID), ("norm", [BN["gamma"], BN["beta"]]), ("d1", W[2:])):
+        model.get_layer(name).set_weights(weights)
+    scores = tfprune.scores.grasp(model, tfprune.prunable_weights(model), (X, Y), temperature=1.0, reinit_dense=False)
+    for s, e in zip(scores, numpy_grasp_in_halves(layer_norm_loss, [W[0], MID[0], W[2]])):
+        np.testing.assert_allclose(s, e, rtol=2e-3, atol=2e-4 * np.abs(e).max())
+    assert tensorflow_nn._compute_moments is original
 
 
 def test_batch_and_moving_statistics_give_different_scores():

@@ -1,11 +1,17 @@
 """The TensorFlow engine: ``tf.GradientTape`` (nested for Hessian-vector products) and
-``tf.function`` (see :mod:`tfprune.autodiff.engines`)."""
+``tf.function`` (see :mod:`tfprune.autodiff.engines`). Hessian-vector products run Keras's
+moments exactly (:func:`tfprune._compat.exact_tensorflow_moments`), as JAX and PyTorch do: the
+second derivative through a ``LayerNormalization`` needs the gradient that ``tf.nn.moments`` stops."""
 
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 
-__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile"]
+from tfprune import _compat
+
+__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile", "inference"]
 
 COMPILES_FIRST_ROUND = False
 
@@ -27,7 +33,7 @@ def value_and_gradients(function, values):
 def hessian_vector_product(function, values, direction):
     with tf.GradientTape() as outer:
         outer.watch(values)
-        with tf.GradientTape() as inner:
+        with tf.GradientTape() as inner, _compat.exact_tensorflow_moments():
             inner.watch(values)
             value = function(values)
         grads = _dense_gradients(inner, value, values)
@@ -38,3 +44,8 @@ def hessian_vector_product(function, values, direction):
 def compile(function, variables):
     """A ``tf.function`` (it reads the variables as they are at each call)."""
     return tf.function(function, reduce_retracing=True)
+
+
+def inference():
+    """A no-op: TensorFlow records operations only under a ``tf.GradientTape``."""
+    return contextlib.nullcontext()
