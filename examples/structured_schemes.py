@@ -3,7 +3,8 @@
 For each seed, runs examples/structured_pruning.py twice on the same dense network (same seed): the
 entwined loop (``--step-fraction``, default 0.1: remove 10 % of the removable units, fine-tune, repeat)
 and one-shot (``--step-fraction 1``: rank every unit once, remove the lowest until the MAC target),
-both followed by the same final fine-tuning. Then prints, per criterion, the test accuracy of each
+both followed by the same final fine-tuning (with ``--dense-cache-dir`` the dense network is trained
+once per seed and loaded by the second run). Then prints, per criterion, the test accuracy of each
 scheme as mean ± standard deviation over seeds and the paired difference (entwined − one-shot, per
 seed), and writes the table into docs/results.md. Runs already on disk (``OUT.json``) are reused.
 
@@ -32,11 +33,14 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--prefix", default=str(ROOT / "benchmarks" / "results" / "structured_schemes" / "run"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "results.md"), help='"" to skip')
+    parser.add_argument("--dense-cache-dir", default=None,
+                        help="a folder: each seed's dense network is saved there by its first run, loaded by the second")
+    parser.add_argument("--block", default="structured-schemes", help="the block of --doc the table is written to")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="after --: arguments of structured_pruning.py")
     args = parser.parse_args(argv)
     args.rest = [a for a in args.rest if a != "--"]
-    if "--step-fraction" in args.rest or "--seed" in args.rest or "--out" in args.rest:
-        parser.error("--step-fraction, --seed and --out are set by this script")
+    if {"--step-fraction", "--seed", "--out", "--dense-cache"} & set(args.rest):
+        parser.error("--step-fraction, --seed, --out and --dense-cache are set by this script")
     return args
 
 
@@ -44,7 +48,11 @@ def run(args, scheme, seed):
     out = f"{args.prefix}_{scheme}_seed{seed}"
     if not Path(f"{out}.json").exists():
         fraction = [] if SCHEMES[scheme] is None else ["--step-fraction", SCHEMES[scheme]]
-        command = [sys.executable, str(ROOT / "examples" / "structured_pruning.py"), *args.rest, *fraction,
+        cache = []
+        if args.dense_cache_dir is not None:
+            Path(args.dense_cache_dir).mkdir(parents=True, exist_ok=True)
+            cache = ["--dense-cache", str(Path(args.dense_cache_dir) / f"{Path(args.prefix).name}_dense_seed{seed}.keras")]
+        command = [sys.executable, str(ROOT / "examples" / "structured_pruning.py"), *args.rest, *fraction, *cache,
                    "--seed", str(seed), "--out", out]
         print("$", shlex.join(command), flush=True)
         subprocess.run(command, check=True)
@@ -78,7 +86,7 @@ def main(argv=None):
     runs = {scheme: {seed: run(args, scheme, seed) for seed in seeds} for scheme in SCHEMES}
     command = "python examples/structured_schemes.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     text = f"Command: `{command}`; seeds {args.seeds}.\n\n{table(runs, seeds)}"
-    publish(text, args.doc, "structured-schemes")
+    publish(text, args.doc, args.block)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 built from the arrays of ``$BACKEND_CHECKS_DIR/inputs.npz``: the scores and masks of magnitude,
 SNIP, GraSP and SynFlow on a small CNN, a small Transformer block and a float64-oracle MLP; the
 masks of prune_at_init, the pruned CNN's profile, FORCE and iterative SNIP, structured Taylor
-scores and removal on the CNN; the masks of every GradualPruning update and
-after every DynamicSparse (RigL, SET) step in ``fit``; AutoPrune's estimators and their gradients; on JAX, SNIP and GradualPruning under DataParallel; a pruned and stripped CNN saved as .keras with its
+scores, removal and ``structured.prune``'s loop on the CNN; the masks of every GradualPruning update
+(with PruningSummaries' scalars) and after every DynamicSparse (RigL, SET) step in ``fit``;
+AutoPrune's estimators and their gradients, and its layer and optimiser in ``fit``; Wanda and
+SparseGPT on the Transformer block; on JAX, SNIP and GradualPruning under DataParallel and the
+error for a model left on two devices; a pruned and stripped CNN saved as .keras with its
 predictions; the errors of TensorFlow-only features. Writes ``results_<backend>.npz`` (and ``stripped_<backend>.keras``) there.
 
 tests/test_backends.py runs it in a fresh interpreter per backend and calls :func:`results` in its
@@ -129,13 +132,16 @@ class _MaskRecorder(keras.callbacks.Callback):
         self.before = self._state()
 
 
-def _gradual(out, arrays, prefix="gradual"):
+def _gradual(out, arrays, prefix="gradual", log_dir=None):
+    """The masks of every GradualPruning update in ``fit`` (and, with ``log_dir``, PruningSummaries'
+    event files written there)."""
     model = tfprune.wrap(cnn(listed(arrays, "cnn/weights")))
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruning = GradualPruning(PolynomialDecay(**GRADUAL))
     recorder = _MaskRecorder(pruning)
+    summaries = [] if log_dir is None else [tfprune.callbacks.PruningSummaries(log_dir)]
     model.fit(arrays["cnn/x"], arrays["cnn/y"], batch_size=4, epochs=2, shuffle=False, verbose=0,
-              callbacks=[pruning, recorder])
+              callbacks=[pruning, recorder, *summaries])
     for r, (step, sparsity, weights, before, after) in enumerate(recorder.records):
         out[f"{prefix}/{r}/step"] = np.asarray(step)
         out[f"{prefix}/{r}/sparsity"] = np.asarray(sparsity)
@@ -177,6 +183,41 @@ def _stripped(out, arrays, folder):
     out["stripped/zeros"] = np.asarray([np.count_nonzero(w == 0) for w in stripped.get_weights()])
 
 
+def _structured_loop(out, model, data):
+    """``structured.prune``'s loop by Taylor on the CNN to 60 % of its MACs in steps of a quarter
+    of the removable units, without fine-tuning: the filters each layer keeps, MACs and parameters."""
+    result = tfprune.structured.prune(model, "taylor", data=data, kept_macs=0.6, step_fraction=0.25, finetune_steps=0,
+                                      final_finetune_epochs=0, samples=len(data[0]), seed=0, verbose=0)
+    for layer in result.model.layers:
+        if layer.weights:
+            out[f"structured/prune/shape/{layer.name}"] = np.asarray(layer.weights[0].shape)
+    out["structured/prune/counts"] = np.asarray([[step.macs, step.params] for step in result.steps])
+
+
+def _autoprune_fit(out, arrays):
+    """AutoPrune's layer and AuxOptimizer in ``fit`` (Adam on W, Adam at 0.1 on m, λ = 1e-2, two
+    epochs of 4 batches): the auxiliary parameters after training and the masks ``harden`` gives."""
+    model = autoprune.wrap(cnn(listed(arrays, "cnn/weights")), penalty=1e-2, initial_aux=0.2)
+    model.compile(autoprune.AuxOptimizer(keras.optimizers.Adam(1e-2), keras.optimizers.Adam(1e-1)),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(arrays["cnn/x"], arrays["cnn/y"], batch_size=4, epochs=2, shuffle=False, verbose=0)
+    for i, m in enumerate(autoprune.aux_variables(model)):
+        out[f"autoprune/fit/aux/{i}"] = keras.ops.convert_to_numpy(m.value)
+    for i, m in enumerate(tfprune.get_masks(autoprune.harden(model))):
+        out[f"autoprune/fit/mask/{i}"] = np.asarray(m)
+
+
+def _posttraining(out, arrays):
+    """Wanda and SparseGPT (50 %) on the Transformer block's Dense and EinsumDense layers, block by
+    block on its 16 sequences: every pruned weight after."""
+    for criterion in ("wanda", "sparsegpt"):
+        model = transformer(listed(arrays, "transformer/weights"))
+        tfprune.posttraining.prune(model, criterion, data=arrays["transformer/x"], sparsity=0.5, samples=16,
+                                   batch_size=8, verbose=0)
+        for t in tfprune.prunable_weights(model):
+            out[f"posttraining/{criterion}/{t.variable.path}"] = keras.ops.convert_to_numpy(t.variable.value)
+
+
 def listed(arrays, name):
     """The arrays stored as ``name/0``, ``name/1``, … in order."""
     count = sum(1 for key in arrays if key.rsplit("/", 1)[0] == name)
@@ -211,7 +252,8 @@ def _estimators(out, arrays):
 
 def _data_parallel(out, arrays):
     """SNIP's masks and GradualPruning in ``fit`` under ``keras.distribution.DataParallel`` over
-    every JAX device (the test starts JAX with two host devices)."""
+    every JAX device (the test starts JAX with two host devices); then, the distribution unset,
+    the error of wrapping the model built under it."""
     import jax
 
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
@@ -222,6 +264,12 @@ def _data_parallel(out, arrays):
         _gradual(out, arrays, "data_parallel/gradual")
     finally:
         keras.distribution.set_distribution(None)
+    layers = [layer.name for layer in model.layers]
+    try:  # the model's variables are replicated on both devices, and no distribution is set now
+        tfprune.wrap(model)
+    except Exception as error:  # the test checks which
+        out["errors/placement"] = np.asarray(f"{type(error).__name__}: {error}")
+    out["errors/placement/unchanged"] = np.asarray([layer.name for layer in model.layers] == layers)
 
 
 def _tensorflow_only(out, arrays, folder):
@@ -249,7 +297,10 @@ def results(folder):
             _more_criteria(out, model, data)
             pruned = _pruned(out, model, data)
             out["profile"] = np.asarray(json.dumps(tfprune.profile(pruned, verbose=0).to_dict(), sort_keys=True))
-    _gradual(out, arrays)
+            _structured_loop(out, model, data)
+    _gradual(out, arrays, log_dir=folder / f"summaries_{keras.backend.backend()}")
+    _autoprune_fit(out, arrays)
+    _posttraining(out, arrays)
     _dynamic(out, arrays)
     _estimators(out, arrays)
     _stripped(out, arrays, folder)

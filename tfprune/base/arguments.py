@@ -200,12 +200,15 @@ def keras_model(value, name="model"):
 
     Raises:
         ArgumentError: for anything but a ``keras.Model``.
+        BackendError: on JAX, for a model whose variables lie on several devices while no
+            ``keras.distribution`` is set (:func:`tfprune.base.backends.require_distribution_for_placement`).
 
     Example:
         >>> keras_model(keras.layers.Dense(3))
         ArgumentError: model must be a Keras 3 model (keras.Model), got the Dense layer 'dense': ...
     """
     if isinstance(value, keras.Model):
+        backends.require_distribution_for_placement(value)
         return value
     if value is None:
         given, advice = "None", "pass the model itself"

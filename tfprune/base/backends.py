@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["BackendError", "name", "is_tensorflow", "require_tensorflow", "made_before_switch"]
+__all__ = ["BackendError", "name", "is_tensorflow", "require_tensorflow", "made_before_switch",
+           "require_distribution_for_placement"]
 
 
 class BackendError(RuntimeError):
@@ -59,3 +60,24 @@ def made_before_switch(value):
     return next((parts[3] for parts in modules
                  if parts[:3] == ["keras", "src", "backend"] and len(parts) > 3 and parts[3] != "common"),
                 "another backend")
+
+
+def require_distribution_for_placement(model):
+    """Raises :class:`BackendError` if, on JAX, a variable of ``model`` lies on several devices
+    (sharded or replicated by a ``keras.distribution``) while no distribution is set.
+
+    tfprune creates its masks and runs its scoring steps under the distribution in effect; without
+    one they would sit whole on one device, outside the model's layout. The message names the
+    variable, its placement and what to do.
+    """
+    if name() != "jax" or keras.distribution.distribution() is not None:
+        return
+    for variable in model.variables:
+        sharding = getattr(variable.value, "sharding", None)
+        devices = len(getattr(sharding, "device_set", ()))
+        if devices > 1:
+            raise BackendError(
+                f"the variable {variable.path!r} of {model.name!r} lies on {devices} devices ({sharding}), but no "
+                "keras.distribution is set, so tfprune's masks and scoring steps would sit whole on one device: "
+                "set the distribution the model was built under first (keras.distribution.set_distribution("
+                "distribution), or work inside `with distribution.scope():`)")

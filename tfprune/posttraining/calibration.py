@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from tfprune import _compat
+from tfprune.autodiff import engines
 
 __all__ = ["Statistics", "Calibration", "calibration_batches"]
 
@@ -194,12 +195,13 @@ class Calibration:
                 linear, statistics = stats[id(layer)]
                 statistics.update(linear.features(inputs))
 
-            with _compat.observed_inputs([lin.layer for lin in block], observe):
+            with _compat.observed_inputs([lin.layer for lin in block], observe), engines.inference():
                 for x in hidden if hidden is not None else self.batches:
                     (unit if hidden is not None else self.model)(x)
             yield list(stats.values())
             if hidden is not None and i + 1 < len(self._block_layers):
-                hidden = [_first(unit(h)) for h in hidden]
+                with engines.inference():
+                    hidden = [_first(unit(h)) for h in hidden]
 
     def _hidden_inputs(self):
         """The first block's inputs: the pre-block layers on the token ids of each batch."""
@@ -207,8 +209,9 @@ class Calibration:
         for x in self.batches:
             h = _token_ids(x)
             try:
-                for layer in self._pre:
-                    h = layer(h)
+                with engines.inference():
+                    for layer in self._pre:
+                        h = layer(h)
             except Exception as error:
                 raise _misfit(self.model, x, error) from error
             hidden.append(h)

@@ -69,7 +69,7 @@ class Linear:
         Args:
             inputs: The tensor the layer was called on.
         """
-        x = np.asarray(inputs, dtype=np.float64)
+        x = keras.ops.convert_to_numpy(inputs).astype(np.float64)
         summed = [a % x.ndim for a in self._input_axes]
         others = [a for a in range(x.ndim) if a not in summed]
         return np.transpose(x, others + summed).reshape(-1, self.width)

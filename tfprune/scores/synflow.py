@@ -123,11 +123,11 @@ def _synflow_step(model, targets, rescale):
 
 def _kept_range(scores, mask):
     """``(highest, lowest, count)`` of the scores of the kept weights (all weights if unmasked)."""
+    scores = ops.convert_to_numpy(scores)  # as NumPy: a PyTorch tensor may still require gradients
     if mask is None:
-        return float(ops.max(scores)), float(ops.min(scores)), int(np.prod(scores.shape))
-    kept = ops.not_equal(mask.value, 0)
-    return (float(ops.max(ops.where(kept, scores, -np.inf))), float(ops.min(ops.where(kept, scores, np.inf))),
-            int(ops.count_nonzero(kept)))
+        return float(scores.max()), float(scores.min()), scores.size
+    kept = ops.convert_to_numpy(mask.value) != 0
+    return float(np.where(kept, scores, -np.inf).max()), float(np.where(kept, scores, np.inf).min()), int(kept.sum())
 
 
 def _warn_unranked(targets, scores):

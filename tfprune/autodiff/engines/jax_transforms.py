@@ -3,10 +3,12 @@ Hessian-vector products, and ``jax.jit`` for compiled steps (see :mod:`tfprune.a
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import keras
 
-__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile"]
+__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile", "inference"]
 
 COMPILES_FIRST_ROUND = True
 
@@ -34,3 +36,8 @@ def compile(function, variables):
             return function(*args)
 
     return lambda *args: pure([v.value for v in variables], args)
+
+
+def inference():
+    """A no-op: JAX differentiates only under its transformations."""
+    return contextlib.nullcontext()

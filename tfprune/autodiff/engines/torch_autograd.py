@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile"]
+__all__ = ["COMPILES_FIRST_ROUND", "value_and_gradients", "hessian_vector_product", "compile", "inference"]
 
 COMPILES_FIRST_ROUND = False
 
@@ -46,3 +46,8 @@ def hessian_vector_product(function, values, direction):
 def compile(function, variables):
     """``function`` itself: PyTorch runs it op by op."""
     return function
+
+
+def inference():
+    """``torch.no_grad()``: Keras's variables require gradients, so results would keep their graphs."""
+    return torch.no_grad()
