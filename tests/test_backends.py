@@ -349,3 +349,17 @@ def test_post_training_pruning_equals_tensorflows(backend, tensorflow, criterion
         assert _agree(results[key], tensorflow[key], 1e-5 if criterion == "wanda" else 1e-4), (name, key)
         if "embedding" not in key:
             assert np.count_nonzero(results[key] == 0) == results[key].size // 2, (name, key)
+
+
+def test_jax_model_parallel_shards_each_mask_as_its_kernel_and_gives_the_masks_of_one_device(backend):
+    """``keras.distribution.ModelParallel`` with conv1's and the logits' kernels sharded over two
+    devices on their outputs: each mask is laid out as its kernel (the layout map names no mask),
+    and SNIP's masks equal those of one device."""
+    name, results = backend
+    if name != "jax":
+        pytest.skip("keras.distribution runs on JAX")
+    specs = results["model_parallel/specs"].tolist()
+    assert specs == [["P(None, None, None, 'model')"] * 2, ["P(None, None, None, None)"] * 2,
+                     ["P(None, 'model')"] * 2], specs
+    for i in range(3):
+        np.testing.assert_array_equal(results[f"model_parallel/pruned/snip/{i}"], results[f"pruned/snip/{i}"])

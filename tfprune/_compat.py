@@ -50,6 +50,7 @@ __all__ = [
     "stateless_scope",
     "inheriting_stateless_scope",
     "LAYER_LIST_ATTRIBUTE",
+    "add_weight_with_layout",
 ]
 
 # The attribute in which a Keras layer keeps its list of tracked sub-layers.
@@ -95,6 +96,16 @@ def exact_tensorflow_moments():
         yield
     finally:
         tensorflow_nn._compute_moments = original
+
+
+def add_weight_with_layout(layer, layout, *, name, shape, initializer, dtype, trainable):
+    """``layer.add_weight(...)`` whose variable gets the ``keras.distribution.TensorLayout``
+    ``layout`` (``Layer.add_weight`` takes none; ``keras.Variable`` does)."""
+    with keras.name_scope(layer.name, caller=layer):
+        variable = keras.Variable(initializer=initializer, shape=shape, dtype=dtype, trainable=trainable, name=name,
+                                  layout=layout)
+    layer._track_variable(variable)
+    return variable
 
 
 def direct_sublayers(layer):

@@ -5,8 +5,8 @@ masks of prune_at_init, the pruned CNN's profile, FORCE and iterative SNIP, stru
 scores, removal and ``structured.prune``'s loop on the CNN; the masks of every GradualPruning update
 (with PruningSummaries' scalars) and after every DynamicSparse (RigL, SET) step in ``fit``;
 AutoPrune's estimators and their gradients, and its layer and optimiser in ``fit``; Wanda and
-SparseGPT on the Transformer block; on JAX, SNIP and GradualPruning under DataParallel and the
-error for a model left on two devices; a pruned and stripped CNN saved as .keras with its
+SparseGPT on the Transformer block; on JAX, SNIP and GradualPruning under DataParallel, SNIP
+under ModelParallel (and its masks' sharding), and the error for a model left on two devices; a pruned and stripped CNN saved as .keras with its
 predictions; the errors of TensorFlow-only features. Writes ``results_<backend>.npz`` (and ``stripped_<backend>.keras``) there.
 
 tests/test_backends.py runs it in a fresh interpreter per backend and calls :func:`results` in its
@@ -272,6 +272,24 @@ def _data_parallel(out, arrays):
     out["errors/placement/unchanged"] = np.asarray([layer.name for layer in model.layers] == layers)
 
 
+def _model_parallel(out, arrays):
+    """SNIP's masks under ``keras.distribution.ModelParallel`` over the two JAX devices, conv1's and
+    the logits' kernels sharded on their outputs, and the sharding of every mask and its kernel."""
+    import jax
+
+    layout_map = keras.distribution.LayoutMap(keras.distribution.DeviceMesh((2,), ["model"], jax.devices()))
+    layout_map["conv1/kernel"] = (None, None, None, "model")
+    layout_map["logits/kernel"] = (None, "model")
+    keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name=None))
+    try:
+        pruned = _pruned(out, cnn(listed(arrays, "cnn/weights")), (arrays["cnn/x"], arrays["cnn/y"]), ("snip",),
+                         "model_parallel/pruned")
+        out["model_parallel/specs"] = np.asarray([[str(t.variable.value.sharding.spec), str(t.mask.value.sharding.spec)]
+                                                  for t in tfprune.prunable_weights(pruned)])
+    finally:
+        keras.distribution.set_distribution(None)
+
+
 def _tensorflow_only(out, arrays, folder):
     """The errors of TFLite export and of ``strategy=`` (a backend other than TensorFlow only)."""
     model, data = cnn(listed(arrays, "cnn/weights")), (arrays["cnn/x"], arrays["cnn/y"])
@@ -308,6 +326,7 @@ def results(folder):
         _tensorflow_only(out, arrays, folder)
     if keras.backend.backend() == "jax":
         _data_parallel(out, arrays)
+        _model_parallel(out, arrays)
     return out
 
 

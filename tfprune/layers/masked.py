@@ -147,15 +147,15 @@ class MaskedLayer(SubstitutingWrapper):
                 f"cannot mask {missing or 'nothing'} in layer {self.layer.name!r}: its weights are "
                 f"{sorted(by_path)}"
             )
+        distribution = keras.distribution.distribution()
         for path in self.masked_weights:
             variable = by_path[path]
-            mask = self.add_weight(
-                name=path.replace("/", "_") + "_mask",
-                shape=variable.shape,
-                initializer="ones",
-                dtype=variable.dtype,
-                trainable=False,
-            )
+            options = dict(name=path.replace("/", "_") + "_mask", shape=variable.shape, initializer="ones",
+                           dtype=variable.dtype, trainable=False)
+            if distribution is None:
+                mask = self.add_weight(**options)
+            else:  # laid out as its weight is (sharded with it), whatever the layout map says of the mask's path
+                mask = _compat.add_weight_with_layout(self, distribution.get_variable_layout(variable), **options)
             self._pairs.append((variable, mask))
 
     # Ids of masked variables whose effective value (already masked) an enclosing StatelessScope
