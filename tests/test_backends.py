@@ -91,8 +91,8 @@ def tensorflow(folder):
 
 @pytest.mark.parametrize("prefix", [f"{model}/{criterion}" for model in ("cnn", "transformer", "mlp")
                                     for criterion in CHECKS.CRITERIA]
-                         + ["cnn/force", "cnn/iter_snip", "pruned/snip", "pruned/synflow", "structured/taylor",
-                            "structured/removed"])
+                         + ["cnn/random", "cnn/force", "cnn/iter_snip", "pruned/snip", "pruned/synflow",
+                            "pattern/snip", "applied", "structured/taylor", "structured/removed"])
 def test_scores_and_masks_equal_tensorflows(backend, tensorflow, prefix):
     """Magnitude, SNIP, GraSP (batch norm on batch statistics) and SynFlow on a CNN, a Transformer
     block and an MLP built from the same arrays, and FORCE, iterative SNIP and the structured
@@ -213,10 +213,27 @@ def test_dynamic_sparse_moves_connections_and_keeps_counts(backend, criterion):
     assert sum(moved) > 0, (name, moved)
 
 
-def test_profile_of_a_pruned_model_equals_tensorflows(backend, tensorflow):
-    """``tfprune.profile`` of the CNN pruned by SynFlow: the same parameters, non-zeros and MACs."""
+def test_profile_and_report_of_a_pruned_model_equal_tensorflows(backend, tensorflow):
+    """``tfprune.profile`` of the CNN pruned by SynFlow and ``report`` of the one pruned by SNIP
+    in the 2:4 pattern: the same parameters, non-zeros and MACs."""
     name, results = backend
     assert str(results["profile"]) == str(tensorflow["profile"]), name
+    assert str(results["report"]) == str(tensorflow["report"]), name
+
+
+def test_patterns_apply_masks_and_wrapped_reload(backend):
+    """SNIP in the 2:4 pattern keeps 2 of every 4 consecutive inputs of each output of conv2 and
+    the logits (conv1, with 2 input channels, is left out by policy); apply_masks
+    sets the masks given; a wrapped model saved as .keras on the backend reloads there with its
+    masks and predictions (to 1e-6)."""
+    name, results = backend
+    for i in range(2):  # conv2's and the logits' kernels: conv1 has groups of 2 inputs
+        mask = results[f"pattern/snip/{i}"]
+        groups = np.moveaxis(mask.reshape(-1, mask.shape[-1]), -1, 0).reshape(mask.shape[-1], -1, 4)
+        assert (groups.sum(axis=-1) == 2).all(), (name, i)
+        np.testing.assert_array_equal(results[f"applied/{i}"], mask[::-1])
+    assert results["reloaded/masks_equal"].all(), name
+    assert _agree(results["reloaded/predictions"], results["reloaded/expected"], 1e-6), name
 
 
 def test_tensorflow_only_features_raise_naming_the_backend_before_any_work(backend, folder):

@@ -1,7 +1,8 @@
 """Each mechanism of tfprune once, on the Keras backend of the process (``KERAS_BACKEND``), on models
 built from the arrays of ``$BACKEND_CHECKS_DIR/inputs.npz``: the scores and masks of magnitude,
 SNIP, GraSP and SynFlow on a small CNN, a small Transformer block and a float64-oracle MLP; the
-masks of prune_at_init, the pruned CNN's profile, FORCE and iterative SNIP, structured Taylor
+masks of prune_at_init (and in the 2:4 pattern), get_masks/apply_masks, the pruned CNN's profile
+and report, a wrapped CNN saved and loaded, random, FORCE and iterative SNIP, structured Taylor
 scores, removal and ``structured.prune``'s loop on the CNN; the masks of every GradualPruning update
 (with PruningSummaries' scalars) and after every DynamicSparse (RigL, SET) step in ``fit``;
 AutoPrune's estimators and their gradients, and its layer and optimiser in ``fit``; Wanda and
@@ -82,8 +83,10 @@ def _scores_and_masks(out, prefix, model, data):
 
 
 def _more_criteria(out, model, data):
-    """FORCE's and iterative SNIP's scores (batch norm on batch statistics), Taylor's unit scores,
-    and the predictions of the model with two of conv1's filters removed."""
+    """Random (seeded), FORCE's and iterative SNIP's scores (batch norm on batch statistics),
+    Taylor's unit scores, and the predictions of the model with two of conv1's filters removed."""
+    for i, s in enumerate(tfprune.scores.get("random")(model, tfprune.prunable_weights(model), seed=3)):
+        out[f"cnn/random/score/{i}"] = keras.ops.convert_to_numpy(s)
     for criterion in ("force", "iter_snip"):
         scores = tfprune.scores.get(criterion)(model, tfprune.prunable_weights(model), data)
         for i, s in enumerate(scores):
@@ -130,6 +133,27 @@ class _MaskRecorder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.before = self._state()
+
+
+def _patterns_masks_and_reports(out, model, data, folder):
+    """SNIP's masks in the 2:4 pattern; ``get_masks``/``apply_masks`` (the masks turned around);
+    ``report``'s table; a wrapped model saved as .keras and loaded on this backend: its masks and
+    predictions."""
+    pruned = tfprune.prune_at_init(model, "snip", pattern="2:4", data=data, verbose=0,  # conv1 has 2 inputs
+                                   policy=tfprune.policies.ExcludeLayers(names=["conv1"]))
+    for i, m in enumerate(tfprune.get_masks(pruned)):
+        out[f"pattern/snip/{i}"] = np.asarray(m)
+    tfprune.apply_masks(pruned, [m[::-1] for m in tfprune.get_masks(pruned)])
+    for i, m in enumerate(tfprune.get_masks(pruned)):
+        out[f"applied/{i}"] = np.asarray(m)
+    out["report"] = np.asarray(str(tfprune.report(pruned, verbose=0)))
+    path = folder / f"wrapped_{keras.backend.backend()}.keras"
+    pruned.save(path)
+    loaded = keras.models.load_model(path)
+    out["reloaded/masks_equal"] = np.asarray([np.array_equal(a, b) for a, b in
+                                             zip(tfprune.get_masks(loaded), tfprune.get_masks(pruned))])
+    out["reloaded/predictions"] = keras.ops.convert_to_numpy(loaded(data[0], training=False))
+    out["reloaded/expected"] = keras.ops.convert_to_numpy(pruned(data[0], training=False))
 
 
 def _gradual(out, arrays, prefix="gradual", log_dir=None):
@@ -316,6 +340,7 @@ def results(folder):
             pruned = _pruned(out, model, data)
             out["profile"] = np.asarray(json.dumps(tfprune.profile(pruned, verbose=0).to_dict(), sort_keys=True))
             _structured_loop(out, model, data)
+            _patterns_masks_and_reports(out, model, data, folder)
     _gradual(out, arrays, log_dir=folder / f"summaries_{keras.backend.backend()}")
     _autoprune_fit(out, arrays)
     _posttraining(out, arrays)
