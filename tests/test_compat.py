@@ -236,3 +236,22 @@ def test_exact_tensorflow_moments_give_the_variances_second_derivative():
     np.testing.assert_allclose(mean, x.numpy().mean(1), rtol=1e-12)
     np.testing.assert_allclose(variance, x.numpy().var(1), rtol=1e-12)
     np.testing.assert_allclose(hessian_v, 2 / 6 * (v.numpy() - v.numpy().mean()), rtol=1e-12, atol=1e-15)
+
+
+def test_add_weight_with_layout_makes_the_variable_add_weight_would():
+    """Made in ``build``: tracked by the layer, under the path ``add_weight`` gives, with its values."""
+
+    class TwoWeights(keras.layers.Layer):
+        def build(self, input_shape):
+            options = dict(shape=(2, 3), initializer="ones", dtype="float32", trainable=False)
+            self.made = _compat.add_weight_with_layout(self, None, name="made", **options)
+            self.reference = self.add_weight(name="reference", **options)
+
+        def call(self, x):
+            return x
+
+    layer = TwoWeights(name="two")
+    layer.build((None, 2))
+    assert layer.non_trainable_weights == [layer.made, layer.reference]
+    assert (layer.made.path, layer.reference.path) == ("two/made", "two/reference")
+    np.testing.assert_array_equal(layer.made.numpy(), np.ones((2, 3)))

@@ -25,6 +25,7 @@ from keras.src.saving import object_registration
 
 __all__ = [
     "Functional",
+    "add_weight_with_layout",
     "build_shapes",
     "compile_loss",
     "compile_loss_weights",
@@ -50,7 +51,6 @@ __all__ = [
     "stateless_scope",
     "inheriting_stateless_scope",
     "LAYER_LIST_ATTRIBUTE",
-    "add_weight_with_layout",
 ]
 
 # The attribute in which a Keras layer keeps its list of tracked sub-layers.

@@ -123,11 +123,14 @@ def _synflow_step(model, targets, rescale):
 
 def _kept_range(scores, mask):
     """``(highest, lowest, count)`` of the scores of the kept weights (all weights if unmasked)."""
-    scores = ops.convert_to_numpy(scores)  # as NumPy: a PyTorch tensor may still require gradients
+    def number(x):  # through NumPy: a PyTorch tensor may still require gradients
+        return ops.convert_to_numpy(x).item()
+
     if mask is None:
-        return float(scores.max()), float(scores.min()), scores.size
-    kept = ops.convert_to_numpy(mask.value) != 0
-    return float(np.where(kept, scores, -np.inf).max()), float(np.where(kept, scores, np.inf).min()), int(kept.sum())
+        return number(ops.max(scores)), number(ops.min(scores)), int(np.prod(scores.shape))
+    kept = ops.not_equal(mask.value, 0)
+    return (number(ops.max(ops.where(kept, scores, -np.inf))), number(ops.min(ops.where(kept, scores, np.inf))),
+            int(number(ops.sum(ops.cast(kept, "int32")))))
 
 
 def _warn_unranked(targets, scores):
