@@ -280,14 +280,11 @@ def _data_parallel(out, arrays):
     the error of wrapping the model built under it."""
     import jax
 
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
-    try:
+    with keras.distribution.DataParallel(devices=jax.devices()).scope():
         out["data_parallel/devices"] = np.asarray(len(jax.devices()))
         model = cnn(listed(arrays, "cnn/weights"))
         _pruned(out, model, (arrays["cnn/x"], arrays["cnn/y"]), ("snip",), "data_parallel/pruned")
         _gradual(out, arrays, "data_parallel/gradual")
-    finally:
-        keras.distribution.set_distribution(None)
     layers = [layer.name for layer in model.layers]
     try:  # the model's variables are replicated on both devices, and no distribution is set now
         tfprune.wrap(model)
@@ -304,14 +301,11 @@ def _model_parallel(out, arrays):
     layout_map = keras.distribution.LayoutMap(keras.distribution.DeviceMesh((2,), ["model"], jax.devices()))
     layout_map["conv1/kernel"] = (None, None, None, "model")
     layout_map["logits/kernel"] = (None, "model")
-    keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name=None))
-    try:
+    with keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name=None).scope():
         pruned = _pruned(out, cnn(listed(arrays, "cnn/weights")), (arrays["cnn/x"], arrays["cnn/y"]), ("snip",),
                          "model_parallel/pruned")
         out["model_parallel/specs"] = np.asarray([[str(t.variable.value.sharding.spec), str(t.mask.value.sharding.spec)]
                                                   for t in tfprune.prunable_weights(pruned)])
-    finally:
-        keras.distribution.set_distribution(None)
 
 
 def _tensorflow_only(out, arrays, folder):
