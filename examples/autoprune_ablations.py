@@ -1,12 +1,15 @@
 """AutoPrune's ablations on MNIST (issue 32): the three STEs × the optimiser of the auxiliary
-parameters m (Adam, SGD with momentum 0.9) × decoupled or coupled ∂m × m's learning rate, over
-several seeds, with the same recipe as examples/autoprune_mnist.py. Each run is one CSV row
+parameters m (Adam, SGD with momentum 0.9) × decoupled or coupled ∂m × m's learning rate × m's weight
+decay × the penalty λ (the recipe's by default), over several seeds, with the same recipe as
+examples/autoprune_mnist.py. Each run is one CSV row
 (resumable: rows already in --out are skipped); the summary (mean ± standard deviation over seeds,
 and the STEs ranked by compression in each setting) is printed and written into docs/autoprune.md.
 
     python examples/autoprune_ablations.py --models lenet_300_100 --seeds 0,1,2
     python examples/autoprune_ablations.py --aux-weight-decays 0,1e-4 --aux-optimizers adam \\
         --decoupling decoupled --aux-lrs 0.01 --block autoprune-aux-decay   # the decay's effect
+    python examples/autoprune_ablations.py --aux-optimizers sgd --decoupling decoupled --aux-lrs 0.1 \
+        --penalties 1e-3,1e-2 --stes softplus --seeds 0   # a λ search for SGD on m
 """
 
 import argparse
@@ -28,8 +31,8 @@ from autoprune_mnist import CONFIG, ROOT, train_autoprune, train_dense  # noqa: 
 from tfprune import autoprune  # noqa: E402
 from tfprune.experiments.documents import publish  # noqa: E402
 
-FIELDS = ["model", "ste", "aux_optimizer", "decoupling", "aux_lr", "aux_weight_decay", "seed", "epochs",
-          "test_error", "compression", "kept", "params", "seconds"]
+FIELDS = ["model", "ste", "aux_optimizer", "decoupling", "aux_lr", "aux_weight_decay", "penalty", "seed", "epochs",
+          "test_error", "compression", "kept", "params", "recovered", "seconds"]
 AUX_OPTIMIZERS = {"adam": lambda lr: keras.optimizers.Adam(lr),
                   "sgd": lambda lr: keras.optimizers.SGD(lr, momentum=0.9)}
 
@@ -42,6 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--decoupling", default="decoupled,coupled")
     parser.add_argument("--aux-lrs", default="0.01,0.1")
     parser.add_argument("--aux-weight-decays", default="0")
+    parser.add_argument("--penalties", default="recipe",
+                        help='λ during the penalty epochs, comma-separated; "recipe" is each model\'s own')
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs)")
     parser.add_argument("--data-dir", default=str(ROOT / ".." / "shared" / "data"))
@@ -55,19 +60,36 @@ def parse_args(argv=None):
         allowed = list(AUX_OPTIMIZERS) if name == "aux_optimizers" else ["decoupled", "coupled"]
         if set(values) - set(allowed):
             parser.error(f"--{name.replace('_', '-')}: {sorted(set(values) - set(allowed))} not in {allowed}")
+    if args.penalties != "recipe":
+        try:
+            penalties = [float(v) for v in args.penalties.split(",")]
+        except ValueError:
+            parser.error(f'--penalties: {args.penalties!r} is neither "recipe" nor comma-separated numbers')
+        if min(penalties) < 0:
+            parser.error(f"--penalties: λ must be ≥ 0, got {min(penalties):g}")
     return args
 
 
+def penalties(args, model):
+    """The λ values of the grid for ``model``: its recipe's, or those of --penalties."""
+    if args.penalties == "recipe":
+        return [CONFIG[model]["penalty"]]
+    return [float(v) for v in args.penalties.split(",")]
+
+
 def grid(args):
-    return itertools.product(args.models.split(","), args.aux_optimizers.split(","), args.decoupling.split(","),
-                             [float(v) for v in args.aux_lrs.split(",")],
-                             [float(v) for v in args.aux_weight_decays.split(",")],
-                             [int(v) for v in args.seeds.split(",")], args.stes.split(","))
+    """(model, aux optimiser, decoupling, m's lr, m's weight decay, λ, seed, STE) for every run asked for."""
+    for model, optimizer, decoupling, lr, decay in itertools.product(
+            args.models.split(","), args.aux_optimizers.split(","), args.decoupling.split(","),
+            [float(v) for v in args.aux_lrs.split(",")], [float(v) for v in args.aux_weight_decays.split(",")]):
+        for penalty, seed, ste in itertools.product(penalties(args, model), [int(v) for v in args.seeds.split(",")],
+                                                    args.stes.split(",")):
+            yield model, optimizer, decoupling, lr, decay, penalty, seed, ste
 
 
 def key(row):
     return (row["model"], row["ste"], row["aux_optimizer"], row["decoupling"], float(row["aux_lr"]),
-            float(row["aux_weight_decay"]), int(row["seed"]), int(row["epochs"]))
+            float(row["aux_weight_decay"]), float(row["penalty"]), int(row["seed"]), int(row["epochs"]))
 
 
 def read_rows(path):
@@ -87,11 +109,12 @@ def run(args):
         writer = csv.DictWriter(f, FIELDS)
         if new_file:
             writer.writeheader()
-        for model, optimizer, decoupling, lr, decay, seed, ste in grid(args):
-            config = dict(CONFIG[model], **({} if args.epochs is None else
-                                            {"epochs": args.epochs, "penalty_epochs": max(1, args.epochs - 2)}))
+        for model, optimizer, decoupling, lr, decay, penalty, seed, ste in grid(args):
+            config = dict(CONFIG[model], penalty=penalty,
+                          **({} if args.epochs is None else
+                             {"epochs": args.epochs, "penalty_epochs": max(1, args.epochs - 2)}))
             row = dict(model=model, ste=ste, aux_optimizer=optimizer, decoupling=decoupling, aux_lr=lr,
-                       aux_weight_decay=decay, seed=seed, epochs=config["epochs"])
+                       aux_weight_decay=decay, penalty=penalty, seed=seed, epochs=config["epochs"])
             if key(row) in done:
                 continue
             result = train_autoprune(model, ste, config, train, test, verbose=0, seed=seed,
@@ -99,7 +122,7 @@ def run(args):
                                      decoupled=decoupling == "decoupled", aux_weight_decay=decay)
             kept, params = (int(v.replace(",", "")) for v in result["kept"].split(" / "))
             row.update(test_error=round(result["error"], 3), compression=round(result["compression"], 2),
-                       kept=kept, params=params, seconds=round(result["seconds"], 1))
+                       kept=kept, params=params, recovered=result["recovered"], seconds=round(result["seconds"], 1))
             writer.writerow(row)
             f.flush()
             print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
@@ -121,29 +144,28 @@ def _order(means):
 
 def summary(rows, args):
     """Mean ± standard deviation over seeds per setting, and the STEs ranked by mean compression."""
-    chosen = {key(r)[:6] for r in rows}
-    wanted = {(m, s, o, d, lr, wd) for m, o, d, lr, wd, _, s in grid(args)}
+    wanted = {(m, s, o, d, lr, wd, p) for m, o, d, lr, wd, p, _, s in grid(args)}
     groups = {}
     for r in rows:
         k = key(r)
-        if k[:6] in wanted & chosen:
-            groups.setdefault(k[:6], []).append(r)
-    lines = ["| network | aux optimiser | ∂m | m's lr | m's weight decay | STE | seeds | compression | test error % | STE order by compression |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+        if k[:7] in wanted:
+            groups.setdefault(k[:7], []).append(r)
+    lines = ["| network | aux optimiser | ∂m | m's lr | m's weight decay | λ | STE | seeds | compression | test error % | STE order by compression |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     settings = sorted({k[:1] + k[2:] for k in groups})
-    for model, optimizer, decoupling, lr, decay in settings:
+    for model, optimizer, decoupling, lr, decay, penalty in settings:
         means = {}
         for ste in args.stes.split(","):
-            group = groups.get((model, ste, optimizer, decoupling, lr, decay), [])
+            group = groups.get((model, ste, optimizer, decoupling, lr, decay, penalty), [])
             if group:
                 means[ste] = np.mean([float(r["compression"]) for r in group])
         order = _order(means)
         for ste in args.stes.split(","):
-            group = groups.get((model, ste, optimizer, decoupling, lr, decay), [])
+            group = groups.get((model, ste, optimizer, decoupling, lr, decay, penalty), [])
             if not group:
                 continue
             lines.append(
-                f"| {model} | {optimizer} | {decoupling} | {lr:g} | {decay:g} | {ste} | "
+                f"| {model} | {optimizer} | {decoupling} | {lr:g} | {decay:g} | {penalty:g} | {ste} | "
                 f"{','.join(sorted(r['seed'] for r in group))} | "
                 f"{mean_spread([float(r['compression']) for r in group])}× | "
                 f"{mean_spread([float(r['test_error']) for r in group])} | {order} |")

@@ -87,7 +87,8 @@ def train_autoprune(name, ste, config, train, test, verbose, seed=COMMON["seed"]
     plain = tfprune.strip(hardened)
     weights = tfprune.report(hardened, verbose=0).total
     total = tfprune.profile(plain, verbose=0).total
-    return dict(method=f"AutoPrune {ste}", error=test_error(plain, *test), compression=weights.params / weights.kept,
+    compression = weights.params / weights.kept if weights.kept else float("inf")  # inf: every weight pruned
+    return dict(method=f"AutoPrune {ste}", error=test_error(plain, *test), compression=compression,
                 kept=f"{weights.kept:,} / {weights.params:,}", macs_kept=100.0 * total.effective_macs / total.macs,
                 macs=total.macs, seconds=seconds,
                 recovered=sum(r["recovered"] for r in monitor.history))
