@@ -46,7 +46,7 @@ def parse_args(argv=None):
     parser.add_argument("--aux-lrs", default="0.01,0.1")
     parser.add_argument("--aux-weight-decays", default="0")
     parser.add_argument("--penalties", default="recipe",
-                        help='λ during the penalty epochs, comma-separated; "recipe" is each model\'s own')
+                        help='λ during the penalty epochs, comma-separated numbers or "recipe" (each model\'s own)')
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs)")
     parser.add_argument("--data-dir", default=str(ROOT / ".." / "shared" / "data"))
@@ -60,21 +60,18 @@ def parse_args(argv=None):
         allowed = list(AUX_OPTIMIZERS) if name == "aux_optimizers" else ["decoupled", "coupled"]
         if set(values) - set(allowed):
             parser.error(f"--{name.replace('_', '-')}: {sorted(set(values) - set(allowed))} not in {allowed}")
-    if args.penalties != "recipe":
+    for value in args.penalties.split(","):
         try:
-            penalties = [float(v) for v in args.penalties.split(",")]
+            if value != "recipe" and not float(value) >= 0:
+                parser.error(f"--penalties: λ must be ≥ 0, got {value}")
         except ValueError:
-            parser.error(f'--penalties: {args.penalties!r} is neither "recipe" nor comma-separated numbers')
-        if min(penalties) < 0:
-            parser.error(f"--penalties: λ must be ≥ 0, got {min(penalties):g}")
+            parser.error(f'--penalties: {value!r} is neither "recipe" nor a number')
     return args
 
 
 def penalties(args, model):
-    """The λ values of the grid for ``model``: its recipe's, or those of --penalties."""
-    if args.penalties == "recipe":
-        return [CONFIG[model]["penalty"]]
-    return [float(v) for v in args.penalties.split(",")]
+    """The λ values of --penalties for ``model``, "recipe" standing for its recipe's own."""
+    return [CONFIG[model]["penalty"] if v == "recipe" else float(v) for v in args.penalties.split(",")]
 
 
 def grid(args):
@@ -128,9 +125,12 @@ def run(args):
             print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
 
-def mean_spread(values):
+def mean_spread(values, unit=""):
+    """Mean ± sample standard deviation; compression ∞ (every weight pruned) is counted, not averaged."""
     values = np.asarray(values, float)
-    return f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.2f}"
+    if np.isinf(values).any():
+        return f"∞ on {int(np.isinf(values).sum())} of {len(values)} seeds (every weight pruned)"
+    return f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.2f}{unit}"
 
 
 def _order(means):
@@ -167,7 +167,7 @@ def summary(rows, args):
             lines.append(
                 f"| {model} | {optimizer} | {decoupling} | {lr:g} | {decay:g} | {penalty:g} | {ste} | "
                 f"{','.join(sorted(r['seed'] for r in group))} | "
-                f"{mean_spread([float(r['compression']) for r in group])}× | "
+                f"{mean_spread([float(r['compression']) for r in group], '×')} | "
                 f"{mean_spread([float(r['test_error']) for r in group])} | {order} |")
     return "\n".join(lines)
 

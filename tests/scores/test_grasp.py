@@ -162,34 +162,42 @@ def test_grasp_with_batch_norm_matches_finite_differences(batch_statistics):
     assert "call" not in vars(bn)  # the batch-statistics change is undone
 
 
-# --- Layer normalisation: the second derivative through the mean inside the variance ----------
+# --- Layer and group normalisation: the second derivative through the mean inside the variance ----
 
 MID = [RNG.normal(size=(6, 6)) * 0.7, RNG.normal(size=6) * 0.1]
 
 
-def layer_norm_loss(kernels, x, y):
-    """The float64 Dense(6) → tanh → Dense(6) → LayerNormalization → tanh → Dense(3) network."""
+def normalization_loss(kernels, x, y, groups):
+    """The float64 Dense(6) → tanh → Dense(6) → normalisation over ``groups`` groups of features
+    (1: LayerNormalization) → tanh → Dense(3) network."""
     z = np.tanh(x.astype(np.float64) @ kernels[0] + W[1]) @ kernels[1] + MID[1]
-    normalised = (z - z.mean(1, keepdims=True)) / np.sqrt(z.var(1, keepdims=True) + BN_EPSILON)
+    grouped = z.reshape(len(z), groups, -1)
+    normalised = ((grouped - grouped.mean(2, keepdims=True))
+                  / np.sqrt(grouped.var(2, keepdims=True) + BN_EPSILON)).reshape(z.shape)
     return _cross_entropy(np.tanh(normalised * BN["gamma"] + BN["beta"]), kernels[2], x, y)
 
 
-def test_grasp_through_layer_normalization_matches_finite_differences():
-    """Through a ``LayerNormalization`` fed by a nonlinear path (so the Hessian-vector direction
-    does not sum to zero over the features), the Hessian term is exact on TensorFlow too: the
-    second derivative goes through the mean inside the variance, where ``tf.nn.moments`` stops
-    the gradient; Keras's own moments are back in place afterwards."""
+@pytest.mark.parametrize("groups", [1, 2])
+def test_grasp_through_layer_and_group_normalization_matches_finite_differences(groups):
+    """Through a ``LayerNormalization`` (``groups`` = 1) or a ``GroupNormalization`` fed by a
+    nonlinear path (so the Hessian-vector direction does not sum to zero over the features), the
+    Hessian term is exact on TensorFlow too: the second derivative goes through the mean inside the
+    variance, where ``tf.nn.moments`` stops the gradient; Keras's own moments are back in place
+    afterwards."""
     from keras.src.backend.tensorflow import nn as tensorflow_nn  # only to check that it is restored
 
     original = tensorflow_nn._compute_moments
     inputs = keras.Input((4,))
     x = keras.layers.Dense(6, activation="tanh", name="d0")(inputs)
-    x = keras.layers.LayerNormalization(epsilon=BN_EPSILON, name="norm")(keras.layers.Dense(6, name="mid")(x))
+    norm = (keras.layers.LayerNormalization(epsilon=BN_EPSILON, name="norm") if groups == 1 else
+            keras.layers.GroupNormalization(groups, epsilon=BN_EPSILON, name="norm"))
+    x = norm(keras.layers.Dense(6, name="mid")(x))
     model = keras.Model(inputs, keras.layers.Dense(3, name="d1")(keras.layers.Activation("tanh")(x)))
     for name, weights in (("d0", W[:2]), ("mid", MID), ("norm", [BN["gamma"], BN["beta"]]), ("d1", W[2:])):
         model.get_layer(name).set_weights(weights)
     scores = tfprune.scores.grasp(model, tfprune.prunable_weights(model), (X, Y), temperature=1.0, reinit_dense=False)
-    for s, e in zip(scores, numpy_grasp_in_halves(layer_norm_loss, [W[0], MID[0], W[2]])):
+    oracle = numpy_grasp_in_halves(lambda k, x, y: normalization_loss(k, x, y, groups), [W[0], MID[0], W[2]])
+    for s, e in zip(scores, oracle):
         np.testing.assert_allclose(s, e, rtol=2e-3, atol=2e-4 * np.abs(e).max())
     assert tensorflow_nn._compute_moments is original
 
