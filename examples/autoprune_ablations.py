@@ -8,7 +8,7 @@ and the STEs ranked by compression in each setting) is printed and written into 
     python examples/autoprune_ablations.py --models lenet_300_100 --seeds 0,1,2
     python examples/autoprune_ablations.py --aux-weight-decays 0,1e-4 --aux-optimizers adam \\
         --decoupling decoupled --aux-lrs 0.01 --block autoprune-aux-decay   # the decay's effect
-    python examples/autoprune_ablations.py --aux-optimizers sgd --decoupling decoupled --aux-lrs 0.1 \
+    python examples/autoprune_ablations.py --aux-optimizers sgd --decoupling decoupled --aux-lrs 0.1 \\
         --penalties 1e-3,1e-2 --stes softplus --seeds 0   # a λ search for SGD on m
 """
 
@@ -62,8 +62,8 @@ def parse_args(argv=None):
             parser.error(f"--{name.replace('_', '-')}: {sorted(set(values) - set(allowed))} not in {allowed}")
     for value in args.penalties.split(","):
         try:
-            if value != "recipe" and not float(value) >= 0:
-                parser.error(f"--penalties: λ must be ≥ 0, got {value}")
+            if value != "recipe" and not 0 <= float(value) < float("inf"):
+                parser.error(f"--penalties: λ must be a finite number ≥ 0, got {value}")
         except ValueError:
             parser.error(f'--penalties: {value!r} is neither "recipe" nor a number')
     return args
