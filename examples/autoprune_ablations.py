@@ -15,6 +15,7 @@ and the STEs ranked by compression in each setting) is printed and written into 
 import argparse
 import csv
 import itertools
+import math
 import shlex
 import os
 import sys
@@ -37,6 +38,19 @@ AUX_OPTIMIZERS = {"adam": lambda lr: keras.optimizers.Adam(lr),
                   "sgd": lambda lr: keras.optimizers.SGD(lr, momentum=0.9)}
 
 
+def penalty_list(text):
+    """--penalties: comma-separated "recipe" or finite λ ≥ 0, read once."""
+    values = []
+    for value in text.split(","):
+        try:
+            values.append(value if value == "recipe" else float(value))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{value!r} is neither "recipe" nor a number') from None
+        if value != "recipe" and not (math.isfinite(values[-1]) and values[-1] >= 0):
+            raise argparse.ArgumentTypeError(f"λ must be a finite number ≥ 0, got {value}")
+    return values
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="lenet_300_100", help=f"comma-separated, of {list(CONFIG)}")
@@ -45,7 +59,7 @@ def parse_args(argv=None):
     parser.add_argument("--decoupling", default="decoupled,coupled")
     parser.add_argument("--aux-lrs", default="0.01,0.1")
     parser.add_argument("--aux-weight-decays", default="0")
-    parser.add_argument("--penalties", default="recipe",
+    parser.add_argument("--penalties", type=penalty_list, default="recipe",
                         help='λ during the penalty epochs, comma-separated numbers or "recipe" (each model\'s own)')
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs)")
@@ -60,18 +74,12 @@ def parse_args(argv=None):
         allowed = list(AUX_OPTIMIZERS) if name == "aux_optimizers" else ["decoupled", "coupled"]
         if set(values) - set(allowed):
             parser.error(f"--{name.replace('_', '-')}: {sorted(set(values) - set(allowed))} not in {allowed}")
-    for value in args.penalties.split(","):
-        try:
-            if value != "recipe" and not 0 <= float(value) < float("inf"):
-                parser.error(f"--penalties: λ must be a finite number ≥ 0, got {value}")
-        except ValueError:
-            parser.error(f'--penalties: {value!r} is neither "recipe" nor a number')
     return args
 
 
 def penalties(args, model):
     """The λ values of --penalties for ``model``, "recipe" standing for its recipe's own."""
-    return [CONFIG[model]["penalty"] if v == "recipe" else float(v) for v in args.penalties.split(",")]
+    return [CONFIG[model]["penalty"] if v == "recipe" else v for v in args.penalties]
 
 
 def grid(args):
